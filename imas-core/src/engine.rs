@@ -1,0 +1,1422 @@
+//! The engine: every use case of IMAS (SPEC §1), written once against the ports.
+//! Each use case checks the caller's permission ([`crate::rbac`]), validates its
+//! input, and commits the domain change with its audit entries and notification
+//! intents as one atomic [`Change`]. The SLA sweep, the outbox relay and the
+//! notification worker are steps here too; the background loops that drive them
+//! only call these steps.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::auth::{self, DEFAULT_TOKEN_TTL, JwtKeys};
+use crate::error::{Error, Result};
+use crate::escalation::{self, EscalationPolicy, Step, Target};
+use crate::memory::MemoryQueue;
+use crate::model::{
+    Actor, AuditAction, AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId,
+    IncidentType, Notification, NotificationId, NotificationIntent, NotificationType, Page,
+    PageRequest, Priority, Role, Status, Timestamp, User, UserId,
+};
+use crate::ports::{
+    Change, Channel, Clock, IncidentWrite, NewJob, Queue, Store, SystemClock, UserWrite,
+};
+use crate::rbac::{self, Permission};
+use crate::sla::{self, SlaPolicy};
+
+/// The authenticated caller of a use case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub id: UserId,
+    /// The user's current role.
+    pub role: Role,
+}
+
+/// Tunables of the engine's background steps.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Resolution and response targets.
+    pub sla: SlaPolicy,
+    /// Automatic escalation levels.
+    pub escalation: EscalationPolicy,
+    /// How long an SLA sweep holds a claimed incident before another node may take
+    /// it over.
+    pub claim_lease: Duration,
+    /// Incidents claimed per sweep step.
+    pub sweep_batch: u32,
+    /// How long after publishing an outbox entry the relay publishes it again when
+    /// no worker has confirmed its delivery.
+    pub outbox_lease: Duration,
+    /// Outbox entries (and jobs) handled per relay (worker) step.
+    pub notify_batch: u32,
+    /// How long a reserved job stays invisible to other workers.
+    pub job_visibility: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            sla: SlaPolicy::default(),
+            escalation: EscalationPolicy::default(),
+            claim_lease: Duration::from_secs(30),
+            sweep_batch: 100,
+            outbox_lease: Duration::from_secs(30),
+            notify_batch: 100,
+            job_visibility: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds an [`Engine`]. Only the store is required: the clock defaults to the
+/// system clock, the queue to an in-process [`MemoryQueue`], and the JWT keys to a
+/// random development secret (tokens die with the process; say so in logs).
+#[derive(Debug)]
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    queue: Option<Arc<dyn Queue>>,
+    clock: Arc<dyn Clock>,
+    keys: Option<JwtKeys>,
+    config: EngineConfig,
+    channels: Vec<Arc<dyn Channel>>,
+}
+
+impl EngineBuilder {
+    /// The notification queue.
+    pub fn queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// JWT signing keys.
+    pub fn jwt_keys(mut self, keys: JwtKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The whole configuration.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The SLA policy.
+    pub fn sla_policy(mut self, sla: SlaPolicy) -> Self {
+        self.config.sla = sla;
+        self
+    }
+
+    /// The escalation policy.
+    pub fn escalation_policy(mut self, escalation: EscalationPolicy) -> Self {
+        self.config.escalation = escalation;
+        self
+    }
+
+    /// Adds a delivery channel (the in-app store is always one).
+    pub fn channel(mut self, channel: Arc<dyn Channel>) -> Self {
+        self.channels.push(channel);
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Result<Engine> {
+        let keys = match self.keys {
+            Some(k) => k,
+            None => {
+                warn!(
+                    "no JWT secret configured: using a random one; tokens will not survive a restart"
+                );
+                JwtKeys::random(DEFAULT_TOKEN_TTL)?
+            }
+        };
+        if self.config.sweep_batch == 0 || self.config.notify_batch == 0 {
+            return Err(Error::config("batch size", "expected at least 1"));
+        }
+        let queue = self
+            .queue
+            .unwrap_or_else(|| Arc::new(MemoryQueue::new(self.clock.clone(), Default::default())));
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                queue,
+                clock: self.clock,
+                keys,
+                config: self.config,
+                channels: self.channels,
+            }),
+        })
+    }
+}
+
+/// The IMAS engine. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    keys: JwtKeys,
+    config: EngineConfig,
+    channels: Vec<Arc<dyn Channel>>,
+}
+
+/// Input of [`Engine::register`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Display name, 1..=100 characters.
+    pub name: String,
+    /// 3..=50 of `A-Z a-z 0-9 . _ -`.
+    pub username: String,
+    /// An email address (stored lower-cased).
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+/// Input of [`Engine::create_incident`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewIncident {
+    /// 1..=200 characters.
+    pub title: String,
+    /// At most 10,000 characters.
+    pub description: Option<String>,
+    /// Default `task`.
+    pub kind: Option<IncidentType>,
+    /// Default `medium`.
+    pub priority: Option<Priority>,
+    /// An existing user.
+    pub assigned_to: Option<UserId>,
+}
+
+/// Input of [`Engine::update_incident`]: the fields to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New kind.
+    pub kind: Option<IncidentType>,
+    /// New priority (re-computes the SLA).
+    pub priority: Option<Priority>,
+    /// New status (must be an allowed transition).
+    pub status: Option<Status>,
+    /// `Some(None)` unassigns.
+    pub assigned_to: Option<Option<UserId>>,
+}
+
+/// Answer of [`Engine::list_violations`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violations {
+    /// Open incidents past their deadline (breached or about to be recorded).
+    pub total: u64,
+    /// Of those, breaches already recorded and notified.
+    pub notified: u64,
+    /// Of those, past the deadline but not yet recorded by the monitor.
+    pub skipped: u64,
+    /// One page of the violating incidents.
+    pub page: Page<Incident>,
+}
+
+/// What one SLA sweep step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Incidents claimed.
+    pub claimed: usize,
+    /// Missed response targets recorded.
+    pub response_breaches: usize,
+    /// At-risk warnings recorded.
+    pub at_risk: usize,
+    /// Breaches recorded.
+    pub breaches: usize,
+    /// Escalation levels reached automatically.
+    pub escalations: usize,
+    /// Claims lost to a concurrent change (the incident is handled by its next claim).
+    pub conflicts: usize,
+}
+
+/// What one notification worker step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Jobs reserved.
+    pub jobs: usize,
+    /// New in-app notifications.
+    pub delivered: usize,
+    /// Jobs whose notification already existed (redeliveries).
+    pub duplicates: usize,
+    /// Jobs that failed (retried or dead-lettered by the queue).
+    pub failed: usize,
+}
+
+const MAX_NAME: usize = 100;
+const MAX_TITLE: usize = 200;
+const MAX_DESCRIPTION: usize = 10_000;
+const MAX_REASON: usize = 1_000;
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 1_024;
+
+fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        let expected = if min == 0 {
+            format!("at most {max} characters")
+        } else {
+            format!("{min} to {max} characters")
+        };
+        return Err(Error::validation(
+            field,
+            format!("expected {expected}, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_title(title: &str) -> Result<()> {
+    check_len("title", title, 1, MAX_TITLE)?;
+    if title.trim().is_empty() {
+        return Err(Error::validation("title", "expected some non-blank text"));
+    }
+    Ok(())
+}
+
+fn validate_new_user(u: &NewUser) -> Result<NewUser> {
+    let name = u.name.trim().to_string();
+    check_len("name", &name, 1, MAX_NAME)?;
+    let username = u.username.trim().to_string();
+    check_len("username", &username, 3, 50)?;
+    if !username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(Error::validation(
+            "username",
+            "expected only letters, digits, '.', '_' and '-'",
+        ));
+    }
+    let email = u.email.trim().to_lowercase();
+    check_len("email", &email, 3, 254)?;
+    let valid_email = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !valid_email {
+        return Err(Error::validation(
+            "email",
+            "expected an email address such as ada@example.com",
+        ));
+    }
+    check_len("password", &u.password, MIN_PASSWORD, MAX_PASSWORD)?;
+    Ok(NewUser {
+        name,
+        username,
+        email,
+        password: u.password.clone(),
+    })
+}
+
+/// Hashes off the async executor.
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| Error::backend("argon2", e.to_string()))?
+}
+
+async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+/// A fixed hash verified when the username is unknown, so that a wrong username
+/// and a wrong password take the same time.
+async fn dummy_hash() -> String {
+    static HASH: OnceLock<String> = OnceLock::new();
+    if let Some(h) = HASH.get() {
+        return h.clone();
+    }
+    let h = hash_password("imas-timing-equaliser".into())
+        .await
+        .unwrap_or_default();
+    HASH.get_or_init(|| h).clone()
+}
+
+fn quoted(title: &str) -> String {
+    format!("\"{title}\"")
+}
+
+impl Engine {
+    /// Starts building an engine on a store.
+    pub fn builder(store: Arc<dyn Store>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            queue: None,
+            clock: Arc::new(SystemClock),
+            keys: None,
+            config: EngineConfig::default(),
+            channels: Vec::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn sla(&self) -> &SlaPolicy {
+        &self.inner.config.sla
+    }
+
+    fn escalation(&self) -> &EscalationPolicy {
+        &self.inner.config.escalation
+    }
+
+    async fn commit(&self, change: Change) -> Result<()> {
+        self.inner.store.commit(change).await
+    }
+
+    async fn load_incident(&self, id: IncidentId) -> Result<Incident> {
+        self.inner
+            .store
+            .get_incident(id)
+            .await?
+            .ok_or(Error::NotFound { entity: "incident" })
+    }
+
+    // ----- users and authentication -------------------------------------------------
+
+    /// Registers a new account, always with role `user`, and signs it in.
+    pub async fn register(&self, input: NewUser) -> Result<(User, String)> {
+        let input = validate_new_user(&input)?;
+        self.insert_user(input, Role::User, None).await
+    }
+
+    async fn insert_user(
+        &self,
+        input: NewUser,
+        role: Role,
+        by: Option<Actor>,
+    ) -> Result<(User, String)> {
+        let now = self.now();
+        let user = User {
+            id: UserId::new(),
+            name: input.name,
+            username: input.username,
+            email: input.email,
+            password_hash: hash_password(input.password).await?,
+            role,
+            created_at: now,
+        };
+        let actor = by.unwrap_or(Actor::User(user.id));
+        let audit = AuditEntry::new(
+            AuditAction::UserRegistered,
+            actor,
+            Some(user.id.to_string()),
+            format!("user {} registered with role {}", user.username, user.role),
+            now,
+        );
+        self.commit(Change {
+            user: Some(UserWrite::Insert(user.clone())),
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await?;
+        let token = self.inner.keys.issue(user.id, user.role, now)?;
+        Ok((user, token))
+    }
+
+    /// Creates the bootstrap admin unless a user with that username exists.
+    /// Returns the new admin, or `None` when the username was taken.
+    pub async fn ensure_admin(
+        &self,
+        username: &str,
+        password: &str,
+        email: &str,
+    ) -> Result<Option<User>> {
+        if self
+            .inner
+            .store
+            .user_by_username(username.trim())
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let input = validate_new_user(&NewUser {
+            name: username.into(),
+            username: username.into(),
+            email: email.into(),
+            password: password.into(),
+        })?;
+        match self
+            .insert_user(input, Role::Admin, Some(Actor::System))
+            .await
+        {
+            Ok((user, _)) => Ok(Some(user)),
+            // Another node bootstrapped it at the same moment.
+            Err(Error::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs in. A wrong password and an unknown user get the same error, after
+    /// the same work; both are audited as `LOGIN_FAILED`.
+    pub async fn login(&self, username: &str, password: &str) -> Result<String> {
+        let user = self.inner.store.user_by_username(username).await?;
+        let hash = match &user {
+            Some(u) => u.password_hash.clone(),
+            None => dummy_hash().await,
+        };
+        let ok = verify_password(password.to_string(), hash).await;
+        match user {
+            Some(u) if ok => self.inner.keys.issue(u.id, u.role, self.now()),
+            _ => {
+                let target: String = username.chars().take(100).collect();
+                let audit = AuditEntry::new(
+                    AuditAction::LoginFailed,
+                    Actor::System,
+                    Some(target),
+                    "failed sign-in",
+                    self.now(),
+                );
+                self.commit(Change {
+                    audit: vec![audit],
+                    ..Change::default()
+                })
+                .await?;
+                Err(Error::unauthorized("invalid username or password"))
+            }
+        }
+    }
+
+    /// Verifies a bearer token and loads the caller's current role (a role change
+    /// or a deleted account takes effect at once, not when the token expires).
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let claims = self.inner.keys.verify(token, self.now())?;
+        let id = claims.user_id()?;
+        let user = self
+            .inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or_else(|| Error::unauthorized("unknown user"))?;
+        Ok(Principal {
+            id: user.id,
+            role: user.role,
+        })
+    }
+
+    /// A user by id (admins, or the user themself).
+    pub async fn get_user(&self, who: &Principal, id: UserId) -> Result<User> {
+        if who.id != id && who.role != Role::Admin {
+            return Err(Error::NotFound { entity: "user" });
+        }
+        self.inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or(Error::NotFound { entity: "user" })
+    }
+
+    /// Changes a user's role (admin).
+    pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
+        rbac::require(who.role, Permission::ChangeRole)?;
+        let mut user = self
+            .inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or(Error::NotFound { entity: "user" })?;
+        if user.role == role {
+            return Ok(user);
+        }
+        let audit = AuditEntry::new(
+            AuditAction::RoleChanged,
+            Actor::User(who.id),
+            Some(id.to_string()),
+            format!(
+                "role of {} changed from {} to {}",
+                user.username, user.role, role
+            ),
+            self.now(),
+        );
+        self.commit(Change {
+            user: Some(UserWrite::SetRole { id, role }),
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await?;
+        user.role = role;
+        Ok(user)
+    }
+
+    // ----- incidents ----------------------------------------------------------------
+
+    async fn require_user(&self, field: &str, id: UserId) -> Result<()> {
+        match self.inner.store.get_user(id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::validation(field, "no user has this id")),
+        }
+    }
+
+    fn assignment_intent(
+        &self,
+        incident: &Incident,
+        assignee: UserId,
+        now: Timestamp,
+    ) -> NotificationIntent {
+        NotificationIntent {
+            key: format!("{}:assigned:{}:{}", incident.id, incident.version, assignee),
+            user: assignee,
+            message: format!("You were assigned incident {}", quoted(&incident.title)),
+            kind: NotificationType::Info,
+            incident_id: Some(incident.id),
+            created_at: now,
+        }
+    }
+
+    /// Creates an incident reported by the caller; its SLA follows its priority.
+    pub async fn create_incident(&self, who: &Principal, input: NewIncident) -> Result<Incident> {
+        rbac::require(who.role, Permission::CreateIncident)?;
+        validate_title(&input.title)?;
+        let description = input.description.unwrap_or_default();
+        check_len("description", &description, 0, MAX_DESCRIPTION)?;
+        if let Some(a) = input.assigned_to {
+            self.require_user("assignedTo", a).await?;
+        }
+        let now = self.now();
+        let mut incident = Incident {
+            id: IncidentId::new(),
+            title: input.title,
+            description,
+            kind: input.kind.unwrap_or_default(),
+            priority: Priority::default(),
+            status: Status::Open,
+            assigned_to: input.assigned_to,
+            reported_by: who.id,
+            created_at: now,
+            updated_at: now,
+            sla_target_ms: 0,
+            sla_deadline: now,
+            response_target_ms: 0,
+            response_deadline: now,
+            response_breached_at: None,
+            at_risk_at: None,
+            sla_breached: false,
+            breached_at: None,
+            escalation_level: 0,
+            escalated_at: None,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            held_ms: 0,
+            hold_started_at: None,
+            next_due_at: None,
+            version: 1,
+        };
+        self.sla()
+            .assign(&mut incident, input.priority.unwrap_or_default());
+        incident.next_due_at = escalation::next_due(&incident, self.sla(), self.escalation());
+        let audit = AuditEntry::new(
+            AuditAction::IncidentCreated,
+            Actor::User(who.id),
+            Some(incident.id.to_string()),
+            format!(
+                "incident {} created ({} priority)",
+                quoted(&incident.title),
+                incident.priority
+            ),
+            now,
+        );
+        let outbox = match incident.assigned_to {
+            Some(a) if a != who.id => vec![self.assignment_intent(&incident, a, now)],
+            _ => Vec::new(),
+        };
+        self.commit(Change {
+            incident: Some(IncidentWrite::Insert(incident.clone())),
+            audit: vec![audit],
+            outbox,
+            ..Change::default()
+        })
+        .await?;
+        Ok(incident)
+    }
+
+    /// One incident: admins and engineers read any; other callers only those they
+    /// reported (others are `NotFound`, which leaks nothing).
+    pub async fn get_incident(&self, who: &Principal, id: IncidentId) -> Result<Incident> {
+        let incident = self.load_incident(id).await?;
+        if rbac::allows(who.role, Permission::ReadAnyIncident) || incident.reported_by == who.id {
+            Ok(incident)
+        } else {
+            Err(Error::NotFound { entity: "incident" })
+        }
+    }
+
+    /// Incidents matching a filter, newest first.
+    pub async fn list_incidents(
+        &self,
+        who: &Principal,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Incident>> {
+        rbac::require(who.role, Permission::ListIncidents)?;
+        page.validate()?;
+        self.inner.store.list_incidents(filter, page).await
+    }
+
+    /// Applies a status change's side effects: response and resolution clocks,
+    /// hold pauses, lifecycle timestamps.
+    fn transition(incident: &mut Incident, to: Status, now: Timestamp) -> Result<()> {
+        let from = incident.status;
+        if !from.can_transition_to(to) {
+            return Err(Error::InvalidTransition { from, to });
+        }
+        if from == Status::OnHold {
+            sla::resume(incident, now);
+        }
+        if to == Status::OnHold {
+            sla::pause(incident, now);
+        }
+        if from == Status::Open && incident.acknowledged_at.is_none() {
+            incident.acknowledged_at = Some(now);
+        }
+        match to {
+            Status::Resolved => incident.resolved_at = Some(now),
+            Status::Closed => incident.closed_at = Some(now),
+            Status::InProgress if from == Status::Resolved => incident.resolved_at = None,
+            _ => {}
+        }
+        incident.status = to;
+        Ok(())
+    }
+
+    /// Re-targets the SLA for a priority; a new at-risk instant still ahead re-arms
+    /// the warning.
+    fn retarget(&self, incident: &mut Incident, priority: Priority, now: Timestamp) {
+        self.sla().assign(incident, priority);
+        if !incident.sla_breached && self.sla().at_risk_instant(incident) > now {
+            incident.at_risk_at = None;
+        }
+    }
+
+    /// Commits an update computed from `before`, with its audit and intents.
+    async fn commit_update(
+        &self,
+        before: &Incident,
+        mut after: Incident,
+        now: Timestamp,
+        audit: Vec<AuditEntry>,
+        outbox: Vec<NotificationIntent>,
+    ) -> Result<Incident> {
+        after.updated_at = now;
+        after.version = before.version + 1;
+        after.next_due_at = escalation::next_due(&after, self.sla(), self.escalation());
+        self.commit(Change {
+            incident: Some(IncidentWrite::Update {
+                incident: after.clone(),
+                expected_version: before.version,
+            }),
+            audit,
+            outbox,
+            ..Change::default()
+        })
+        .await?;
+        Ok(after)
+    }
+
+    /// Changes any subset of an incident's editable fields. With
+    /// `expected_version`, a concurrent change since that version is a `Conflict`.
+    pub async fn update_incident(
+        &self,
+        who: &Principal,
+        id: IncidentId,
+        patch: IncidentPatch,
+        expected_version: Option<i64>,
+    ) -> Result<Incident> {
+        rbac::require(who.role, Permission::UpdateIncident)?;
+        if let Some(t) = &patch.title {
+            validate_title(t)?;
+        }
+        if let Some(d) = &patch.description {
+            check_len("description", d, 0, MAX_DESCRIPTION)?;
+        }
+        if let Some(Some(a)) = patch.assigned_to {
+            self.require_user("assignedTo", a).await?;
+        }
+        let before = self.load_incident(id).await?;
+        if let Some(v) = expected_version.filter(|v| *v != before.version) {
+            return Err(Error::conflict(format!(
+                "incident {id} is at version {}, not {v}; reload and retry",
+                before.version
+            )));
+        }
+        let now = self.now();
+        let mut after = before.clone();
+        let mut changed = Vec::new();
+        if let Some(t) = patch.title.filter(|t| *t != before.title) {
+            after.title = t;
+            changed.push("title");
+        }
+        if let Some(d) = patch.description.filter(|d| *d != before.description) {
+            after.description = d;
+            changed.push("description");
+        }
+        if let Some(k) = patch.kind.filter(|k| *k != before.kind) {
+            after.kind = k;
+            changed.push("type");
+        }
+        if let Some(a) = patch.assigned_to.filter(|a| *a != before.assigned_to) {
+            after.assigned_to = a;
+            changed.push("assignedTo");
+        }
+        if let Some(s) = patch.status.filter(|s| *s != before.status) {
+            Self::transition(&mut after, s, now)?;
+            changed.push("status");
+        }
+        if let Some(p) = patch.priority.filter(|p| *p != before.priority) {
+            self.retarget(&mut after, p, now);
+            changed.push("priority");
+        }
+        if changed.is_empty() {
+            return Ok(before);
+        }
+        let target = Some(id.to_string());
+        let actor = Actor::User(who.id);
+        let mut audit = vec![AuditEntry::new(
+            AuditAction::IncidentUpdated,
+            actor,
+            target.clone(),
+            format!(
+                "incident {} updated: {}",
+                quoted(&after.title),
+                changed.join(", ")
+            ),
+            now,
+        )];
+        if after.status != before.status {
+            audit.push(AuditEntry::new(
+                AuditAction::StatusChanged,
+                actor,
+                target,
+                format!("status changed from {} to {}", before.status, after.status),
+                now,
+            ));
+        }
+        let mut outbox = Vec::new();
+        if let Some(a) = after
+            .assigned_to
+            .filter(|a| before.assigned_to != Some(*a) && *a != who.id)
+        {
+            let mut keyed = after.clone();
+            keyed.version = before.version + 1;
+            outbox.push(self.assignment_intent(&keyed, a, now));
+        }
+        self.commit_update(&before, after, now, audit, outbox).await
+    }
+
+    /// Changes only the status (a convenience over [`Engine::update_incident`]).
+    pub async fn change_status(
+        &self,
+        who: &Principal,
+        id: IncidentId,
+        status: Status,
+    ) -> Result<Incident> {
+        self.update_incident(
+            who,
+            id,
+            IncidentPatch {
+                status: Some(status),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+    }
+
+    /// Deletes an incident (admin). Its audit trail stays.
+    pub async fn delete_incident(&self, who: &Principal, id: IncidentId) -> Result<()> {
+        rbac::require(who.role, Permission::DeleteIncident)?;
+        let incident = self.load_incident(id).await?;
+        let audit = AuditEntry::new(
+            AuditAction::IncidentDeleted,
+            Actor::User(who.id),
+            Some(id.to_string()),
+            format!("incident {} deleted", quoted(&incident.title)),
+            self.now(),
+        );
+        self.commit(Change {
+            incident: Some(IncidentWrite::Delete {
+                id,
+                expected_version: incident.version,
+            }),
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await
+    }
+
+    // ----- SLA and escalation -------------------------------------------------------
+
+    /// Re-assigns an incident's SLA from a priority (admin).
+    pub async fn assign_sla(
+        &self,
+        who: &Principal,
+        id: IncidentId,
+        priority: Priority,
+    ) -> Result<Incident> {
+        rbac::require(who.role, Permission::AssignSla)?;
+        let before = self.load_incident(id).await?;
+        let now = self.now();
+        let mut after = before.clone();
+        self.retarget(&mut after, priority, now);
+        let audit = AuditEntry::new(
+            AuditAction::SlaAssigned,
+            Actor::User(who.id),
+            Some(id.to_string()),
+            format!(
+                "SLA of {}h assigned to {} ({} priority), deadline {}",
+                after.sla_target_ms as f64 / 3_600_000.0,
+                quoted(&after.title),
+                priority,
+                after.sla_deadline.to_rfc3339()
+            ),
+            now,
+        );
+        self.commit_update(&before, after, now, vec![audit], Vec::new())
+            .await
+    }
+
+    /// Raises an incident's escalation level by one (admin) and notifies the
+    /// level's targets.
+    pub async fn escalate_manually(
+        &self,
+        who: &Principal,
+        id: IncidentId,
+        reason: Option<String>,
+    ) -> Result<Incident> {
+        rbac::require(who.role, Permission::EscalateManually)?;
+        if let Some(r) = &reason {
+            check_len("reason", r, 0, MAX_REASON)?;
+        }
+        let before = self.load_incident(id).await?;
+        if before.status.is_done() {
+            return Err(Error::conflict(format!(
+                "incident {id} is {} and cannot be escalated",
+                before.status
+            )));
+        }
+        let now = self.now();
+        let mut after = before.clone();
+        after.escalation_level += 1;
+        after.escalated_at = Some(now);
+        let level = after.escalation_level;
+        let why = reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let audit = AuditEntry::new(
+            AuditAction::Escalation,
+            Actor::User(who.id),
+            Some(id.to_string()),
+            format!(
+                "incident {} escalated manually to level {level}{why}",
+                quoted(&after.title)
+            ),
+            now,
+        );
+        let message = format!(
+            "Incident {} escalated to level {level}{why}",
+            quoted(&after.title)
+        );
+        let targets = self.escalation().level(level).targets.clone();
+        let outbox = self
+            .intents(
+                &after,
+                &targets,
+                &format!("level{level}"),
+                NotificationType::Escalation,
+                &message,
+                now,
+            )
+            .await?;
+        self.commit_update(&before, after, now, vec![audit], outbox)
+            .await
+    }
+
+    /// Open incidents violating their SLA now, with counts.
+    pub async fn list_violations(&self, who: &Principal, page: PageRequest) -> Result<Violations> {
+        rbac::require(who.role, Permission::ListViolations)?;
+        page.validate()?;
+        let filter = IncidentFilter {
+            violated_at: Some(self.now()),
+            ..Default::default()
+        };
+        let store = &self.inner.store;
+        let total = store.count_incidents(&filter).await?;
+        let notified = store
+            .count_incidents(&IncidentFilter {
+                sla_breached: Some(true),
+                ..filter.clone()
+            })
+            .await?;
+        let page = store.list_incidents(&filter, page).await?;
+        Ok(Violations {
+            total,
+            notified,
+            skipped: total.saturating_sub(notified),
+            page,
+        })
+    }
+
+    /// Escalated incidents that are not closed.
+    pub async fn list_escalations(
+        &self,
+        who: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<Incident>> {
+        rbac::require(who.role, Permission::ListEscalations)?;
+        page.validate()?;
+        let filter = IncidentFilter {
+            escalated: Some(true),
+            status: Status::ALL
+                .iter()
+                .copied()
+                .filter(|s| *s != Status::Closed)
+                .collect(),
+            ..Default::default()
+        };
+        self.inner.store.list_incidents(&filter, page).await
+    }
+
+    /// The users a list of targets means for an incident, without duplicates.
+    /// `Assignee` falls back to every engineer (then every admin) when the
+    /// incident is unassigned, so no breach goes unnoticed.
+    async fn recipients(&self, incident: &Incident, targets: &[Target]) -> Result<Vec<UserId>> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for t in targets {
+            let users = match t {
+                Target::Assignee => match incident.assigned_to {
+                    Some(a) => vec![a],
+                    None => {
+                        let mut ids = self.role_members(Role::Engineer).await?;
+                        if ids.is_empty() {
+                            ids = self.role_members(Role::Admin).await?;
+                        }
+                        ids
+                    }
+                },
+                Target::Role(r) => self.role_members(*r).await?,
+                Target::Users(ids) => ids.clone(),
+            };
+            out.extend(users.into_iter().filter(|u| seen.insert(*u)));
+        }
+        Ok(out)
+    }
+
+    async fn role_members(&self, role: Role) -> Result<Vec<UserId>> {
+        Ok(self
+            .inner
+            .store
+            .users_with_role(role)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect())
+    }
+
+    /// One intent per recipient, keyed `incident:step:user`.
+    async fn intents(
+        &self,
+        incident: &Incident,
+        targets: &[Target],
+        step_key: &str,
+        kind: NotificationType,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<Vec<NotificationIntent>> {
+        Ok(self
+            .recipients(incident, targets)
+            .await?
+            .into_iter()
+            .map(|user| NotificationIntent {
+                key: format!("{}:{step_key}:{user}", incident.id),
+                user,
+                message: message.to_string(),
+                kind,
+                incident_id: Some(incident.id),
+                created_at: now,
+            })
+            .collect())
+    }
+
+    /// Applies one due automatic step to `incident` (in memory), adding its audit
+    /// entries and intents.
+    async fn apply_step(
+        &self,
+        incident: &mut Incident,
+        step: Step,
+        now: Timestamp,
+        audit: &mut Vec<AuditEntry>,
+        outbox: &mut Vec<NotificationIntent>,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let target = Some(incident.id.to_string());
+        let title = quoted(&incident.title);
+        match step {
+            Step::ResponseBreach => {
+                incident.response_breached_at = Some(now);
+                report.response_breaches += 1;
+                audit.push(AuditEntry::new(
+                    AuditAction::SlaResponseBreach,
+                    Actor::System,
+                    target,
+                    format!(
+                        "response target missed for {title}: still open at {}",
+                        incident.response_deadline.to_rfc3339()
+                    ),
+                    now,
+                ));
+                let message =
+                    format!("Response target missed for {title}: nobody has acknowledged it yet");
+                outbox.extend(
+                    self.intents(
+                        incident,
+                        &[Target::Assignee],
+                        "response",
+                        NotificationType::Warning,
+                        &message,
+                        now,
+                    )
+                    .await?,
+                );
+            }
+            Step::AtRisk => {
+                incident.at_risk_at = Some(now);
+                report.at_risk += 1;
+                let deadline = incident.sla_deadline.to_rfc3339();
+                audit.push(AuditEntry::new(
+                    AuditAction::SlaAtRisk,
+                    Actor::System,
+                    target,
+                    format!("SLA at risk for {title}: deadline {deadline}"),
+                    now,
+                ));
+                let message = format!("SLA at risk for {title}: deadline {deadline}");
+                let key = format!("at-risk:{}", incident.sla_deadline.timestamp_millis());
+                outbox.extend(
+                    self.intents(
+                        incident,
+                        &[Target::Assignee],
+                        &key,
+                        NotificationType::Warning,
+                        &message,
+                        now,
+                    )
+                    .await?,
+                );
+            }
+            Step::Breach => {
+                incident.sla_breached = true;
+                incident.breached_at = Some(now);
+                report.breaches += 1;
+                audit.push(AuditEntry::new(
+                    AuditAction::SlaBreach,
+                    Actor::System,
+                    target.clone(),
+                    format!(
+                        "SLA violated for {title}: deadline {}",
+                        incident.sla_deadline.to_rfc3339()
+                    ),
+                    now,
+                ));
+                let message = format!("SLA violated for {title}");
+                let targets = self.escalation().level(1).targets.clone();
+                outbox.extend(
+                    self.intents(
+                        incident,
+                        &targets,
+                        "breach",
+                        NotificationType::Escalation,
+                        &message,
+                        now,
+                    )
+                    .await?,
+                );
+                if incident.escalation_level == 0 && self.escalation().breach_is_level_one() {
+                    incident.escalation_level = 1;
+                    incident.escalated_at = Some(now);
+                    report.escalations += 1;
+                    audit.push(AuditEntry::new(
+                        AuditAction::Escalation,
+                        Actor::System,
+                        target,
+                        format!("incident {title} escalated to level 1 at SLA breach"),
+                        now,
+                    ));
+                }
+            }
+            Step::Escalate(level) => {
+                incident.escalation_level = level;
+                incident.escalated_at = Some(now);
+                report.escalations += 1;
+                audit.push(AuditEntry::new(
+                    AuditAction::Escalation,
+                    Actor::System,
+                    target,
+                    format!("incident {title} escalated automatically to level {level}"),
+                    now,
+                ));
+                let message = format!(
+                    "Incident {title} escalated to level {level}: SLA breached and not acknowledged"
+                );
+                let targets = self.escalation().level(level).targets.clone();
+                outbox.extend(
+                    self.intents(
+                        incident,
+                        &targets,
+                        &format!("level{level}"),
+                        NotificationType::Escalation,
+                        &message,
+                        now,
+                    )
+                    .await?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One SLA sweep step: claims the incidents whose next step is due, applies
+    /// every step due by now (missed response, at-risk, breach, escalation levels),
+    /// and commits each incident with its audit entries and notification intents.
+    /// Safe to run on any number of nodes at once: claims are exclusive and the
+    /// commit checks the version, so each step is applied exactly once.
+    pub async fn sweep_step(&self) -> Result<SweepReport> {
+        let now = self.now();
+        let cfg = &self.inner.config;
+        let claimed = self
+            .inner
+            .store
+            .claim_due(now, cfg.claim_lease, cfg.sweep_batch)
+            .await?;
+        let mut report = SweepReport {
+            claimed: claimed.len(),
+            ..Default::default()
+        };
+        for before in claimed {
+            let mut after = before.clone();
+            let (mut audit, mut outbox) = (Vec::new(), Vec::new());
+            // Every step moves the incident forward, so this ends; the bound only
+            // guards against a policy with zero delays repeating many times.
+            for _ in 0..64 {
+                match escalation::next_step(&after, self.sla(), self.escalation()) {
+                    Some((step, at)) if at <= now => {
+                        self.apply_step(&mut after, step, now, &mut audit, &mut outbox, &mut report)
+                            .await?
+                    }
+                    _ => break,
+                }
+            }
+            match self.commit_update(&before, after, now, audit, outbox).await {
+                Ok(_) => {}
+                Err(Error::Conflict { .. } | Error::NotFound { .. }) => {
+                    // Changed or deleted since the claim: the change re-armed its
+                    // next step; nothing was applied twice.
+                    report.conflicts += 1;
+                    debug!(incident = %before.id, "sweep lost a claim to a concurrent change");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs sweep steps until nothing is due now.
+    pub async fn sweep_all(&self) -> Result<SweepReport> {
+        let mut total = SweepReport::default();
+        loop {
+            let r = self.sweep_step().await?;
+            total.claimed += r.claimed;
+            total.response_breaches += r.response_breaches;
+            total.at_risk += r.at_risk;
+            total.breaches += r.breaches;
+            total.escalations += r.escalations;
+            total.conflicts += r.conflicts;
+            if r.claimed < self.inner.config.sweep_batch as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    // ----- notifications ------------------------------------------------------------
+
+    /// The caller's notifications, newest first.
+    pub async fn list_notifications(
+        &self,
+        who: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<Notification>> {
+        rbac::require(who.role, Permission::ReadOwnNotifications)?;
+        page.validate()?;
+        self.inner.store.list_notifications(who.id, page).await
+    }
+
+    /// Marks one of the caller's notifications read; anybody else's is `NotFound`.
+    pub async fn mark_notification_read(
+        &self,
+        who: &Principal,
+        id: NotificationId,
+    ) -> Result<Notification> {
+        rbac::require(who.role, Permission::ReadOwnNotifications)?;
+        self.inner.store.mark_read(who.id, id).await
+    }
+
+    /// One relay step: publishes due outbox entries to the queue. An entry stays in
+    /// the outbox until a worker confirms delivery; if the queue loses the job, the
+    /// entry is published again after [`EngineConfig::outbox_lease`].
+    pub async fn relay_step(&self) -> Result<usize> {
+        let cfg = &self.inner.config;
+        let entries = self
+            .inner
+            .store
+            .claim_outbox(self.now(), cfg.outbox_lease, cfg.notify_batch)
+            .await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let jobs = entries
+            .iter()
+            .map(|e| {
+                serde_json::to_value(&e.intent)
+                    .map(|payload| NewJob::new(e.intent.key.clone(), payload))
+                    .map_err(|err| Error::backend("serde_json", err))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = jobs.len();
+        self.inner.queue.enqueue(jobs).await?;
+        Ok(n)
+    }
+
+    /// One worker step: reserves jobs, delivers each to the in-app store (by
+    /// idempotency key) and the channels, then acks the job and completes its
+    /// outbox entry. A failed delivery is reported to the queue for retry.
+    pub async fn work_step(&self) -> Result<DeliveryReport> {
+        let cfg = &self.inner.config;
+        let jobs = self
+            .inner
+            .queue
+            .reserve(cfg.notify_batch as usize, cfg.job_visibility)
+            .await?;
+        let mut report = DeliveryReport {
+            jobs: jobs.len(),
+            ..Default::default()
+        };
+        for job in jobs {
+            match self.deliver(&job.payload).await {
+                Ok(inserted) => {
+                    if inserted {
+                        report.delivered += 1;
+                    } else {
+                        report.duplicates += 1;
+                    }
+                    self.inner.queue.ack(&job).await?;
+                    self.inner
+                        .store
+                        .complete_outbox(std::slice::from_ref(&job.key))
+                        .await?;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    warn!(key = %job.key, attempt = job.attempt, error = %e, "notification delivery failed");
+                    self.inner.queue.fail(&job, &e.to_string()).await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Delivers one intent: the in-app record (idempotent), then every channel.
+    /// Returns whether the in-app record was new.
+    async fn deliver(&self, payload: &serde_json::Value) -> Result<bool> {
+        let intent: NotificationIntent = serde_json::from_value(payload.clone()).map_err(|e| {
+            Error::validation("job payload", format!("not a notification intent: {e}"))
+        })?;
+        let n = Notification::from_intent(&intent, self.now());
+        let inserted = self.inner.store.insert_notification(&n).await?;
+        for channel in &self.inner.channels {
+            channel.deliver(&n).await?;
+        }
+        Ok(inserted)
+    }
+
+    /// Relays and delivers until the outbox has nothing due and the queue nothing
+    /// ready. For embedding, examples and tests; servers run the steps in loops.
+    pub async fn flush_notifications(&self) -> Result<DeliveryReport> {
+        let mut total = DeliveryReport::default();
+        loop {
+            let relayed = self.relay_step().await?;
+            let r = self.work_step().await?;
+            total.jobs += r.jobs;
+            total.delivered += r.delivered;
+            total.duplicates += r.duplicates;
+            total.failed += r.failed;
+            if relayed == 0 && r.jobs == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    // ----- audit --------------------------------------------------------------------
+
+    /// The audit log, newest first.
+    pub async fn list_audit(
+        &self,
+        who: &Principal,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>> {
+        rbac::require(who.role, Permission::ReadAudit)?;
+        page.validate()?;
+        self.inner.store.list_audit(filter, page).await
+    }
+}

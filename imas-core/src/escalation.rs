@@ -1,0 +1,223 @@
+//! Escalation policies and the SLA step schedule: which automatic step (missed
+//! response, at-risk warning, breach, next escalation level) an incident is due
+//! for, and when. Pure functions; the engine applies the steps.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::model::{Incident, Role, Status, Timestamp, UserId};
+use crate::sla::{SlaPolicy, add_ms};
+
+/// Who a level notifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The incident's assignee; every engineer when it is unassigned.
+    Assignee,
+    /// Every user with this role.
+    Role(Role),
+    /// These users.
+    Users(Vec<UserId>),
+}
+
+/// One escalation level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationLevel {
+    /// Delay after the breach (level 1) or after the previous level.
+    pub delay: Duration,
+    /// Who is notified when the level is reached.
+    pub targets: Vec<Target>,
+}
+
+/// An ordered list of levels; the last may repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationPolicy {
+    levels: Vec<EscalationLevel>,
+    repeat_last: u32,
+    delays_ms: Vec<i64>,
+}
+
+impl Default for EscalationPolicy {
+    /// Level 1 at breach notifies the assignee (all engineers when unassigned);
+    /// level 2 thirty minutes later notifies all admins.
+    fn default() -> Self {
+        Self::from_delays(&[Duration::ZERO, Duration::from_secs(30 * 60)])
+            .unwrap_or_else(|_| unreachable!("the default delays are valid"))
+    }
+}
+
+impl EscalationPolicy {
+    /// A policy from its levels; the last level repeats `repeat_last` more times.
+    pub fn new(levels: Vec<EscalationLevel>, repeat_last: u32) -> Result<Self> {
+        if levels.is_empty() {
+            return Err(Error::config(
+                "escalation policy",
+                "expected at least one level",
+            ));
+        }
+        let mut delays_ms = Vec::new();
+        for (i, l) in levels.iter().enumerate() {
+            if l.targets.is_empty() {
+                return Err(Error::config(
+                    "escalation policy",
+                    format!("level {} has no targets", i + 1),
+                ));
+            }
+            delays_ms.push(i64::try_from(l.delay.as_millis()).unwrap_or(i64::MAX));
+        }
+        let last = *delays_ms.last().unwrap_or(&0);
+        delays_ms.extend(std::iter::repeat_n(last, repeat_last as usize));
+        Ok(Self {
+            levels,
+            repeat_last,
+            delays_ms,
+        })
+    }
+
+    /// The default targets (level 1: assignee; later levels: admins) with these
+    /// delays, as `IMAS_ESCALATION_DELAYS` sets them.
+    pub fn from_delays(delays: &[Duration]) -> Result<Self> {
+        let levels = delays
+            .iter()
+            .enumerate()
+            .map(|(i, &delay)| EscalationLevel {
+                delay,
+                targets: vec![if i == 0 {
+                    Target::Assignee
+                } else {
+                    Target::Role(Role::Admin)
+                }],
+            })
+            .collect();
+        Self::new(levels, 0)
+    }
+
+    /// Parses a list such as `0s,30m` (see [`crate::sla::parse_duration`]).
+    pub fn parse_delays(name: &str, spec: &str) -> Result<Self> {
+        let delays = spec
+            .split(',')
+            .map(|d| {
+                crate::sla::parse_duration(d).ok_or_else(|| {
+                    Error::config(
+                        name,
+                        format!(
+                            "bad duration {d:?}; expected delays separated by commas, e.g. 0s,30m"
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_delays(&delays).map_err(|e| Error::config(name, e.to_string()))
+    }
+
+    /// The highest level automatic escalation reaches.
+    pub fn max_level(&self) -> u32 {
+        self.delays_ms.len() as u32
+    }
+
+    /// Level `n` (1-based). Levels past the policy's end (reached by manual
+    /// escalation or repeats) use the last level.
+    pub fn level(&self, n: u32) -> &EscalationLevel {
+        let i = (n.max(1) as usize - 1).min(self.levels.len() - 1);
+        &self.levels[i]
+    }
+
+    /// Delay before level `n` (1-based) in ms; `None` past the last level.
+    #[inline]
+    pub fn delay_ms(&self, n: u32) -> Option<i64> {
+        self.delays_ms.get((n as usize).wrapping_sub(1)).copied()
+    }
+
+    /// Whether the breach itself reaches level 1 (level 1's delay is zero).
+    pub fn breach_is_level_one(&self) -> bool {
+        self.delays_ms.first() == Some(&0)
+    }
+}
+
+/// The next automatic escalation of an incident at `level` whose anchor (the
+/// breach for level 0, the last escalation otherwise) is at `anchor_ms`: the level
+/// and when it is due, or `None` when stopped or past the last level.
+#[inline]
+pub fn next_escalation(
+    policy: &EscalationPolicy,
+    level: u32,
+    anchor_ms: i64,
+    stopped: bool,
+) -> Option<(u32, i64)> {
+    if stopped {
+        return None;
+    }
+    let next = level + 1;
+    policy
+        .delay_ms(next)
+        .map(|d| (next, anchor_ms.saturating_add(d)))
+}
+
+/// An automatic step the SLA monitor applies to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Still `open` at the response deadline.
+    ResponseBreach,
+    /// The at-risk fraction of the resolution target elapsed.
+    AtRisk,
+    /// The resolution deadline was reached (and level 1 when its delay is zero).
+    Breach,
+    /// Automatic escalation to this level.
+    Escalate(u32),
+}
+
+/// The earliest pending step of an incident and when it is due. Resolved and
+/// closed incidents have none; on hold, only escalation of an already breached
+/// incident could be pending, and acknowledging stops that too.
+pub fn next_step(
+    i: &Incident,
+    sla: &SlaPolicy,
+    esc: &EscalationPolicy,
+) -> Option<(Step, Timestamp)> {
+    if i.status.is_done() {
+        return None;
+    }
+    let mut best: Option<(Step, Timestamp)> = None;
+    let mut consider = |step: Step, at: Timestamp| {
+        if best.is_none_or(|(_, b)| at < b) {
+            best = Some((step, at));
+        }
+    };
+    if i.status == Status::Open && i.response_breached_at.is_none() {
+        consider(Step::ResponseBreach, i.response_deadline);
+    }
+    let running = i.status != Status::OnHold;
+    if running && !i.sla_breached {
+        if i.at_risk_at.is_none() {
+            consider(Step::AtRisk, sla.at_risk_instant(i));
+        }
+        consider(Step::Breach, i.sla_deadline);
+    }
+    if i.sla_breached {
+        let anchor = if i.escalation_level == 0 {
+            i.breached_at
+        } else {
+            i.escalated_at.or(i.breached_at)
+        };
+        if let Some(anchor) = anchor {
+            let stopped = i.acknowledged_at.is_some();
+            if let Some((level, at)) =
+                next_escalation(esc, i.escalation_level, anchor.timestamp_millis(), stopped)
+            {
+                consider(Step::Escalate(level), crate::model::from_millis(at));
+            }
+        }
+    }
+    // Ties: the order above (response, at-risk, breach) is kept because only a
+    // strictly earlier instant replaces the current best.
+    best
+}
+
+/// `next_step`'s due instant, what stores index as `next_due_at`.
+pub fn next_due(i: &Incident, sla: &SlaPolicy, esc: &EscalationPolicy) -> Option<Timestamp> {
+    next_step(i, sla, esc).map(|(_, at)| at)
+}
+
+/// `t + d`, for callers that hold a [`Duration`].
+pub fn after(t: Timestamp, d: Duration) -> Timestamp {
+    add_ms(t, i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

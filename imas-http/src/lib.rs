@@ -1,0 +1,1 @@
+//! The IMAS HTTP API as an axum router (work in progress: see the project issues).

@@ -1,0 +1,1 @@
+//! Redis-backed durable notification queue for IMAS (work in progress: see the project issues).

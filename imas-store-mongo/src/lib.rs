@@ -1,0 +1,1 @@
+//! MongoDB store for IMAS (work in progress: see the project issues).

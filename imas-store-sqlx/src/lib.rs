@@ -1,0 +1,1 @@
+//! SQLite and PostgreSQL stores for IMAS (work in progress: see the project issues).
