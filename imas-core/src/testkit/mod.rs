@@ -1,1 +1,103 @@
+//! Conformance suites (feature `testkit`): the contract every store and queue
+//! adapter must meet, as plain async functions over `&dyn Store` / `&dyn Queue`,
+//! and macros that stamp them out as `#[tokio::test]`s in an adapter's tests.
+//!
+//! ```ignore
+//! // imas-store-foo/tests/conformance.rs
+//! async fn store() -> Option<Arc<dyn Store>> {
+//!     let url = imas_core::testkit::service_url("FOO_URL")?; // skips, or fails under CI=true
+//!     Some(Arc::new(FooStore::connect(&url).await.unwrap()))
+//! }
+//! imas_core::store_conformance_tests!(store);
+//! ```
+//!
+//! The adapter crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
+//! dev-dependency.
 
+pub mod queue;
+pub mod store;
+
+/// The URL of a service a test needs, from the environment variable `var`.
+///
+/// Returns `None` (after saying so on stderr) when it is unset, so that a person
+/// running `cargo test` without the service skips those tests. Under `CI=true` a
+/// missing URL panics instead: CI must never skip a backend silently.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "{var} is not set but CI=true: backend tests must run in CI, not be skipped"
+            );
+            eprintln!("skipping: set {var} to run this test against a real server");
+            None
+        }
+    }
+}
+
+/// Stamps out every store conformance test as a `#[tokio::test]`. The argument
+/// names an `async fn() -> Option<Arc<dyn Store>>` that returns a fresh, empty
+/// store for each test (or `None` to skip).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:path) => {
+        $crate::__conformance_tests!(store, $factory;
+            users_and_uniqueness,
+            incident_versions,
+            change_is_atomic,
+            outbox_insert_is_idempotent,
+            keyset_pagination,
+            incident_filters,
+            hostile_search_is_data,
+            claim_due,
+            concurrent_claims_are_exclusive,
+            audit_log,
+            notifications,
+            outbox_relay_contract,
+        );
+    };
+}
+
+/// Stamps out every queue conformance test as a `#[tokio::test]`. The argument
+/// names an `async fn(ManualClock) -> Option<Arc<dyn Queue>>` returning a fresh,
+/// empty queue that reads time from the given clock and retries with
+/// [`queue::RETRY`].
+#[macro_export]
+macro_rules! queue_conformance_tests {
+    ($factory:path) => {
+        $crate::__conformance_tests!(queue, $factory;
+            enqueue_reserve_ack,
+            visibility_timeout_redelivers,
+            retry_backoff_and_dead_letter,
+            delayed_jobs,
+            concurrent_reservers_share_nothing,
+            stale_reservations_change_nothing,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    (store, $factory:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(store) = $factory().await else { return };
+                $crate::testkit::store::$name(&*store).await;
+            }
+        )+
+    };
+    (queue, $factory:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let clock = $crate::ports::ManualClock::new($crate::testkit::store::t0());
+                let Some(queue) = $factory(clock.clone()).await else { return };
+                $crate::testkit::queue::$name(&*queue, &clock).await;
+            }
+        )+
+    };
+}

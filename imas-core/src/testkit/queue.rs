@@ -1,0 +1,288 @@
+//! The queue contract. Each function takes a fresh, empty queue that reads time
+//! from `clock` and retries with [`RETRY`].
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::ports::{FailOutcome, Job, ManualClock, NewJob, Queue, QueueStats, RetryPolicy};
+
+/// The retry policy the queue under test must use.
+pub const RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(3),
+};
+
+const VISIBILITY: Duration = Duration::from_secs(30);
+
+fn job(n: usize) -> NewJob {
+    NewJob::new(
+        format!("job-{n}"),
+        json!({ "n": n, "text": "payload with \"quotes\" and é" }),
+    )
+}
+
+async fn reserve(queue: &dyn Queue, max: usize) -> Vec<Job> {
+    queue.reserve(max, VISIBILITY).await.expect("reserve")
+}
+
+/// Enqueued jobs are reserved oldest first with their payload and attempt 1;
+/// reserved jobs are invisible; an ack removes a job once.
+pub async fn enqueue_reserve_ack(queue: &dyn Queue, clock: &ManualClock) {
+    let _ = clock;
+    queue
+        .enqueue(vec![job(0), job(1), job(2)])
+        .await
+        .expect("enqueue");
+    queue.enqueue(vec![job(3)]).await.expect("enqueue");
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        QueueStats {
+            ready: 4,
+            ..Default::default()
+        }
+    );
+    let jobs = reserve(queue, 3).await;
+    assert_eq!(
+        jobs.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
+        ["job-0", "job-1", "job-2"]
+    );
+    assert_eq!(jobs[1].payload, job(1).payload, "payload round-trips");
+    assert!(jobs.iter().all(|j| j.attempt == 1));
+    let tokens: HashSet<&str> = jobs.iter().map(|j| j.token.as_str()).collect();
+    assert_eq!(tokens.len(), 3, "each reservation has its own token");
+    assert_eq!(
+        reserve(queue, 10)
+            .await
+            .iter()
+            .map(|j| j.key.as_str())
+            .collect::<Vec<_>>(),
+        ["job-3"]
+    );
+    assert!(
+        reserve(queue, 10).await.is_empty(),
+        "reserved jobs are invisible"
+    );
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        QueueStats {
+            in_flight: 4,
+            ..Default::default()
+        }
+    );
+    for j in &jobs {
+        assert!(queue.ack(j).await.expect("ack"));
+        assert!(!queue.ack(j).await.expect("ack"), "a second ack is stale");
+    }
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        QueueStats {
+            in_flight: 1,
+            ..Default::default()
+        }
+    );
+    // wait() returns at once when a job is ready.
+    queue.enqueue(vec![job(4)]).await.expect("enqueue");
+    tokio::time::timeout(Duration::from_secs(5), queue.wait(Duration::from_secs(60)))
+        .await
+        .expect("wait returns when a job is ready");
+}
+
+/// A reserved job that is neither acked nor failed within the visibility timeout
+/// is handed out again (its worker died), with a new token and attempt 2; the old
+/// reservation can no longer ack it.
+pub async fn visibility_timeout_redelivers(queue: &dyn Queue, clock: &ManualClock) {
+    queue.enqueue(vec![job(0)]).await.expect("enqueue");
+    let first = reserve(queue, 1).await.pop().expect("a job");
+    clock.advance(VISIBILITY - Duration::from_millis(1));
+    assert!(
+        reserve(queue, 1).await.is_empty(),
+        "still invisible before the timeout"
+    );
+    clock.advance(Duration::from_millis(2));
+    let second = reserve(queue, 1)
+        .await
+        .pop()
+        .expect("handed out again after the timeout");
+    assert_eq!(second.key, first.key);
+    assert_eq!(second.attempt, 2);
+    assert_ne!(second.token, first.token);
+    assert!(
+        !queue.ack(&first).await.expect("ack"),
+        "the dead worker's reservation is stale"
+    );
+    assert!(queue.ack(&second).await.expect("ack"));
+    clock.advance(VISIBILITY * 2);
+    assert!(
+        reserve(queue, 1).await.is_empty(),
+        "an acked job never returns"
+    );
+}
+
+/// A failed job comes back after exponential backoff (capped); after the last
+/// attempt it is dead-lettered with its error, the others keep flowing, and a
+/// redrive makes it ready again with fresh attempts.
+pub async fn retry_backoff_and_dead_letter(queue: &dyn Queue, clock: &ManualClock) {
+    assert_eq!(RETRY.backoff(1), Duration::from_secs(1));
+    assert_eq!(RETRY.backoff(2), Duration::from_secs(2));
+    assert_eq!(RETRY.backoff(3), Duration::from_secs(3), "capped");
+    queue.enqueue(vec![job(0), job(1)]).await.expect("enqueue");
+    let mut delay = Duration::ZERO;
+    for attempt in 1..=RETRY.max_attempts {
+        clock.advance(delay);
+        let jobs = reserve(queue, 1).await;
+        let poison = jobs.first().expect("the poison job is ready");
+        assert_eq!((poison.key.as_str(), poison.attempt), ("job-0", attempt));
+        let outcome = queue
+            .fail(poison, &format!("boom {attempt}"))
+            .await
+            .expect("fail");
+        if attempt < RETRY.max_attempts {
+            delay = RETRY.backoff(attempt);
+            let FailOutcome::Retry { at } = outcome else {
+                panic!("attempt {attempt} must retry, got {outcome:?}")
+            };
+            assert_eq!(
+                at,
+                crate::sla::add_ms(crate::ports::Clock::now(clock), delay.as_millis() as i64)
+            );
+            clock.advance(delay - Duration::from_millis(1));
+            let early = reserve(queue, 10).await;
+            assert!(
+                early.iter().all(|j| j.key != "job-0"),
+                "not before its backoff"
+            );
+            for j in early {
+                queue.ack(&j).await.expect("ack");
+            }
+            delay = Duration::from_millis(1);
+        } else {
+            assert_eq!(outcome, FailOutcome::DeadLettered);
+        }
+    }
+    let dead = queue.dead_letters(10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].key.as_str(),
+            dead[0].attempts,
+            dead[0].error.as_str()
+        ),
+        ("job-0", RETRY.max_attempts, "boom 3")
+    );
+    assert_eq!(dead[0].payload, job(0).payload);
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        reserve(queue, 10).await.is_empty(),
+        "a dead job is not handed out; the healthy one was acked"
+    );
+    assert_eq!(queue.stats().await.expect("stats").dead, 1);
+
+    assert!(queue.redrive("job-0").await.expect("redrive"));
+    assert!(
+        !queue.redrive("job-0").await.expect("redrive"),
+        "already redriven"
+    );
+    assert!(!queue.redrive("nope").await.expect("redrive"));
+    let again = reserve(queue, 10).await;
+    assert_eq!(
+        again
+            .iter()
+            .map(|j| (j.key.as_str(), j.attempt))
+            .collect::<Vec<_>>(),
+        [("job-0", 1)]
+    );
+    assert!(queue.dead_letters(10).await.expect("dead").is_empty());
+}
+
+/// A delayed job is not handed out before its time.
+pub async fn delayed_jobs(queue: &dyn Queue, clock: &ManualClock) {
+    let mut later = job(1);
+    later.delay = Duration::from_secs(10);
+    queue.enqueue(vec![later, job(0)]).await.expect("enqueue");
+    assert_eq!(
+        queue.stats().await.expect("stats"),
+        QueueStats {
+            ready: 1,
+            delayed: 1,
+            ..Default::default()
+        }
+    );
+    let now = reserve(queue, 10).await;
+    assert_eq!(
+        now.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
+        ["job-0"]
+    );
+    clock.advance(Duration::from_millis(9_999));
+    assert!(reserve(queue, 10).await.is_empty());
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        reserve(queue, 10)
+            .await
+            .iter()
+            .map(|j| j.key.as_str())
+            .collect::<Vec<_>>(),
+        ["job-1"]
+    );
+}
+
+/// Concurrent reservers together receive every job exactly once.
+pub async fn concurrent_reservers_share_nothing(queue: &dyn Queue, clock: &ManualClock) {
+    let _ = clock;
+    queue
+        .enqueue((0..200).map(job).collect())
+        .await
+        .expect("enqueue");
+    let got = join_all((0..5).map(|_| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = queue.reserve(9, VISIBILITY).await.expect("reserve");
+            if batch.is_empty() {
+                return mine;
+            }
+            for j in batch {
+                queue.ack(&j).await.expect("ack");
+                mine.push(j.key);
+            }
+        }
+    }))
+    .await;
+    let mut seen = HashSet::new();
+    for key in got.into_iter().flatten() {
+        assert!(
+            seen.insert(key.clone()),
+            "{key} was handed to two reservers"
+        );
+    }
+    assert_eq!(seen.len(), 200, "every job was delivered");
+}
+
+/// A stale reservation can neither ack nor fail the job: the live reservation
+/// keeps it.
+pub async fn stale_reservations_change_nothing(queue: &dyn Queue, clock: &ManualClock) {
+    queue.enqueue(vec![job(0)]).await.expect("enqueue");
+    let stale = reserve(queue, 1).await.pop().expect("job");
+    clock.advance(VISIBILITY + Duration::from_secs(1));
+    let live = reserve(queue, 1).await.pop().expect("job again");
+    assert_eq!(
+        queue.fail(&stale, "late failure").await.expect("fail"),
+        FailOutcome::Stale
+    );
+    assert!(!queue.ack(&stale).await.expect("ack"));
+    assert!(
+        reserve(queue, 1).await.is_empty(),
+        "the live reservation still holds it"
+    );
+    assert!(queue.ack(&live).await.expect("ack"));
+    let forged = Job {
+        token: "not-a-token".into(),
+        ..live
+    };
+    assert_eq!(
+        queue.fail(&forged, "x").await.expect("fail"),
+        FailOutcome::Stale
+    );
+}
