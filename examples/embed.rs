@@ -1,1 +1,115 @@
-fn main() {}
+//! Run with: cargo run --example embed
+//!
+//! A host application embedding the IMAS engine with the in-memory backends and a
+//! manual clock: it creates users and an incident, lets two simulated hours pass,
+//! and prints the at-risk warning, the breach, the escalations and the
+//! notifications each person received.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imas::engine::NewIncident;
+use imas::memory::{MemoryQueue, MemoryStore};
+use imas::model::{AuditFilter, PageRequest, Priority, Role};
+use imas::ports::ManualClock;
+use imas::{Engine, Principal};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> imas::Result<()> {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let engine = Engine::builder(Arc::new(MemoryStore::new()))
+        .clock(Arc::new(clock.clone()))
+        .queue(Arc::new(MemoryQueue::new(
+            Arc::new(clock.clone()),
+            Default::default(),
+        )))
+        .jwt_keys(imas::auth::JwtKeys::new(
+            b"an embedded host's 32-byte secret!",
+            Duration::from_secs(3600),
+        )?)
+        .build()?;
+
+    // The first admin, then an engineer promoted by that admin.
+    engine
+        .ensure_admin("root", "change me please", "root@example.com")
+        .await?;
+    let root = engine
+        .authenticate(&engine.login("root", "change me please").await?)
+        .await?;
+    let (grace, _) = engine
+        .register(imas::engine::NewUser {
+            name: "Grace Hopper".into(),
+            username: "grace".into(),
+            email: "grace@example.com".into(),
+            password: "debugging is fun".into(),
+        })
+        .await?;
+    engine.change_role(&root, grace.id, Role::Engineer).await?;
+    let grace = Principal {
+        id: grace.id,
+        role: Role::Engineer,
+    };
+
+    let incident = engine
+        .create_incident(
+            &root,
+            NewIncident {
+                title: "Checkout returns 502".into(),
+                description: Some(
+                    "Payments API behind the load balancer is failing health checks".into(),
+                ),
+                priority: Some(Priority::Critical),
+                assigned_to: Some(grace.id),
+                ..Default::default()
+            },
+        )
+        .await?;
+    println!(
+        "created {:?} ({}), SLA deadline {}",
+        incident.title, incident.priority, incident.sla_deadline
+    );
+
+    // Let time pass in five-minute steps; the host runs the engine's steps (a
+    // server runs them in background loops).
+    for _ in 0..24 {
+        clock.advance(Duration::from_secs(300));
+        engine.sweep_all().await?;
+        engine.flush_notifications().await?;
+    }
+
+    let now = engine.get_incident(&root, incident.id).await?;
+    println!(
+        "after two hours: breached={} at {:?}, escalation level {}",
+        now.sla_breached,
+        now.breached_at.map(|t| t.to_rfc3339()),
+        now.escalation_level
+    );
+    for (who, name) in [(&grace, "grace"), (&root, "root")] {
+        for n in engine
+            .list_notifications(who, PageRequest::default())
+            .await?
+            .items
+            .iter()
+            .rev()
+        {
+            println!(
+                "  notification for {name:5} [{:10}] {}",
+                n.kind.as_str(),
+                n.message
+            );
+        }
+    }
+    println!("audit trail:");
+    let trail = engine
+        .list_audit(&root, &AuditFilter::default(), PageRequest::default())
+        .await?;
+    for e in trail.items.iter().rev() {
+        println!(
+            "  {} {:20} {}",
+            e.created_at.format("%H:%M:%S"),
+            e.action.as_str(),
+            e.description
+        );
+    }
+    Ok(())
+}

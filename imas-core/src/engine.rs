@@ -623,35 +623,10 @@ impl Engine {
             self.require_user("assignedTo", a).await?;
         }
         let now = self.now();
-        let mut incident = Incident {
-            id: IncidentId::new(),
-            title: input.title,
-            description,
-            kind: input.kind.unwrap_or_default(),
-            priority: Priority::default(),
-            status: Status::Open,
-            assigned_to: input.assigned_to,
-            reported_by: who.id,
-            created_at: now,
-            updated_at: now,
-            sla_target_ms: 0,
-            sla_deadline: now,
-            response_target_ms: 0,
-            response_deadline: now,
-            response_breached_at: None,
-            at_risk_at: None,
-            sla_breached: false,
-            breached_at: None,
-            escalation_level: 0,
-            escalated_at: None,
-            acknowledged_at: None,
-            resolved_at: None,
-            closed_at: None,
-            held_ms: 0,
-            hold_started_at: None,
-            next_due_at: None,
-            version: 1,
-        };
+        let mut incident = Incident::open(input.title, who.id, now);
+        incident.description = description;
+        incident.kind = input.kind.unwrap_or_default();
+        incident.assigned_to = input.assigned_to;
         self.sla()
             .assign(&mut incident, input.priority.unwrap_or_default());
         incident.next_due_at = escalation::next_due(&incident, self.sla(), self.escalation());

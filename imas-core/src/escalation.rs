@@ -34,7 +34,12 @@ pub struct EscalationPolicy {
     levels: Vec<EscalationLevel>,
     repeat_last: u32,
     delays_ms: Vec<i64>,
+    /// Index `l`: delay from level `l` to level `l + 1`; `NEVER` past the end.
+    next_delay_ms: Vec<i64>,
 }
+
+/// "No such instant": the due time of a step that will not happen.
+pub const NEVER: i64 = i64::MAX;
 
 impl Default for EscalationPolicy {
     /// Level 1 at breach notifies the assignee (all engineers when unassigned);
@@ -62,14 +67,21 @@ impl EscalationPolicy {
                     format!("level {} has no targets", i + 1),
                 ));
             }
-            delays_ms.push(i64::try_from(l.delay.as_millis()).unwrap_or(i64::MAX));
+            delays_ms.push(
+                i64::try_from(l.delay.as_millis())
+                    .unwrap_or(NEVER - 1)
+                    .min(NEVER - 1),
+            );
         }
         let last = *delays_ms.last().unwrap_or(&0);
         delays_ms.extend(std::iter::repeat_n(last, repeat_last as usize));
+        let mut next_delay_ms = delays_ms.clone();
+        next_delay_ms.push(NEVER);
         Ok(Self {
             levels,
             repeat_last,
             delays_ms,
+            next_delay_ms,
         })
     }
 
@@ -125,6 +137,20 @@ impl EscalationPolicy {
     #[inline]
     pub fn delay_ms(&self, n: u32) -> Option<i64> {
         self.delays_ms.get((n as usize).wrapping_sub(1)).copied()
+    }
+
+    /// When an incident at `level`, anchored at `anchor_ms`, reaches the next
+    /// level; [`NEVER`] when stopped or past the last level. Branch-free, for
+    /// evaluating many incidents at once.
+    #[inline]
+    pub fn next_due_ms(&self, level: u32, anchor_ms: i64, stopped: bool) -> i64 {
+        let delay = *self.next_delay_ms.get(level as usize).unwrap_or(&NEVER);
+        let due = anchor_ms.saturating_add(delay);
+        if stopped | (delay == NEVER) {
+            NEVER
+        } else {
+            due
+        }
     }
 
     /// Whether the breach itself reaches level 1 (level 1's delay is zero).

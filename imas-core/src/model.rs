@@ -346,6 +346,42 @@ pub struct Incident {
     pub version: i64,
 }
 
+impl Incident {
+    /// A new `open` incident with no SLA targets yet (see
+    /// [`crate::sla::SlaPolicy::assign`]), version 1.
+    pub fn open(title: impl Into<String>, reported_by: UserId, now: Timestamp) -> Self {
+        Self {
+            id: IncidentId::new(),
+            title: title.into(),
+            description: String::new(),
+            kind: IncidentType::default(),
+            priority: Priority::default(),
+            status: Status::Open,
+            assigned_to: None,
+            reported_by,
+            created_at: now,
+            updated_at: now,
+            sla_target_ms: 0,
+            sla_deadline: now,
+            response_target_ms: 0,
+            response_deadline: now,
+            response_breached_at: None,
+            at_risk_at: None,
+            sla_breached: false,
+            breached_at: None,
+            escalation_level: 0,
+            escalated_at: None,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            held_ms: 0,
+            hold_started_at: None,
+            next_due_at: None,
+            version: 1,
+        }
+    }
+}
+
 mod hours {
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -44,35 +44,7 @@ pub fn user(username: &str, role: Role) -> User {
 
 /// An incident as the engine would create it, with default SLA targets.
 pub fn incident(reporter: UserId, title: &str, created_at: Timestamp) -> Incident {
-    let mut i = Incident {
-        id: IncidentId::new(),
-        title: title.to_string(),
-        description: String::new(),
-        kind: IncidentType::Task,
-        priority: Priority::Medium,
-        status: Status::Open,
-        assigned_to: None,
-        reported_by: reporter,
-        created_at,
-        updated_at: created_at,
-        sla_target_ms: 0,
-        sla_deadline: created_at,
-        response_target_ms: 0,
-        response_deadline: created_at,
-        response_breached_at: None,
-        at_risk_at: None,
-        sla_breached: false,
-        breached_at: None,
-        escalation_level: 0,
-        escalated_at: None,
-        acknowledged_at: None,
-        resolved_at: None,
-        closed_at: None,
-        held_ms: 0,
-        hold_started_at: None,
-        next_due_at: None,
-        version: 1,
-    };
+    let mut i = Incident::open(title, reporter, created_at);
     SlaPolicy::default().assign(&mut i, Priority::Medium);
     i.next_due_at = next_due(&i, &SlaPolicy::default(), &EscalationPolicy::default());
     i
