@@ -912,14 +912,19 @@ async fn a_lost_queue_job_is_published_again_and_delivered_once() {
     );
     assert_eq!(w.store.pending_outbox().await.expect("pending"), 0);
     // A duplicate delivery of the same intent is absorbed by its key.
+    let delivered = &w.notes(eng.id).await[0];
+    let again = imas_core::model::NotificationIntent {
+        key: delivered.key.clone(),
+        user: eng.id,
+        message: "again".into(),
+        kind: NotificationType::Info,
+        incident_id: None,
+        created_at: w.engine.clock().now(),
+    };
+    let payload = serde_json::to_value(again).expect("json");
     w.engine
         .queue()
-        .enqueue(
-            vec![imas_core::ports::NewJob::new("dup", serde_json::to_value(&serde_json::json!({
-        "key": w.notes(eng.id).await[0].key, "user": eng.id, "message": "again", "type": "info",
-        "incidentId": null, "createdAt": "2026-01-01T00:00:00Z"
-    })).expect("json"))],
-        )
+        .enqueue(vec![imas_core::ports::NewJob::new("dup", payload)])
         .await
         .expect("enqueue");
     let r = w.engine.flush_notifications().await.expect("flush");

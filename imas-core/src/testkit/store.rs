@@ -10,8 +10,8 @@ use crate::error::Error;
 use crate::escalation::{EscalationPolicy, next_due};
 use crate::model::{
     Actor, AuditAction, AuditEntry, AuditFilter, Cursor, Incident, IncidentFilter, IncidentId,
-    IncidentType, Notification, NotificationId, NotificationIntent, NotificationType, Page,
-    PageRequest, Priority, Role, Status, Timestamp, User, UserId,
+    Notification, NotificationId, NotificationIntent, NotificationType, Page, PageRequest,
+    Priority, Role, Status, Timestamp, User, UserId,
 };
 use crate::ports::{Change, IncidentWrite, Store, UserWrite};
 use crate::sla::{SlaPolicy, add_ms};
@@ -582,7 +582,7 @@ pub async fn keyset_pagination(store: &dyn Store) {
         add_incident(store, &i).await;
         all.push(i);
     }
-    all.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    all.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
     let expected: Vec<IncidentId> = all.iter().map(|i| i.id).collect();
     let any = IncidentFilter::default();
     for limit in [1, 5, 10, 37, 50] {
@@ -647,7 +647,7 @@ async fn filter_fixture(store: &dyn Store) -> (Vec<Incident>, UserId, UserId) {
 
 async fn check_filter(store: &dyn Store, all: &[Incident], filter: IncidentFilter) {
     let mut expected: Vec<&Incident> = all.iter().filter(|i| filter.matches(i)).collect();
-    expected.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    expected.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
     let expected: Vec<IncidentId> = expected.iter().map(|i| i.id).collect();
     let got = all_pages(4, |p| store.list_incidents(&filter, p)).await;
     assert_eq!(
@@ -1007,7 +1007,7 @@ pub async fn audit_log(store: &dyn Store) {
     ];
     for f in filters {
         let mut expected: Vec<&AuditEntry> = all.iter().filter(|e| f.matches(e)).collect();
-        expected.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        expected.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
         let expected: Vec<AuditEntry> = expected.into_iter().cloned().collect();
         let got = all_pages(4, |p| store.list_audit(&f, p)).await;
         assert_eq!(got, expected, "audit filter {f:?}");
@@ -1037,12 +1037,9 @@ pub async fn notifications(store: &dyn Store) {
         !store.insert_notification(&dup).await.expect("insert"),
         "an existing key does not insert again"
     );
-    assert_eq!(
-        store.insert_notification(&dup).await.expect("insert"),
-        false
-    );
+    assert!(!store.insert_notification(&dup).await.expect("insert"));
 
-    mine.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    mine.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
     let got = all_pages(4, |p| store.list_notifications(alice, p)).await;
     assert_eq!(got, mine, "alice sees her own, newest first, once");
     assert!(got.iter().all(|n| n.user == alice && !n.read));
