@@ -1,0 +1,594 @@
+//! [`SqliteStore`]: every store port on one SQLite file (WAL mode). Writes go
+//! through a single writer connection, which makes every change and every claim
+//! exclusive within the process; `BEGIN IMMEDIATE` and a busy timeout keep several
+//! processes on one file safe too. Reads use a small pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use imas_core::error::{Error, Result};
+use imas_core::model::{
+    AuditEntry, AuditFilter, Cursor, Incident, IncidentFilter, IncidentId, Notification,
+    NotificationId, OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, from_millis,
+};
+use imas_core::ports::{
+    AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
+    UserStore, UserWrite,
+};
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use uuid::Uuid;
+
+use crate::{
+    Dialect, RowExt, db_error, decode_audit, decode_incident, decode_notification, decode_outbox,
+    decode_user, intent_json, into_page, push_audit_filter, push_incident_filter, push_keyset,
+    terms_of,
+};
+
+const BACKEND: &str = "sqlite";
+
+/// The embedded migrations (`migrations/sqlite`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+fn err(e: sqlx::Error) -> Error {
+    db_error(BACKEND, e)
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn lease_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database a `sqlite://path` URL names and
+    /// runs the migrations. `sqlite::memory:` gives a private in-memory database.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::config("DATABASE_URL", format!("not a SQLite URL ({e})")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // One connection that never closes: all writes (and, in memory, all reads).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(err)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(err)?
+        };
+        Ok(Self { writer, reader })
+    }
+
+    /// The writer pool, for hosts that want to inspect the database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+    }
+}
+
+impl RowExt for SqliteRow {
+    const BACKEND: &'static str = BACKEND;
+    fn id(&self, col: &str) -> Result<Uuid> {
+        self.try_get(col).map_err(err)
+    }
+    fn opt_id(&self, col: &str) -> Result<Option<Uuid>> {
+        self.try_get(col).map_err(err)
+    }
+    fn ts(&self, col: &str) -> Result<Timestamp> {
+        self.try_get::<i64, _>(col).map(from_millis).map_err(err)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>> {
+        self.try_get::<Option<i64>, _>(col)
+            .map(|v| v.map(from_millis))
+            .map_err(err)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        self.try_get(col).map_err(err)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        self.try_get(col).map_err(err)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        self.try_get(col).map_err(err)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        self.try_get(col).map_err(err)
+    }
+}
+
+struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    type DB = Sqlite;
+    fn bind_ts(qb: &mut QueryBuilder<Sqlite>, t: Timestamp) {
+        qb.push_bind(ms(t));
+    }
+    fn bind_id(qb: &mut QueryBuilder<Sqlite>, id: Uuid) {
+        qb.push_bind(id);
+    }
+    fn bind_text(qb: &mut QueryBuilder<Sqlite>, s: String) {
+        qb.push_bind(s);
+    }
+    fn push_search(qb: &mut QueryBuilder<Sqlite>, terms: &[String]) {
+        // Each term is alphanumeric only; quoted, it is one FTS5 token and never
+        // FTS5 syntax. Terms side by side mean AND.
+        let query: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
+        qb.push(" AND seq IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ");
+        qb.push_bind(query.join(" "));
+        qb.push(")");
+    }
+}
+
+type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
+
+/// Binds an incident's columns in the order `?1..?27` of [`INSERT_INCIDENT`].
+fn bind_incident<'q>(q: SqliteQuery<'q>, i: &Incident) -> SqliteQuery<'q> {
+    q.bind(i.id.0)
+        .bind(i.title.clone())
+        .bind(i.description.clone())
+        .bind(i.kind.as_str())
+        .bind(i.priority.as_str())
+        .bind(i.status.as_str())
+        .bind(i.assigned_to.map(|u| u.0))
+        .bind(i.reported_by.0)
+        .bind(ms(i.created_at))
+        .bind(ms(i.updated_at))
+        .bind(i.sla_target_ms)
+        .bind(ms(i.sla_deadline))
+        .bind(i.response_target_ms)
+        .bind(ms(i.response_deadline))
+        .bind(i.response_breached_at.map(ms))
+        .bind(i.at_risk_at.map(ms))
+        .bind(i.sla_breached)
+        .bind(i.breached_at.map(ms))
+        .bind(i64::from(i.escalation_level))
+        .bind(i.escalated_at.map(ms))
+        .bind(i.acknowledged_at.map(ms))
+        .bind(i.resolved_at.map(ms))
+        .bind(i.closed_at.map(ms))
+        .bind(i.held_ms)
+        .bind(i.hold_started_at.map(ms))
+        .bind(i.next_due_at.map(ms))
+        .bind(i.version)
+}
+
+const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, kind, priority, status, \
+    assigned_to, reported_by, created_at, updated_at, sla_target_ms, sla_deadline, response_target_ms, \
+    response_deadline, response_breached_at, at_risk_at, sla_breached, breached_at, escalation_level, \
+    escalated_at, acknowledged_at, resolved_at, closed_at, held_ms, hold_started_at, next_due_at, version) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+    ?22, ?23, ?24, ?25, ?26, ?27) RETURNING seq";
+
+const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = ?2, description = ?3, kind = ?4, priority = ?5, \
+    status = ?6, assigned_to = ?7, reported_by = ?8, created_at = ?9, updated_at = ?10, sla_target_ms = ?11, \
+    sla_deadline = ?12, response_target_ms = ?13, response_deadline = ?14, response_breached_at = ?15, \
+    at_risk_at = ?16, sla_breached = ?17, breached_at = ?18, escalation_level = ?19, escalated_at = ?20, \
+    acknowledged_at = ?21, resolved_at = ?22, closed_at = ?23, held_ms = ?24, hold_started_at = ?25, \
+    next_due_at = ?26, version = ?27, claimed_until = NULL WHERE id = ?1 AND version = ?28 RETURNING seq";
+
+/// After a versioned write matched no row: NotFound or a stale version.
+async fn missing_or_stale(tx: &mut Transaction<'static, Sqlite>, id: IncidentId) -> Error {
+    match sqlx::query("SELECT version FROM incidents WHERE id = ?")
+        .bind(id.0)
+        .fetch_optional(&mut **tx)
+        .await
+    {
+        Ok(None) => Error::NotFound { entity: "incident" },
+        Ok(Some(_)) => Error::conflict(format!(
+            "incident {id} was modified concurrently; reload and retry"
+        )),
+        Err(e) => err(e),
+    }
+}
+
+async fn write_terms(tx: &mut Transaction<'static, Sqlite>, seq: i64, i: &Incident) -> Result<()> {
+    sqlx::query("DELETE FROM incident_search WHERE rowid = ?")
+        .bind(seq)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    sqlx::query("INSERT INTO incident_search (rowid, terms) VALUES (?, ?)")
+        .bind(seq)
+        .bind(terms_of(i).join(" "))
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result<()> {
+    match &change.user {
+        Some(UserWrite::Insert(u)) => {
+            sqlx::query(
+                "INSERT INTO users (id, name, username, email, password_hash, role, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(u.id.0)
+            .bind(&u.name)
+            .bind(&u.username)
+            .bind(&u.email)
+            .bind(&u.password_hash)
+            .bind(u.role.as_str())
+            .bind(ms(u.created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Some(UserWrite::SetRole { id, role }) => {
+            let done = sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+                .bind(role.as_str())
+                .bind(id.0)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound { entity: "user" });
+            }
+        }
+        None => {}
+    }
+    match &change.incident {
+        Some(IncidentWrite::Insert(i)) => {
+            let seq: i64 = bind_incident(sqlx::query(INSERT_INCIDENT), i)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(err)?
+                .try_get("seq")
+                .map_err(err)?;
+            write_terms(tx, seq, i).await?;
+        }
+        Some(IncidentWrite::Update {
+            incident,
+            expected_version,
+        }) => {
+            let row = bind_incident(sqlx::query(UPDATE_INCIDENT), incident)
+                .bind(*expected_version)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(err)?;
+            match row {
+                Some(row) => write_terms(tx, row.try_get("seq").map_err(err)?, incident).await?,
+                None => return Err(missing_or_stale(tx, incident.id).await),
+            }
+        }
+        Some(IncidentWrite::Delete {
+            id,
+            expected_version,
+        }) => {
+            let row =
+                sqlx::query("DELETE FROM incidents WHERE id = ? AND version = ? RETURNING seq")
+                    .bind(id.0)
+                    .bind(*expected_version)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(err)?;
+            match row {
+                Some(row) => {
+                    let seq: i64 = row.try_get("seq").map_err(err)?;
+                    sqlx::query("DELETE FROM incident_search WHERE rowid = ?")
+                        .bind(seq)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(err)?;
+                }
+                None => return Err(missing_or_stale(tx, *id).await),
+            }
+        }
+        None => {}
+    }
+    for e in &change.audit {
+        sqlx::query(
+            "INSERT INTO audit_log (id, action, actor, target, description, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.id.0)
+        .bind(e.action.as_str())
+        .bind(e.actor.to_string())
+        .bind(e.target.clone())
+        .bind(&e.description)
+        .bind(ms(e.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for intent in &change.outbox {
+        sqlx::query("INSERT INTO outbox (key, intent, available_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(&intent.key)
+            .bind(intent_json(intent)?)
+            .bind(ms(intent.created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ChangeStore for SqliteStore {
+    async fn commit(&self, change: Change) -> Result<()> {
+        let mut tx = self.begin().await?;
+        apply(&mut tx, &change).await?;
+        tx.commit().await.map_err(err)
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE role = ? ORDER BY created_at, id")
+            .bind(role.as_str())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(err)?;
+        rows.iter().map(decode_user).collect()
+    }
+}
+
+#[async_trait]
+impl IncidentStore for SqliteStore {
+    async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(decode_incident).transpose()
+    }
+
+    async fn list_incidents(
+        &self,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Incident>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM incidents WHERE 1 = 1");
+        push_incident_filter::<SqliteDialect>(&mut qb, filter);
+        push_keyset::<SqliteDialect>(&mut qb, page.cursor);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+        qb.push_bind(i64::from(page.limit) + 1);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
+        let items = rows
+            .iter()
+            .map(decode_incident)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |i| {
+            Cursor::after(i.created_at, i.id.0)
+        }))
+    }
+
+    async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) AS n FROM incidents WHERE 1 = 1");
+        push_incident_filter::<SqliteDialect>(&mut qb, filter);
+        let n: i64 = qb
+            .build()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(err)?
+            .try_get("n")
+            .map_err(err)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Incident>> {
+        let rows = sqlx::query(
+            "UPDATE incidents SET claimed_until = ?1 WHERE seq IN (\
+                SELECT seq FROM incidents WHERE next_due_at IS NOT NULL AND next_due_at <= ?2 \
+                AND (claimed_until IS NULL OR claimed_until <= ?2) ORDER BY next_due_at LIMIT ?3) \
+             RETURNING *",
+        )
+        .bind(ms(now).saturating_add(lease_ms(lease)))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(err)?;
+        let mut out = rows
+            .iter()
+            .map(decode_incident)
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|i| (i.next_due_at, i.id));
+        Ok(out)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
+        let v: Option<i64> = sqlx::query(
+            "SELECT MIN(next_due_at) AS t FROM incidents WHERE next_due_at IS NOT NULL",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(err)?
+        .try_get("t")
+        .map_err(err)?;
+        Ok(v.map(from_millis))
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE 1 = 1");
+        push_audit_filter::<SqliteDialect>(&mut qb, filter);
+        push_keyset::<SqliteDialect>(&mut qb, page.cursor);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+        qb.push_bind(i64::from(page.limit) + 1);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
+        let items = rows.iter().map(decode_audit).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |e| {
+            Cursor::after(e.created_at, e.id.0)
+        }))
+    }
+}
+
+#[async_trait]
+impl NotificationStore for SqliteStore {
+    async fn insert_notification(&self, n: &Notification) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO notifications (id, key, user_id, message, kind, incident_id, read, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(n.id.0)
+        .bind(&n.key)
+        .bind(n.user.0)
+        .bind(&n.message)
+        .bind(n.kind.as_str())
+        .bind(n.incident_id.map(|i| i.0))
+        .bind(n.read)
+        .bind(ms(n.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> Result<Page<Notification>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM notifications WHERE user_id = ");
+        qb.push_bind(user.0);
+        push_keyset::<SqliteDialect>(&mut qb, page.cursor);
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+        qb.push_bind(i64::from(page.limit) + 1);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
+        let items = rows
+            .iter()
+            .map(decode_notification)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit, |n| {
+            Cursor::after(n.created_at, n.id.0)
+        }))
+    }
+
+    async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
+        let row = sqlx::query(
+            "UPDATE notifications SET read = TRUE WHERE id = ? AND user_id = ? RETURNING *",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(err)?;
+        row.as_ref()
+            .map(decode_notification)
+            .transpose()?
+            .ok_or(Error::NotFound {
+                entity: "notification",
+            })
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE seq IN (\
+                SELECT seq FROM outbox WHERE delivered_at IS NULL AND available_at <= ?2 \
+                ORDER BY available_at, seq LIMIT ?3) \
+             RETURNING seq, intent, attempts, available_at",
+        )
+        .bind(ms(now).saturating_add(lease_ms(lease)))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(err)?;
+        let mut keyed = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<i64, _>("seq").map_err(err)?, decode_outbox(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        keyed.sort_by_key(|(seq, _)| *seq);
+        Ok(keyed.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE outbox SET delivered_at = ");
+        qb.push_bind(chrono::Utc::now().timestamp_millis());
+        qb.push(" WHERE delivered_at IS NULL AND key IN (");
+        let mut keys_list = qb.separated(", ");
+        for k in keys {
+            keys_list.push_bind(k.clone());
+        }
+        qb.push(")");
+        qb.build().execute(&self.writer).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn pending_outbox(&self) -> Result<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(err)?
+            .try_get("n")
+            .map_err(err)?;
+        Ok(n.max(0) as u64)
+    }
+}
