@@ -67,7 +67,6 @@ struct Inner {
     incidents: HashMap<IncidentId, Incident>,
     by_created: BTreeSet<(Timestamp, IncidentId)>,
     due: BTreeSet<(Timestamp, IncidentId)>,
-    claims: HashMap<IncidentId, Timestamp>,
     audit: BTreeMap<(Timestamp, AuditId), AuditEntry>,
     audit_ids: HashSet<AuditId>,
     notifications: HashMap<NotificationId, Notification>,
@@ -100,7 +99,6 @@ impl Inner {
         if let Some(at) = i.next_due_at {
             self.due.remove(&(at, i.id));
         }
-        self.claims.remove(&i.id);
     }
 
     fn check_version(&self, id: IncidentId, expected: i64) -> Result<()> {
@@ -295,21 +293,24 @@ impl IncidentStore for MemoryStore {
     ) -> Result<Vec<Incident>> {
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;
-        let mut out = Vec::new();
-        for (at, id) in &inner.due {
-            if *at > now || out.len() >= limit as usize {
-                break;
-            }
-            if inner.claims.get(id).is_some_and(|until| *until > now) {
-                continue;
-            }
-            if let Some(i) = inner.incidents.get(id) {
-                out.push(i.clone());
-            }
-        }
+        let due: Vec<(Timestamp, IncidentId)> = inner
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit as usize)
+            .copied()
+            .collect();
+        // A claim moves the incident's due time to the end of the lease: nobody
+        // else sees it as due until then, and if the claimer dies it comes back.
         let until = add_ms(now, ms(lease));
-        for i in &out {
-            inner.claims.insert(i.id, until);
+        let mut out = Vec::with_capacity(due.len());
+        for slot in due {
+            inner.due.remove(&slot);
+            if let Some(i) = inner.incidents.get_mut(&slot.1) {
+                i.next_due_at = Some(until);
+                out.push(i.clone());
+                inner.due.insert((until, slot.1));
+            }
         }
         Ok(out)
     }

@@ -98,7 +98,7 @@ pub enum IncidentWrite {
     Insert(Incident),
     /// Replace the incident whose version is `expected_version` with `incident`
     /// (whose version is `expected_version + 1`); otherwise `Conflict`, or
-    /// `NotFound` when it does not exist. Releases any due-claim on it.
+    /// `NotFound` when it does not exist. Its `next_due_at` replaces any claim.
     Update {
         /// The new state.
         incident: Incident,
@@ -173,14 +173,16 @@ pub trait IncidentStore: Send + Sync + Debug + 'static {
     /// How many incidents match `filter`.
     async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64>;
 
-    /// Claims up to `limit` incidents whose `next_due_at <= now` and that no other
-    /// claimer holds, earliest due first, for `lease`. A claim ends when the
-    /// incident is updated or when the lease expires; until then no other call
-    /// returns the incident, however many nodes call concurrently.
+    /// Claims the (up to) `limit` earliest-due incidents whose `next_due_at <=
+    /// now`, returned in no particular order. Claiming moves each one's `next_due_at` to `now + lease` (as the
+    /// returned incidents show), so no other call returns it, however many
+    /// nodes call concurrently, until the claimer commits an update (which sets a
+    /// new due time) or the lease runs out (the claimer died: it is due again).
     async fn claim_due(&self, now: Timestamp, lease: Duration, limit: u32)
     -> Result<Vec<Incident>>;
 
-    /// The earliest `next_due_at` of any incident (claimed or not).
+    /// The earliest `next_due_at` of any incident: when `claim_due` could next
+    /// return something.
     async fn next_due_at(&self) -> Result<Option<Timestamp>>;
 }
 

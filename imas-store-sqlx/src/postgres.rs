@@ -106,6 +106,53 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Inserts many incidents, in batches of 5,000 rows through `UNNEST`, without
+    /// audit or outbox rows: for imports (e.g. from the original system) and
+    /// benchmarks.
+    pub async fn bulk_insert_incidents(&self, incidents: &[Incident]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for chunk in incidents.chunks(5_000) {
+            macro_rules! column {
+                ($f:expr) => {
+                    chunk.iter().map($f).collect::<Vec<_>>()
+                };
+            }
+            sqlx::query(BULK_INSERT)
+                .bind(column!(|i| i.id.0))
+                .bind(column!(|i| i.title.clone()))
+                .bind(column!(|i| i.description.clone()))
+                .bind(column!(|i| i.kind.as_str().to_string()))
+                .bind(column!(|i| i.priority.as_str().to_string()))
+                .bind(column!(|i| i.status.as_str().to_string()))
+                .bind(column!(|i| i.assigned_to.map(|u| u.0)))
+                .bind(column!(|i| i.reported_by.0))
+                .bind(column!(|i| i.created_at))
+                .bind(column!(|i| i.updated_at))
+                .bind(column!(|i| i.sla_target_ms))
+                .bind(column!(|i| i.sla_deadline))
+                .bind(column!(|i| i.response_target_ms))
+                .bind(column!(|i| i.response_deadline))
+                .bind(column!(|i| i.response_breached_at))
+                .bind(column!(|i| i.at_risk_at))
+                .bind(column!(|i| i.sla_breached))
+                .bind(column!(|i| i.breached_at))
+                .bind(column!(|i| i64::from(i.escalation_level)))
+                .bind(column!(|i| i.escalated_at))
+                .bind(column!(|i| i.acknowledged_at))
+                .bind(column!(|i| i.resolved_at))
+                .bind(column!(|i| i.closed_at))
+                .bind(column!(|i| i.held_ms))
+                .bind(column!(|i| i.hold_started_at))
+                .bind(column!(|i| i.next_due_at))
+                .bind(column!(|i| i.version))
+                .bind(column!(|i| terms_of(i).join(" ")))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(err)
     }
@@ -205,12 +252,29 @@ const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, ki
     search) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
     $21, $22, $23, $24, $25, $26, $27, array_to_tsvector($28::text[]))";
 
+const BULK_INSERT: &str = "INSERT INTO incidents (id, title, description, kind, priority, status, \
+    assigned_to, reported_by, created_at, updated_at, sla_target_ms, sla_deadline, response_target_ms, \
+    response_deadline, response_breached_at, at_risk_at, sla_breached, breached_at, escalation_level, \
+    escalated_at, acknowledged_at, resolved_at, closed_at, held_ms, hold_started_at, next_due_at, version, search) \
+    SELECT id, title, description, kind, priority, status, assigned_to, reported_by, created_at, updated_at, \
+    sla_target_ms, sla_deadline, response_target_ms, response_deadline, response_breached_at, at_risk_at, \
+    sla_breached, breached_at, escalation_level, escalated_at, acknowledged_at, resolved_at, closed_at, held_ms, \
+    hold_started_at, next_due_at, version, array_to_tsvector(string_to_array(terms, ' ')) \
+    FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::uuid[], \
+    $9::timestamptz[], $10::timestamptz[], $11::int8[], $12::timestamptz[], $13::int8[], $14::timestamptz[], \
+    $15::timestamptz[], $16::timestamptz[], $17::bool[], $18::timestamptz[], $19::int8[], $20::timestamptz[], \
+    $21::timestamptz[], $22::timestamptz[], $23::timestamptz[], $24::int8[], $25::timestamptz[], $26::timestamptz[], \
+    $27::int8[], $28::text[]) AS t(id, title, description, kind, priority, status, assigned_to, reported_by, \
+    created_at, updated_at, sla_target_ms, sla_deadline, response_target_ms, response_deadline, \
+    response_breached_at, at_risk_at, sla_breached, breached_at, escalation_level, escalated_at, acknowledged_at, \
+    resolved_at, closed_at, held_ms, hold_started_at, next_due_at, version, terms)";
+
 const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = $2, description = $3, kind = $4, priority = $5, \
     status = $6, assigned_to = $7, reported_by = $8, created_at = $9, updated_at = $10, sla_target_ms = $11, \
     sla_deadline = $12, response_target_ms = $13, response_deadline = $14, response_breached_at = $15, \
     at_risk_at = $16, sla_breached = $17, breached_at = $18, escalation_level = $19, escalated_at = $20, \
     acknowledged_at = $21, resolved_at = $22, closed_at = $23, held_ms = $24, hold_started_at = $25, \
-    next_due_at = $26, version = $27, claimed_until = NULL, \
+    next_due_at = $26, version = $27, \
     search = array_to_tsvector($28::text[]) WHERE id = $1 AND version = $29";
 
 /// After a versioned write matched no row: NotFound or a stale version.
@@ -416,9 +480,9 @@ impl IncidentStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Incident>> {
         let sql = AssertSqlSafe(format!(
-            "UPDATE incidents SET claimed_until = $1 WHERE id IN (\
+            "UPDATE incidents SET next_due_at = $1 WHERE id IN (\
                 SELECT id FROM incidents WHERE next_due_at IS NOT NULL AND next_due_at <= $2 \
-                AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY next_due_at LIMIT $3 \
+                ORDER BY next_due_at LIMIT $3 \
                 FOR UPDATE SKIP LOCKED) \
              RETURNING {INCIDENT_COLUMNS}"
         ));
@@ -429,11 +493,10 @@ impl IncidentStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let mut out = rows
+        let out = rows
             .iter()
             .map(decode_incident)
             .collect::<Result<Vec<_>>>()?;
-        out.sort_by_key(|i| (i.next_due_at, i.id));
         Ok(out)
     }
 

@@ -96,6 +96,16 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// Inserts many incidents in one transaction, without audit or outbox rows:
+    /// for imports (e.g. from the original system) and benchmarks.
+    pub async fn bulk_insert_incidents(&self, incidents: &[Incident]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for i in incidents {
+            insert_incident(&mut tx, i).await?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(err)
     }
@@ -199,7 +209,7 @@ const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = ?2, description = ?3
     sla_deadline = ?12, response_target_ms = ?13, response_deadline = ?14, response_breached_at = ?15, \
     at_risk_at = ?16, sla_breached = ?17, breached_at = ?18, escalation_level = ?19, escalated_at = ?20, \
     acknowledged_at = ?21, resolved_at = ?22, closed_at = ?23, held_ms = ?24, hold_started_at = ?25, \
-    next_due_at = ?26, version = ?27, claimed_until = NULL WHERE id = ?1 AND version = ?28 RETURNING seq";
+    next_due_at = ?26, version = ?27 WHERE id = ?1 AND version = ?28 RETURNING seq";
 
 /// After a versioned write matched no row: NotFound or a stale version.
 async fn missing_or_stale(tx: &mut Transaction<'static, Sqlite>, id: IncidentId) -> Error {
@@ -229,6 +239,16 @@ async fn write_terms(tx: &mut Transaction<'static, Sqlite>, seq: i64, i: &Incide
         .await
         .map_err(err)?;
     Ok(())
+}
+
+async fn insert_incident(tx: &mut Transaction<'static, Sqlite>, i: &Incident) -> Result<()> {
+    let seq: i64 = bind_incident(sqlx::query(INSERT_INCIDENT), i)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?
+        .try_get("seq")
+        .map_err(err)?;
+    write_terms(tx, seq, i).await
 }
 
 async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result<()> {
@@ -263,15 +283,7 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result
         None => {}
     }
     match &change.incident {
-        Some(IncidentWrite::Insert(i)) => {
-            let seq: i64 = bind_incident(sqlx::query(INSERT_INCIDENT), i)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(err)?
-                .try_get("seq")
-                .map_err(err)?;
-            write_terms(tx, seq, i).await?;
-        }
+        Some(IncidentWrite::Insert(i)) => insert_incident(tx, i).await?,
         Some(IncidentWrite::Update {
             incident,
             expected_version,
@@ -427,9 +439,9 @@ impl IncidentStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Incident>> {
         let rows = sqlx::query(
-            "UPDATE incidents SET claimed_until = ?1 WHERE seq IN (\
+            "UPDATE incidents SET next_due_at = ?1 WHERE seq IN (\
                 SELECT seq FROM incidents WHERE next_due_at IS NOT NULL AND next_due_at <= ?2 \
-                AND (claimed_until IS NULL OR claimed_until <= ?2) ORDER BY next_due_at LIMIT ?3) \
+                ORDER BY next_due_at LIMIT ?3) \
              RETURNING *",
         )
         .bind(ms(now).saturating_add(lease_ms(lease)))
@@ -438,11 +450,10 @@ impl IncidentStore for SqliteStore {
         .fetch_all(&self.writer)
         .await
         .map_err(err)?;
-        let mut out = rows
+        let out = rows
             .iter()
             .map(decode_incident)
             .collect::<Result<Vec<_>>>()?;
-        out.sort_by_key(|i| (i.next_due_at, i.id));
         Ok(out)
     }
 

@@ -814,7 +814,7 @@ pub async fn hostile_search_is_data(store: &dyn Store) {
 
 /// Due claims: only due incidents, earliest first, at most `limit`; a claimed
 /// incident is not handed out again until its lease expires or it is updated;
-/// `next_due_at` reports the earliest due instant.
+/// `next_due_at` reports the earliest instant a claim could return something.
 pub async fn claim_due(store: &dyn Store) {
     let reporter = UserId::new();
     assert_eq!(store.next_due_at().await.expect("next"), None);
@@ -835,16 +835,13 @@ pub async fn claim_due(store: &dyn Store) {
 
     let lease = Duration::from_secs(30);
     let first = store.claim_due(at(2000), lease, 3).await.expect("claim");
-    let want: Vec<IncidentId> = due.iter().rev().take(3).map(|i| i.id).collect();
-    assert_eq!(
-        first.iter().map(|i| i.id).collect::<Vec<_>>(),
-        want,
-        "earliest due first, at most limit"
-    );
+    let ids = |v: &[Incident]| v.iter().map(|i| i.id).collect::<HashSet<_>>();
+    let want: HashSet<IncidentId> = due.iter().rev().take(3).map(|i| i.id).collect();
+    assert_eq!(ids(&first), want, "the earliest due, at most limit");
     let second = store.claim_due(at(2000), lease, 10).await.expect("claim");
     assert_eq!(
-        second.iter().map(|i| i.id).collect::<Vec<_>>(),
-        vec![due[1].id, due[0].id],
+        ids(&second),
+        HashSet::from([due[1].id, due[0].id]),
         "claimed ones are skipped"
     );
     assert!(
@@ -853,6 +850,17 @@ pub async fn claim_due(store: &dyn Store) {
             .await
             .expect("claim")
             .is_empty()
+    );
+    assert_eq!(
+        store.next_due_at().await.expect("next"),
+        Some(at(2000 + 30_000)),
+        "claimed until the lease ends"
+    );
+    assert!(
+        second
+            .iter()
+            .all(|i| i.next_due_at == Some(at(2000 + 30_000))),
+        "claims show their lease"
     );
 
     // Updating releases the claim; the new due time applies.
@@ -904,8 +912,8 @@ pub async fn claim_due(store: &dyn Store) {
     assert_eq!(ids, want);
     assert_eq!(
         store.next_due_at().await.expect("next"),
-        Some(at(700)),
-        "claims do not hide due times"
+        Some(at(2500 + 30_000)),
+        "the earliest lease end"
     );
 }
 

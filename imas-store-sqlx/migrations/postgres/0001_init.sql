@@ -41,7 +41,6 @@ CREATE TABLE incidents (
     held_ms              BIGINT NOT NULL,
     hold_started_at      TIMESTAMPTZ,
     next_due_at          TIMESTAMPTZ,
-    claimed_until        TIMESTAMPTZ,
     version              BIGINT NOT NULL,
     -- IMAS's own search terms (imas_core::model::search_terms) as lexemes.
     search               TSVECTOR NOT NULL

@@ -42,7 +42,6 @@ CREATE TABLE incidents (
     held_ms              INTEGER NOT NULL,
     hold_started_at      INTEGER,
     next_due_at          INTEGER,
-    claimed_until        INTEGER,
     version              INTEGER NOT NULL
 );
 CREATE INDEX incidents_by_created ON incidents (created_at, id);
