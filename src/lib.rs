@@ -25,3 +25,8 @@ pub use imas_queue_redis as queue_redis;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use imas_http as http;
+
+/// The reference server: configuration, engine assembly and serving.
+#[cfg(all(feature = "http", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "http", feature = "sqlite"))))]
+pub mod server;

@@ -1381,6 +1381,69 @@ impl Engine {
         }
     }
 
+    // ----- background loops -----------------------------------------------------------
+
+    /// Runs the SLA monitor until `shutdown` turns true: sweeps everything due,
+    /// then sleeps until the next due instant, at most `poll`. A step in progress
+    /// finishes before it returns.
+    pub async fn run_sla_monitor(
+        &self,
+        poll: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*shutdown.borrow() {
+            if let Err(e) = self.sweep_all().await {
+                warn!(error = %e, "SLA sweep failed; retrying");
+            }
+            let wait = match self.inner.store.next_due_at().await {
+                Ok(Some(at)) => (at - self.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(poll),
+                _ => poll,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Runs the outbox relay and the notification worker until `shutdown` turns
+    /// true. When idle it waits for the queue, at most `poll`. A step in progress
+    /// finishes before it returns.
+    pub async fn run_notifier(
+        &self,
+        poll: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*shutdown.borrow() {
+            let relayed = self.relay_step().await;
+            let worked = self.work_step().await;
+            let idle = match (&relayed, &worked) {
+                (Ok(0), Ok(r)) => r.jobs == 0,
+                (Ok(_), Ok(_)) => false,
+                _ => {
+                    for e in [relayed.err(), worked.err()].into_iter().flatten() {
+                        warn!(error = %e, "notification relay or worker failed; retrying");
+                    }
+                    // Back off rather than spin while a backend is down.
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = self.inner.queue.wait(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
     // ----- audit --------------------------------------------------------------------
 
     /// The audit log, newest first.

@@ -1,1 +1,112 @@
-//! The IMAS HTTP API as an axum router (work in progress: see the project issues).
+//! The IMAS HTTP API: [`router`] turns an [`Engine`] into an axum [`Router`] with
+//! the routes of the original IMAS (same paths and methods) plus the additions of
+//! the specification. It holds no business rule: it maps HTTP to engine calls and
+//! engine errors to status codes. A host can mount it under a prefix:
+//!
+//! ```no_run
+//! # fn demo(engine: imas_core::Engine) {
+//! let app = axum::Router::new().nest("/imas", imas_http::router(engine));
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::{get, patch, post};
+use imas_core::Engine;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub mod error;
+pub mod extract;
+mod routes;
+
+pub use error::{ApiError, ApiResult};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+}
+
+/// Options of [`router_with`].
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Longest time a request may take before it is answered 408.
+    pub request_timeout: Duration,
+    /// Allowed CORS origins; empty (the default) adds no CORS headers at all.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// The API with default options.
+pub fn router(engine: Engine) -> Router {
+    router_with(engine, RouterOptions::default())
+}
+
+/// The API: every route, JSON errors, a 1 MiB body limit, request ids in traces,
+/// timeouts, compression, and CORS only when origins are configured.
+pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = Router::new()
+        .route("/auth/register", post(routes::register))
+        .route("/auth/login", post(routes::login))
+        .route(
+            "/incidents",
+            get(routes::list_incidents).post(routes::create_incident),
+        )
+        .route(
+            "/incidents/{id}",
+            get(routes::get_incident)
+                .put(routes::update_incident)
+                .delete(routes::delete_incident),
+        )
+        .route("/sla/assign-sla", post(routes::assign_sla))
+        .route("/sla/violations", get(routes::violations))
+        .route("/api/escalations", get(routes::list_escalations))
+        .route("/api/escalations/manual", post(routes::escalate))
+        .route("/notifications", get(routes::list_notifications))
+        .route("/notifications/{id}/read", patch(routes::mark_read))
+        .route("/audit", get(routes::list_audit))
+        .route("/users/{id}/role", patch(routes::change_role))
+        .route("/healthz", get(routes::healthz))
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(AppState { engine });
+    let mut app = api
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    if !options.cors_origins.is_empty() {
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(options.cors_origins)
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers(tower_http::cors::Any),
+        );
+    }
+    app
+}

@@ -1,0 +1,121 @@
+//! `ApiError`: the core error as an HTTP answer. Every error body is JSON
+//! `{"error": "..."}` (plus `"field"` for validation errors); 5xx bodies say nothing
+//! internal, the detail goes to `tracing`.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use imas_core::Error;
+use serde_json::json;
+
+/// An error answered over HTTP.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status and a message for the client.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A 400 naming the field at fault.
+    pub fn invalid(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("invalid {field}: {message}"),
+            field: Some(field),
+        }
+    }
+
+    /// The status code.
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } | Error::InvalidTransition { .. } => StatusCode::CONFLICT,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Validation { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+            return Self::new(status, "internal error; see the server log");
+        }
+        let field = match &e {
+            Error::Validation { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        Self {
+            status,
+            message: e.to_string(),
+            field,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match &r {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            JsonRejection::BytesRejection(_) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = match status {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "expected a JSON body with Content-Type: application/json".into()
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than 1 MiB".into(),
+            _ => format!("invalid JSON body: {}", r.body_text()),
+        };
+        Self::new(status, message)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {}", r.body_text()),
+        )
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid path: {}", r.body_text()),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.field {
+            Some(field) => json!({ "error": self.message, "field": field }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

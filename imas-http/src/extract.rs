@@ -1,0 +1,192 @@
+//! Extractors: the authenticated caller, JSON bodies whose rejections are JSON
+//! errors, and list parameters parsed with errors that name the parameter.
+
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use imas_core::model::{
+    Cursor, DEFAULT_LIMIT, MAX_LIMIT, PageRequest, Priority, Status, Timestamp, UserId,
+    truncate_millis,
+};
+use imas_core::{Error, Principal};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON body; malformed JSON, unknown fields, a wrong content type and an
+/// oversized body are JSON errors (400, 400, 415, 413).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
+
+/// The authenticated caller: `Authorization: Bearer <jwt>`, else 401.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth(pub Principal);
+
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "expected Authorization: Bearer <token>",
+        )),
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token>",
+            )
+        })?;
+        Ok(Auth(state.engine.authenticate(token).await?))
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match bearer(&parts.headers)? {
+            Some(token) => Ok(Some(Auth(state.engine.authenticate(token).await?))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The query parameters of list routes, as text; see the `parse_*` helpers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    /// `limit` (1..=500, default 50).
+    pub limit: Option<String>,
+    /// `cursor` from a `Link: rel="next"` header.
+    pub cursor: Option<String>,
+    /// Status, or several separated by commas.
+    pub status: Option<String>,
+    /// Priority, or several separated by commas.
+    pub priority: Option<String>,
+    /// Assignee id.
+    pub assigned_to: Option<String>,
+    /// Full-text query.
+    pub q: Option<String>,
+    /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    pub start_date: Option<String>,
+    /// Created at or before (RFC 3339 or YYYY-MM-DD, inclusive of that day).
+    pub end_date: Option<String>,
+    /// Audit: action.
+    pub action: Option<String>,
+    /// Audit: actor (user id or SYSTEM).
+    pub actor: Option<String>,
+    /// Audit: target.
+    pub target: Option<String>,
+    /// Audit: from (alias of startDate).
+    pub from: Option<String>,
+    /// Audit: to (alias of endDate).
+    pub to: Option<String>,
+}
+
+impl ListParams {
+    /// The page requested.
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid("limit", format!("expected a number from 1 to {MAX_LIMIT}"))
+                })?,
+        };
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(Cursor::decode(c).map_err(ApiError::from)?),
+        };
+        Ok(PageRequest { limit, cursor })
+    }
+}
+
+/// Parses a comma-separated list of enum values, naming `field` on error.
+pub fn parse_list<T: std::str::FromStr<Err = Error>>(
+    value: Option<&str>,
+) -> Result<Vec<T>, ApiError> {
+    match value {
+        None | Some("") => Ok(Vec::new()),
+        Some(v) => v
+            .split(',')
+            .map(|p| p.trim().parse::<T>().map_err(ApiError::from))
+            .collect(),
+    }
+}
+
+/// Statuses from `status=open,in-progress`.
+pub fn statuses(value: Option<&str>) -> Result<Vec<Status>, ApiError> {
+    parse_list(value)
+}
+
+/// Priorities from `priority=high,critical`.
+pub fn priorities(value: Option<&str>) -> Result<Vec<Priority>, ApiError> {
+    parse_list(value)
+}
+
+/// A user id parameter.
+pub fn user_id(field: &str, value: Option<&str>) -> Result<Option<UserId>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::invalid(field, "expected a user id (a UUID)")),
+    }
+}
+
+/// A date parameter: RFC 3339, or `YYYY-MM-DD` (the start of that day, or with
+/// `end_of_day` its last millisecond).
+pub fn date(
+    field: &str,
+    value: Option<&str>,
+    end_of_day: bool,
+) -> Result<Option<Timestamp>, ApiError> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(truncate_millis(t.with_timezone(&Utc))));
+    }
+    let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+        ApiError::invalid(
+            field,
+            "expected a date such as 2026-01-31 or 2026-01-31T12:00:00Z",
+        )
+    })?;
+    let t = if end_of_day {
+        day.and_hms_milli_opt(23, 59, 59, 999)
+    } else {
+        day.and_hms_opt(0, 0, 0)
+    };
+    Ok(t.map(|t| t.and_utc()))
+}

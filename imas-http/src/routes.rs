@@ -1,0 +1,401 @@
+//! The handlers: parse, call the engine, shape the answer like the original's.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::header::{IF_MATCH, LINK};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use imas_core::engine::{IncidentPatch, NewIncident, NewUser};
+use imas_core::model::{
+    AuditFilter, Cursor, Incident, IncidentFilter, IncidentId, IncidentType, NotificationId, Page,
+    Priority, Role, Status, User, UserId,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody, ListParams, date, priorities, statuses, user_id};
+
+/// A JSON array answer with `Link: <...>; rel="next"` when there is a next page.
+fn paged<T: Serialize>(uri: &Uri, page: Page<T>) -> Response {
+    let mut response = Json(page.items).into_response();
+    if let Some(next) = page.next
+        && let Some(link) = next_link(uri, next)
+    {
+        response.headers_mut().insert(LINK, link);
+    }
+    response
+}
+
+fn next_link(uri: &Uri, next: Cursor) -> Option<HeaderValue> {
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    pairs.retain(|(k, _)| k != "cursor");
+    pairs.push(("cursor".into(), next.encode()));
+    let query = serde_urlencoded::to_string(&pairs).ok()?;
+    HeaderValue::from_str(&format!("<{}?{query}>; rel=\"next\"", uri.path())).ok()
+}
+
+fn parse_path<T: std::str::FromStr<Err = imas_core::Error>>(raw: &str) -> ApiResult<T> {
+    raw.parse::<T>()
+        .map_err(|_| ApiError::invalid("id", "expected an id (a UUID)"))
+}
+
+// ----- auth ------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterBody {
+    name: String,
+    username: String,
+    password: String,
+    email: String,
+}
+
+#[derive(Serialize)]
+struct Registered<'a> {
+    #[serde(flatten)]
+    user: &'a User,
+    token: String,
+}
+
+pub(crate) async fn register(
+    State(s): State<AppState>,
+    JsonBody(b): JsonBody<RegisterBody>,
+) -> ApiResult<Response> {
+    let (user, token) = s
+        .engine
+        .register(NewUser {
+            name: b.name,
+            username: b.username,
+            email: b.email,
+            password: b.password,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(Registered { user: &user, token })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    JsonBody(b): JsonBody<LoginBody>,
+) -> ApiResult<Response> {
+    let token = s.engine.login(&b.username, &b.password).await?;
+    Ok(Json(json!({ "token": token })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleBody {
+    role: Role,
+}
+
+pub(crate) async fn change_role(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<RoleBody>,
+) -> ApiResult<Json<User>> {
+    let id: UserId = parse_path(&id)?;
+    Ok(Json(s.engine.change_role(&who, id, b.role).await?))
+}
+
+// ----- incidents -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct CreateIncidentBody {
+    title: String,
+    description: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<IncidentType>,
+    priority: Option<Priority>,
+    assigned_to: Option<UserId>,
+}
+
+pub(crate) async fn create_incident(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    JsonBody(b): JsonBody<CreateIncidentBody>,
+) -> ApiResult<Response> {
+    let input = NewIncident {
+        title: b.title,
+        description: b.description,
+        kind: b.kind,
+        priority: b.priority,
+        assigned_to: b.assigned_to,
+    };
+    let incident = s.engine.create_incident(&who, input).await?;
+    Ok((StatusCode::CREATED, Json(incident)).into_response())
+}
+
+fn incident_filter(p: &ListParams) -> ApiResult<IncidentFilter> {
+    Ok(IncidentFilter {
+        status: statuses(p.status.as_deref())?,
+        priority: priorities(p.priority.as_deref())?,
+        assigned_to: user_id("assignedTo", p.assigned_to.as_deref())?,
+        created_from: date("startDate", p.start_date.as_deref(), false)?,
+        created_to: date("endDate", p.end_date.as_deref(), true)?,
+        q: p.q.clone().filter(|q| !q.trim().is_empty()),
+        ..Default::default()
+    })
+}
+
+pub(crate) async fn list_incidents(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Response> {
+    let filter = incident_filter(&p)?;
+    let page = s.engine.list_incidents(&who, &filter, p.page()?).await?;
+    Ok(paged(&uri, page))
+}
+
+pub(crate) async fn get_incident(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Incident>> {
+    Ok(Json(s.engine.get_incident(&who, parse_path(&id)?).await?))
+}
+
+/// `null` and absent are different for `assignedTo`: `null` unassigns.
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<UserId>>, D::Error> {
+    Option::<UserId>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct UpdateIncidentBody {
+    title: Option<String>,
+    description: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<IncidentType>,
+    priority: Option<Priority>,
+    status: Option<Status>,
+    #[serde(default, deserialize_with = "double_option")]
+    assigned_to: Option<Option<UserId>>,
+}
+
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    let Some(v) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("If-Match", "expected the incident's version, e.g. \"3\""))
+}
+
+pub(crate) async fn update_incident(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(b): JsonBody<UpdateIncidentBody>,
+) -> ApiResult<Json<Incident>> {
+    let patch = IncidentPatch {
+        title: b.title,
+        description: b.description,
+        kind: b.kind,
+        priority: b.priority,
+        status: b.status,
+        assigned_to: b.assigned_to,
+    };
+    Ok(Json(
+        s.engine
+            .update_incident(&who, parse_path(&id)?, patch, if_match(&headers)?)
+            .await?,
+    ))
+}
+
+pub(crate) async fn delete_incident(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.engine.delete_incident(&who, parse_path(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- SLA and escalation ----------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssignSlaBody {
+    id: IncidentId,
+    priority: Priority,
+}
+
+pub(crate) async fn assign_sla(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    JsonBody(b): JsonBody<AssignSlaBody>,
+) -> ApiResult<Response> {
+    let incident = s.engine.assign_sla(&who, b.id, b.priority).await?;
+    let message = format!(
+        "SLA of {}h assigned",
+        incident.sla_target_ms as f64 / 3_600_000.0
+    );
+    Ok(Json(json!({ "message": message, "incident": incident })).into_response())
+}
+
+pub(crate) async fn violations(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Response> {
+    let v = s.engine.list_violations(&who, p.page()?).await?;
+    let mut response = Json(json!({
+        "totalViolations": v.total,
+        "notified": v.notified,
+        "skipped": v.skipped,
+        "violations": v.page.items,
+    }))
+    .into_response();
+    if let Some(link) = v.page.next.and_then(|n| next_link(&uri, n)) {
+        response.headers_mut().insert(LINK, link);
+    }
+    Ok(response)
+}
+
+pub(crate) async fn list_escalations(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Response> {
+    Ok(paged(
+        &uri,
+        s.engine.list_escalations(&who, p.page()?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalateBody {
+    id: IncidentId,
+    reason: Option<String>,
+}
+
+pub(crate) async fn escalate(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    JsonBody(b): JsonBody<EscalateBody>,
+) -> ApiResult<Response> {
+    let incident = s.engine.escalate_manually(&who, b.id, b.reason).await?;
+    let message = format!("Incident escalated to level {}", incident.escalation_level);
+    Ok(Json(json!({ "message": message, "incident": incident })).into_response())
+}
+
+// ----- notifications and audit -----------------------------------------------------
+
+pub(crate) async fn list_notifications(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Response> {
+    Ok(paged(
+        &uri,
+        s.engine.list_notifications(&who, p.page()?).await?,
+    ))
+}
+
+pub(crate) async fn mark_read(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: NotificationId = parse_path(&id)?;
+    Ok(Json(s.engine.mark_notification_read(&who, id).await?).into_response())
+}
+
+pub(crate) async fn list_audit(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Response> {
+    let filter = AuditFilter {
+        action: p
+            .action
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(str::parse)
+            .transpose()?,
+        actor: p
+            .actor
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(str::parse)
+            .transpose()?,
+        target: p.target.clone().filter(|t| !t.is_empty()),
+        from: date("from", p.from.as_deref().or(p.start_date.as_deref()), false)?,
+        to: date("to", p.to.as_deref().or(p.end_date.as_deref()), true)?,
+    };
+    Ok(paged(
+        &uri,
+        s.engine.list_audit(&who, &filter, p.page()?).await?,
+    ))
+}
+
+// ----- service ---------------------------------------------------------------------
+
+pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
+    let store = s
+        .engine
+        .store()
+        .next_due_at()
+        .await
+        .map(|_| "ok")
+        .map_err(|e| e.to_string());
+    let queue = s
+        .engine
+        .queue()
+        .stats()
+        .await
+        .map(|_| "ok")
+        .map_err(|e| e.to_string());
+    let healthy = store.is_ok() && queue.is_ok();
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "health check: store unreachable");
+    }
+    if let Err(e) = &queue {
+        tracing::warn!(error = %e, "health check: queue unreachable");
+    }
+    let word = |r: &Result<&str, String>| if r.is_ok() { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "store": word(&store),
+        "queue": word(&queue),
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub(crate) async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}

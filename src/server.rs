@@ -1,0 +1,244 @@
+//! The reference server: configuration from the environment (SPEC §3), the store
+//! the URL names, the engine, its background loops (SLA monitor, notification
+//! relay and worker) and the HTTP API, with a graceful shutdown that drains
+//! in-flight requests and background steps. `examples/server.rs` runs it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use imas_core::auth::{DEFAULT_TOKEN_TTL, JwtKeys};
+use imas_core::escalation::EscalationPolicy;
+use imas_core::sla::SlaPolicy;
+use imas_core::{Engine, EngineConfig, Error, Result};
+use tokio::net::TcpListener;
+
+/// Where the server keeps its data when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://imas.db";
+
+/// The bootstrap admin from `IMAS_ADMIN_*`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapAdmin {
+    /// `IMAS_ADMIN_USERNAME`.
+    pub username: String,
+    /// `IMAS_ADMIN_PASSWORD`.
+    pub password: String,
+    /// `IMAS_ADMIN_EMAIL` (default `<username>@imas.local`).
+    pub email: String,
+}
+
+impl std::fmt::Debug for BootstrapAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapAdmin")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .finish()
+    }
+}
+
+/// The reference server's configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `PORT` (default 3000).
+    pub port: u16,
+    /// `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]).
+    pub database_url: String,
+    /// From `JWT_SECRET`; `None` is development mode (a random secret, said loudly).
+    pub jwt: Option<JwtKeys>,
+    /// From `IMAS_ADMIN_*`.
+    pub admin: Option<BootstrapAdmin>,
+    /// SLA policy, the engine's and the monitor's tunables.
+    pub engine: EngineConfig,
+    /// Longest sleep of the SLA monitor between sweeps.
+    pub monitor_poll: Duration,
+    /// Longest idle wait of the notification worker.
+    pub notifier_poll: Duration,
+}
+
+impl ServerConfig {
+    /// Reads the process environment (after loading `.env`, if present).
+    pub fn from_env() -> Result<Self> {
+        let _ = dotenvy::dotenv();
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `var`. Every bad value is an error that
+    /// names its variable and the expected form.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let port = match get("PORT") {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| Error::config("PORT", "expected a port number from 0 to 65535"))?,
+            None => 3000,
+        };
+        if get("MONGODB_URL").is_some() {
+            return Err(Error::config(
+                "MONGODB_URL",
+                "the MongoDB store is not available yet; unset it to use DATABASE_URL (SQLite by default)",
+            ));
+        }
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            return Err(Error::config(
+                "DATABASE_URL",
+                "expected sqlite://path or postgres://user@host/db",
+            ));
+        }
+        let jwt = get("JWT_SECRET")
+            .map(|s| JwtKeys::new(s.as_bytes(), DEFAULT_TOKEN_TTL))
+            .transpose()?;
+        let admin = match (get("IMAS_ADMIN_USERNAME"), get("IMAS_ADMIN_PASSWORD")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "IMAS_ADMIN_PASSWORD",
+                    "expected a password (8 characters or more)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config(
+                    "IMAS_ADMIN_USERNAME",
+                    "expected the admin's username",
+                ));
+            }
+            (Some(username), Some(password)) => {
+                let email =
+                    get("IMAS_ADMIN_EMAIL").unwrap_or_else(|| format!("{username}@imas.local"));
+                Some(BootstrapAdmin {
+                    username,
+                    password,
+                    email,
+                })
+            }
+        };
+        let mut sla = SlaPolicy::default();
+        if let Some(spec) = get("IMAS_SLA_POLICY") {
+            sla = sla.with_resolution_spec("IMAS_SLA_POLICY", &spec)?;
+        }
+        if let Some(spec) = get("IMAS_SLA_RESPONSE_POLICY") {
+            sla = sla.with_response_spec("IMAS_SLA_RESPONSE_POLICY", &spec)?;
+        }
+        if let Some(f) = get("IMAS_SLA_AT_RISK") {
+            let fraction = f.parse::<f64>().map_err(|_| {
+                Error::config(
+                    "IMAS_SLA_AT_RISK",
+                    "expected a number greater than 0 and at most 1, e.g. 0.8",
+                )
+            })?;
+            sla = sla.with_at_risk_fraction(fraction).map_err(|_| {
+                Error::config(
+                    "IMAS_SLA_AT_RISK",
+                    "expected a number greater than 0 and at most 1",
+                )
+            })?;
+        }
+        let escalation = match get("IMAS_ESCALATION_DELAYS") {
+            Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec)?,
+            None => EscalationPolicy::default(),
+        };
+        Ok(Self {
+            port,
+            database_url,
+            jwt,
+            admin,
+            engine: EngineConfig {
+                sla,
+                escalation,
+                ..EngineConfig::default()
+            },
+            monitor_poll: Duration::from_secs(1),
+            notifier_poll: Duration::from_millis(250),
+        })
+    }
+}
+
+/// Builds the engine the configuration describes (connecting to the store and
+/// running its migrations) and creates the bootstrap admin.
+pub async fn engine(config: &ServerConfig) -> Result<Engine> {
+    let store = imas_store_sqlx::connect(&config.database_url).await?;
+    let mut builder = Engine::builder(store).config(config.engine.clone());
+    match &config.jwt {
+        Some(keys) => builder = builder.jwt_keys(keys.clone()),
+        None => tracing::warn!(
+            "JWT_SECRET is not set: development mode with a random secret; tokens will not survive a restart"
+        ),
+    }
+    let engine = builder.build()?;
+    if let Some(admin) = &config.admin {
+        match engine
+            .ensure_admin(&admin.username, &admin.password, &admin.email)
+            .await
+        {
+            Ok(Some(_)) => tracing::info!(username = %admin.username, "bootstrap admin created"),
+            Ok(None) => {
+                tracing::info!(username = %admin.username, "bootstrap admin already exists")
+            }
+            Err(Error::Validation { field, message }) => {
+                let var = match field.as_str() {
+                    "password" => "IMAS_ADMIN_PASSWORD",
+                    "email" => "IMAS_ADMIN_EMAIL",
+                    _ => "IMAS_ADMIN_USERNAME",
+                };
+                return Err(Error::config(var, message));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(engine)
+}
+
+/// Serves the API on `listener` with the engine's background loops until
+/// `shutdown` resolves; then stops accepting, drains in-flight requests, lets the
+/// loops finish their current step, and returns.
+pub async fn serve(
+    engine: Engine,
+    config: &ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let monitor = {
+        let (engine, rx, poll) = (engine.clone(), stop_rx.clone(), config.monitor_poll);
+        tokio::spawn(async move { engine.run_sla_monitor(poll, rx).await })
+    };
+    let notifier = {
+        let (engine, rx, poll) = (engine.clone(), stop_rx, config.notifier_poll);
+        tokio::spawn(async move { engine.run_notifier(poll, rx).await })
+    };
+    let app = imas_http::router(engine);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = monitor.await;
+    let _ = notifier.await;
+    tracing::info!("stopped");
+    served
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: draining requests and background steps");
+}
