@@ -1,0 +1,807 @@
+//! End-to-end tests of the reference server over a real socket with a real HTTP
+//! client, on SQLite and on PostgreSQL (`DATABASE_URL`): every route for every
+//! role, validation, notification ownership, the live breach, and a restart.
+
+#![cfg(all(feature = "http", feature = "sqlite", feature = "postgres"))]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use imas::Engine;
+use imas::ports::Store;
+use imas::server::{ServerConfig, serve};
+use imas::store_sqlx::{PostgresStore, SqliteStore};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const SECRET: &str = "an e2e test secret of 32+ bytes!!";
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a server keeps its data; reused to restart on the same database.
+#[derive(Clone, Debug)]
+enum Db {
+    Sqlite(String),
+    Postgres(String, String),
+}
+
+impl Db {
+    fn fresh(backend: Backend) -> Option<Db> {
+        match backend {
+            Backend::Sqlite => {
+                let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("e2e-{}.db", uuid::Uuid::new_v4()));
+                Some(Db::Sqlite(format!("sqlite://{}", path.display())))
+            }
+            Backend::Postgres => {
+                let url = imas_core::testkit::service_url("DATABASE_URL")?;
+                Some(Db::Postgres(
+                    url,
+                    format!("imas_test_{}", uuid::Uuid::new_v4().simple()),
+                ))
+            }
+        }
+    }
+
+    async fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite(url) => Arc::new(SqliteStore::connect(url).await.expect("sqlite")),
+            Db::Postgres(url, schema) => Arc::new(
+                PostgresStore::connect_in_schema(url, schema)
+                    .await
+                    .expect("postgres"),
+            ),
+        }
+    }
+}
+
+struct Server {
+    base: String,
+    http: Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(db: &Db, vars: &[(&str, &str)]) -> Server {
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("JWT_SECRET".into(), SECRET.into()),
+            ("IMAS_ADMIN_USERNAME".into(), "admin".into()),
+            ("IMAS_ADMIN_PASSWORD".into(), "admin password".into()),
+        ]);
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut config = ServerConfig::from_vars(|k| env.get(k).cloned()).expect("config");
+        config.monitor_poll = Duration::from_millis(200);
+        config.notifier_poll = Duration::from_millis(50);
+        let mut builder = Engine::builder(db.store().await).config(config.engine.clone());
+        if let Some(keys) = &config.jwt {
+            builder = builder.jwt_keys(keys.clone());
+        }
+        let engine = builder.build().expect("engine");
+        if let Some(a) = &config.admin {
+            engine
+                .ensure_admin(&a.username, &a.password, &a.email)
+                .await
+                .expect("admin");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(engine, &config, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Server {
+            base,
+            http: Client::new(),
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    async fn token(&self, username: &str, password: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "login {username}: {v}");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// Registers a user and gives it a role (as the admin); returns (id, token).
+    async fn user(&self, admin: &str, name: &str, role: &str) -> (String, String) {
+        let body = json!({"name": name, "username": name, "password": "password 123", "email": format!("{name}@example.com")});
+        let (s, v) = self
+            .call(Method::POST, "/auth/register", None, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_str().expect("id").to_string();
+        if role != "user" {
+            let (s, v) = self
+                .call(
+                    Method::PATCH,
+                    &format!("/users/{id}/role"),
+                    Some(admin),
+                    Some(json!({"role": role})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+        (id.clone(), self.token(name, "password 123").await)
+    }
+}
+
+fn both() -> Vec<Backend> {
+    vec![Backend::Sqlite, Backend::Postgres]
+}
+
+async fn routes_by_role(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let (_, user) = srv.user(&admin, "plainuser", "user").await;
+    let (eng_id, engineer) = srv.user(&admin, "engineer1", "engineer").await;
+    let tokens: [(&str, Option<&str>); 4] = [
+        ("none", None),
+        ("user", Some(&user)),
+        ("engineer", Some(&engineer)),
+        ("admin", Some(&admin)),
+    ];
+
+    // Each row: method, path, body, expected status for none / user / engineer / admin.
+    // Incidents that a row changes are created fresh per role.
+    for (role, token) in tokens {
+        let (_, inc) = srv
+            .call(
+                Method::POST,
+                "/incidents",
+                Some(&admin),
+                Some(json!({"title": format!("for {role}")})),
+            )
+            .await;
+        let id = inc["id"].as_str().expect("id").to_string();
+        let (_, note_owner) = srv.call(Method::GET, "/notifications", token, None).await;
+        let _ = note_owner;
+        let rows: Vec<(Method, String, Option<Value>, [u16; 4])> = vec![
+            (Method::GET, "/healthz".into(), None, [200, 200, 200, 200]),
+            (Method::GET, "/incidents".into(), None, [401, 403, 200, 200]),
+            (
+                Method::POST,
+                "/incidents".into(),
+                Some(json!({"title": "t"})),
+                [401, 201, 201, 201],
+            ),
+            (
+                Method::GET,
+                format!("/incidents/{id}"),
+                None,
+                [401, 404, 200, 200],
+            ),
+            (
+                Method::PUT,
+                format!("/incidents/{id}"),
+                Some(json!({"description": "d"})),
+                [401, 403, 200, 200],
+            ),
+            (
+                Method::POST,
+                "/sla/assign-sla".into(),
+                Some(json!({"id": id, "priority": "high"})),
+                [401, 403, 403, 200],
+            ),
+            (
+                Method::GET,
+                "/sla/violations".into(),
+                None,
+                [401, 403, 200, 200],
+            ),
+            (
+                Method::GET,
+                "/api/escalations".into(),
+                None,
+                [401, 403, 200, 200],
+            ),
+            (
+                Method::POST,
+                "/api/escalations/manual".into(),
+                Some(json!({"id": id})),
+                [401, 403, 403, 200],
+            ),
+            (
+                Method::GET,
+                "/notifications".into(),
+                None,
+                [401, 200, 200, 200],
+            ),
+            (Method::GET, "/audit".into(), None, [401, 403, 200, 200]),
+            (
+                Method::PATCH,
+                format!("/users/{eng_id}/role"),
+                Some(json!({"role": "engineer"})),
+                [401, 403, 403, 200],
+            ),
+            (
+                Method::DELETE,
+                format!("/incidents/{id}"),
+                None,
+                [401, 403, 403, 204],
+            ),
+        ];
+        let col = ["none", "user", "engineer", "admin"]
+            .iter()
+            .position(|r| *r == role)
+            .expect("role");
+        for (method, path, body, expected) in rows {
+            let (status, value) = srv.call(method.clone(), &path, token, body).await;
+            assert_eq!(
+                status.as_u16(),
+                expected[col],
+                "{method} {path} as {role}: {value}"
+            );
+            if !status.is_success() {
+                assert!(
+                    value["error"].is_string(),
+                    "{method} {path} as {role}: JSON error body, got {value}"
+                );
+            }
+        }
+    }
+    srv.stop().await;
+}
+
+async fn validation(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let t = Some(admin.as_str());
+    let cases: Vec<(Method, &str, Value, u16, Option<&str>)> = vec![
+        (
+            Method::POST,
+            "/auth/register",
+            json!({"name": "X", "username": "xx1", "password": "password1", "email": "x@e.io", "role": "admin"}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/auth/register",
+            json!({"name": "X", "username": "xx1", "password": "short", "email": "x@e.io"}),
+            400,
+            Some("password"),
+        ),
+        (
+            Method::POST,
+            "/auth/register",
+            json!({"name": "X", "username": "xx1", "password": "password1", "email": "nope"}),
+            400,
+            Some("email"),
+        ),
+        (
+            Method::POST,
+            "/auth/register",
+            json!({"name": "X", "username": "x y", "password": "password1", "email": "x@e.io"}),
+            400,
+            Some("username"),
+        ),
+        (
+            Method::POST,
+            "/auth/login",
+            json!({"username": "admin", "password": "wrong"}),
+            401,
+            None,
+        ),
+        (
+            Method::POST,
+            "/auth/login",
+            json!({"username": "ghost", "password": "wrong"}),
+            401,
+            None,
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": ""}),
+            400,
+            Some("title"),
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "x".repeat(201)}),
+            400,
+            Some("title"),
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "description": "d".repeat(10_001)}),
+            400,
+            Some("description"),
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "priority": "urgent"}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "type": "epic"}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "status": "closed"}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "slaBreached": true}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "reportedBy": "x"}),
+            400,
+            None,
+        ),
+        (
+            Method::POST,
+            "/incidents",
+            json!({"title": "ok", "assignedTo": uuid::Uuid::new_v4()}),
+            400,
+            Some("assignedTo"),
+        ),
+        (
+            Method::POST,
+            "/sla/assign-sla",
+            json!({"id": uuid::Uuid::new_v4(), "priority": "high"}),
+            404,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/escalations/manual",
+            json!({"id": "not-a-uuid"}),
+            400,
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/users/not-a-uuid/role",
+            json!({"role": "admin"}),
+            400,
+            Some("id"),
+        ),
+    ];
+    for (method, path, body, expected, field) in cases {
+        let (status, value) = srv.call(method.clone(), path, t, Some(body.clone())).await;
+        assert_eq!(status.as_u16(), expected, "{method} {path} {body}: {value}");
+        assert!(value["error"].is_string(), "{value}");
+        if let Some(f) = field {
+            assert_eq!(value["field"], f, "{method} {path}: {value}");
+        }
+    }
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=abc",
+        "status=bogus",
+        "priority=urgent",
+        "startDate=yesterday",
+        "cursor=zzz",
+        "assignedTo=me",
+    ] {
+        let (status, value) = srv
+            .call(Method::GET, &format!("/incidents?{query}"), t, None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {value}");
+        assert!(value["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let (status, value) = srv
+        .call(
+            Method::GET,
+            &format!("/incidents/{}", uuid::Uuid::new_v4()),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, value["error"].is_string()),
+        (StatusCode::NOT_FOUND, true)
+    );
+    // Wrong content type, malformed JSON, oversized body, bad tokens.
+    let url = format!("{}/incidents", srv.base);
+    let res = srv
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .body(r#"{"title":"x"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let res = srv
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"title": "#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let huge = json!({"title": "x", "description": "d".repeat(1_100_000)});
+    let res = srv
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .json(&huge)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = res.json().await.expect("json");
+    assert!(v["error"].is_string());
+    for bad in [
+        "Bearer",
+        "Bearer not.a.jwt",
+        "Basic YWRtaW46eA==",
+        "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+    ] {
+        let res = srv
+            .http
+            .get(&url)
+            .header("authorization", bad)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    // Transitions: allowed, then refused with 409.
+    let (_, inc) = srv
+        .call(
+            Method::POST,
+            "/incidents",
+            t,
+            Some(json!({"title": "flow"})),
+        )
+        .await;
+    let path = format!("/incidents/{}", inc["id"].as_str().expect("id"));
+    let (s, v) = srv
+        .call(Method::PUT, &path, t, Some(json!({"status": "closed"})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "closed");
+    let (s, v) = srv
+        .call(Method::PUT, &path, t, Some(json!({"status": "open"})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // Nothing of the refused requests was written.
+    let (_, list) = srv.call(Method::GET, "/incidents?limit=500", t, None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    srv.stop().await;
+}
+
+async fn ownership_and_pagination(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let (alice_id, alice) = srv.user(&admin, "alice", "engineer").await;
+    let (_, bob) = srv.user(&admin, "bob", "engineer").await;
+    for n in 0..7 {
+        let body = json!({"title": format!("for alice {n}"), "assignedTo": alice_id});
+        let (s, _) = srv
+            .call(Method::POST, "/incidents", Some(&admin), Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let notes = loop {
+        let (_, v) = srv
+            .call(Method::GET, "/notifications", Some(&alice), None)
+            .await;
+        if v.as_array().map(Vec::len) == Some(7) || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(notes.as_array().map(Vec::len), Some(7), "{notes}");
+    let id = notes[0]["id"].as_str().expect("id");
+    let (s, v) = srv
+        .call(
+            Method::PATCH,
+            &format!("/notifications/{id}/read"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another user's notification: {v}");
+    let (s, v) = srv
+        .call(
+            Method::PATCH,
+            &format!("/notifications/{id}/read"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["read"].as_bool()), (StatusCode::OK, Some(true)));
+    let (_, v) = srv
+        .call(Method::GET, "/notifications", Some(&bob), None)
+        .await;
+    assert_eq!(v, json!([]), "bob sees none of alice's");
+
+    // Keyset pages through the Link header.
+    let mut url = format!("{}/incidents?limit=3&status=open", srv.base);
+    let mut seen = Vec::new();
+    loop {
+        let res = srv
+            .http
+            .get(&url)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(res.status(), StatusCode::OK);
+        let link = res
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().expect("link").to_string());
+        let items: Vec<Value> = res.json().await.expect("json");
+        seen.extend(
+            items
+                .iter()
+                .map(|i| i["id"].as_str().expect("id").to_string()),
+        );
+        match link {
+            Some(l) => {
+                assert!(
+                    l.ends_with("; rel=\"next\"")
+                        && l.contains("status=open")
+                        && l.contains("limit=3"),
+                    "{l}"
+                );
+                url = format!("{}{}", srv.base, &l[1..l.find('>').expect(">")]);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 7, "each incident once across pages");
+    srv.stop().await;
+}
+
+async fn live_breach(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[("IMAS_SLA_POLICY", "critical=2s")]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let (eng_id, eng) = srv.user(&admin, "oncall", "engineer").await;
+    let body = json!({"title": "Checkout 502", "priority": "critical", "assignedTo": eng_id});
+    let (s, inc) = srv
+        .call(Method::POST, "/incidents", Some(&admin), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{inc}");
+    assert_eq!(inc["slaBreached"], false);
+    let id = inc["id"].as_str().expect("id").to_string();
+    let escalations = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().filter(|n| n["type"] == "escalation").count())
+            .unwrap_or_default()
+    };
+    // No request touches the incident while we wait: only reads of the results.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, notes) = srv
+            .call(Method::GET, "/notifications", Some(&eng), None)
+            .await;
+        if escalations(&notes) >= 1 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let check = async || {
+        let (_, i) = srv
+            .call(Method::GET, &format!("/incidents/{id}"), Some(&admin), None)
+            .await;
+        assert_eq!(i["slaBreached"], true, "{i}");
+        assert_eq!(i["escalationLevel"], 1);
+        let (_, notes) = srv
+            .call(Method::GET, "/notifications", Some(&eng), None)
+            .await;
+        assert_eq!(
+            escalations(&notes),
+            1,
+            "exactly one escalation notification: {notes}"
+        );
+        let (_, audit) = srv
+            .call(
+                Method::GET,
+                &format!("/audit?action=SLA_BREACH&target={id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(
+            audit.as_array().map(Vec::len),
+            Some(1),
+            "exactly one SLA_BREACH: {audit}"
+        );
+    };
+    check().await;
+    // Still exactly once after more monitor cycles.
+    let later = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < later {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check().await;
+    let (_, v) = srv
+        .call(Method::GET, "/sla/violations", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (v["totalViolations"].as_u64(), v["notified"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    srv.stop().await;
+}
+
+async fn restart_keeps_everything(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let (_, eng) = srv.user(&admin, "keeper", "engineer").await;
+    let (_, inc) = srv
+        .call(
+            Method::POST,
+            "/incidents",
+            Some(&admin),
+            Some(json!({"title": "survives"})),
+        )
+        .await;
+    srv.stop().await;
+
+    let srv = Server::start(&db, &[]).await;
+    let (s, v) = srv
+        .call(
+            Method::GET,
+            &format!("/incidents/{}", inc["id"].as_str().expect("id")),
+            Some(&eng),
+            None,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the old token and the incident survive a restart: {v}"
+    );
+    assert_eq!(v["title"], "survives");
+    srv.token("keeper", "password 123").await;
+    let (_, audit) = srv
+        .call(
+            Method::GET,
+            "/audit?action=INCIDENT_CREATED",
+            Some(&eng),
+            None,
+        )
+        .await;
+    assert_eq!(audit.as_array().map(Vec::len), Some(1));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_for_every_role() {
+    for b in both() {
+        routes_by_role(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_and_errors() {
+    for b in both() {
+        validation(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_private_and_lists_paginate() {
+    for b in both() {
+        ownership_and_pagination(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_is_detected_live_and_recorded_once() {
+    for b in both() {
+        live_breach(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_everything() {
+    for b in both() {
+        restart_keeps_everything(b).await;
+    }
+}
+
+#[test]
+fn bad_configuration_names_the_variable() {
+    let cases = [
+        ("PORT", "http"),
+        ("JWT_SECRET", "short"),
+        ("IMAS_SLA_POLICY", "critical=soon"),
+        ("IMAS_SLA_RESPONSE_POLICY", "urgent=1h"),
+        ("IMAS_ESCALATION_DELAYS", "0s,later"),
+        ("IMAS_SLA_AT_RISK", "1.5"),
+        ("DATABASE_URL", "mysql://x"),
+        ("IMAS_ADMIN_USERNAME", "root"),
+    ];
+    for (var, value) in cases {
+        let e = ServerConfig::from_vars(|k| (k == var).then(|| value.to_string())).expect_err(var);
+        let text = e.to_string();
+        let named = text.contains(var)
+            || (var == "IMAS_ADMIN_USERNAME" && text.contains("IMAS_ADMIN_PASSWORD"));
+        assert!(named, "{var}={value}: {text}");
+    }
+    let ok = ServerConfig::from_vars(|_| None).expect("defaults");
+    assert_eq!(
+        (ok.port, ok.database_url.as_str()),
+        (3000, "sqlite://imas.db")
+    );
+    assert!(ok.jwt.is_none(), "development mode without JWT_SECRET");
+}
