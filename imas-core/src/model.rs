@@ -34,6 +34,7 @@ macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident, $what:literal) => {
         $(#[$meta])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -135,6 +136,7 @@ macro_rules! join_literals {
 pub(crate) use join_literals;
 
 /// A user's role. Permissions per role are in [`crate::rbac`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -148,6 +150,7 @@ pub enum Role {
 string_enum!(Role, "role", { Admin => "admin", Engineer => "engineer", User => "user" });
 
 /// An incident's priority; it selects the SLA targets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
@@ -173,6 +176,7 @@ impl Priority {
 }
 
 /// What kind of work an incident is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentType {
@@ -187,6 +191,7 @@ pub enum IncidentType {
 string_enum!(IncidentType, "type", { Bug => "bug", Feature => "feature", Task => "task" });
 
 /// An incident's lifecycle status. See [`Status::can_transition_to`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
@@ -242,6 +247,7 @@ impl Status {
 }
 
 /// A person who can sign in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -259,7 +265,7 @@ pub struct User {
     /// Role.
     pub role: Role,
     /// When the account was created.
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
 impl fmt::Debug for User {
@@ -279,6 +285,7 @@ impl fmt::Debug for User {
 /// Serialises to the API's JSON (camelCase, `type`, `slaHours`); bookkeeping the
 /// engine needs but clients do not (`heldMs`, `holdStartedAt`, `nextDueAt`) is
 /// kept out of the JSON.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Incident {
@@ -300,48 +307,50 @@ pub struct Incident {
     /// Who reported it (set by the server).
     pub reported_by: UserId,
     /// Creation time.
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
     /// Last change.
-    pub updated_at: Timestamp,
+    pub updated_at: DateTime<Utc>,
     /// Resolution target, in milliseconds (JSON: `slaHours`, fractional).
     #[serde(rename = "slaHours", with = "hours")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub sla_target_ms: i64,
     /// Resolution deadline: created + target + time spent on hold (while on hold,
     /// the value at the start of the hold; it moves on resume).
-    pub sla_deadline: Timestamp,
+    pub sla_deadline: DateTime<Utc>,
     /// Response target in milliseconds (JSON: `responseHours`).
     #[serde(rename = "responseHours", with = "hours")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub response_target_ms: i64,
     /// Leave `open` before this instant.
-    pub response_deadline: Timestamp,
+    pub response_deadline: DateTime<Utc>,
     /// When the missed response target was recorded.
-    pub response_breached_at: Option<Timestamp>,
+    pub response_breached_at: Option<DateTime<Utc>>,
     /// When the at-risk warning was recorded.
-    pub at_risk_at: Option<Timestamp>,
+    pub at_risk_at: Option<DateTime<Utc>>,
     /// Whether the resolution SLA was breached (never reset).
     pub sla_breached: bool,
     /// When the breach was recorded.
-    pub breached_at: Option<Timestamp>,
+    pub breached_at: Option<DateTime<Utc>>,
     /// 0 = not escalated.
     pub escalation_level: u32,
     /// When the current escalation level was reached.
-    pub escalated_at: Option<Timestamp>,
+    pub escalated_at: Option<DateTime<Utc>>,
     /// First time the incident left `open`; stops automatic escalation.
-    pub acknowledged_at: Option<Timestamp>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
     /// When it was last resolved (cleared on reopen).
-    pub resolved_at: Option<Timestamp>,
+    pub resolved_at: Option<DateTime<Utc>>,
     /// When it was closed.
-    pub closed_at: Option<Timestamp>,
+    pub closed_at: Option<DateTime<Utc>>,
     /// Milliseconds spent on hold before the current hold (the SLA pause).
     #[serde(skip, default)]
     pub held_ms: i64,
     /// Start of the current hold.
     #[serde(skip, default)]
-    pub hold_started_at: Option<Timestamp>,
+    pub hold_started_at: Option<DateTime<Utc>>,
     /// Next instant the SLA monitor must look at this incident (none when nothing
     /// is pending). Maintained by the engine, indexed by stores.
     #[serde(skip, default)]
-    pub next_due_at: Option<Timestamp>,
+    pub next_due_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version, incremented by every write.
     pub version: i64,
 }
@@ -396,6 +405,7 @@ mod hours {
 }
 
 /// Known audit actions. Stores keep the string from [`AuditAction::as_str`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
@@ -485,6 +495,7 @@ impl<'de> Deserialize<'de> for Actor {
 }
 
 /// One append-only audit record.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
@@ -492,7 +503,8 @@ pub struct AuditEntry {
     pub id: AuditId,
     /// What happened.
     pub action: AuditAction,
-    /// Who did it.
+    /// Who did it: a user id, or `SYSTEM`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub actor: Actor,
     /// What it happened to (an incident or user id, or a username for failed
     /// logins).
@@ -500,7 +512,7 @@ pub struct AuditEntry {
     /// Human-readable detail.
     pub description: String,
     /// When.
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
 impl AuditEntry {
@@ -524,6 +536,7 @@ impl AuditEntry {
 }
 
 /// Kind of notification.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotificationType {
@@ -568,6 +581,7 @@ pub struct OutboxEntry {
 }
 
 /// A delivered in-app notification.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -585,7 +599,7 @@ pub struct Notification {
     /// Whether the recipient marked it read.
     pub read: bool,
     /// When it was delivered.
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
     /// The intent's idempotency key.
     #[serde(skip_serializing, default)]
     pub key: String,

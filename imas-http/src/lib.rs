@@ -24,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 mod routes;
 
 pub use error::{ApiError, ApiResult};
@@ -87,6 +88,7 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .route("/audit", get(routes::list_audit))
         .route("/users/{id}/role", patch(routes::change_role))
         .route("/healthz", get(routes::healthz))
+        .route("/openapi.json", get(routes::openapi))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(AppState { engine });

@@ -11,7 +11,6 @@ use imas_core::model::{
     Priority, Role, Status, User, UserId,
 };
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -44,7 +43,7 @@ fn parse_path<T: std::str::FromStr<Err = imas_core::Error>>(raw: &str) -> ApiRes
 
 // ----- auth ------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBody {
     name: String,
@@ -53,13 +52,46 @@ pub(crate) struct RegisterBody {
     email: String,
 }
 
-#[derive(Serialize)]
-struct Registered<'a> {
+/// Answer of `POST /auth/register`: the user's public fields and a token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Registered {
     #[serde(flatten)]
-    user: &'a User,
+    user: User,
     token: String,
 }
 
+/// Answer of `POST /auth/login`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenAnswer {
+    token: String,
+}
+
+/// Answer of `POST /sla/assign-sla` and `POST /api/escalations/manual`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MessageAnswer {
+    message: String,
+    incident: Incident,
+}
+
+/// Answer of `GET /sla/violations`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ViolationsAnswer {
+    total_violations: u64,
+    notified: u64,
+    skipped: u64,
+    violations: Vec<Incident>,
+}
+
+/// An error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorAnswer {
+    error: String,
+    /// The field at fault, for validation errors.
+    field: Option<String>,
+}
+
+#[utoipa::path(post, path = "/auth/register", request_body = RegisterBody, responses((status = 201, body = Registered), (status = 400, body = ErrorAnswer), (status = 409, body = ErrorAnswer)))]
 pub(crate) async fn register(
     State(s): State<AppState>,
     JsonBody(b): JsonBody<RegisterBody>,
@@ -73,30 +105,32 @@ pub(crate) async fn register(
             password: b.password,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(Registered { user: &user, token })).into_response())
+    Ok((StatusCode::CREATED, Json(Registered { user, token })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
     username: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/auth/login", request_body = LoginBody, responses((status = 200, body = TokenAnswer), (status = 401, body = ErrorAnswer)))]
 pub(crate) async fn login(
     State(s): State<AppState>,
     JsonBody(b): JsonBody<LoginBody>,
 ) -> ApiResult<Response> {
     let token = s.engine.login(&b.username, &b.password).await?;
-    Ok(Json(json!({ "token": token })).into_response())
+    Ok(Json(TokenAnswer { token }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoleBody {
     role: Role,
 }
 
+#[utoipa::path(patch, path = "/users/{id}/role", params(("id" = String, Path, description = "user id")), request_body = RoleBody, responses((status = 200, body = User), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn change_role(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -109,7 +143,7 @@ pub(crate) async fn change_role(
 
 // ----- incidents -------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CreateIncidentBody {
     title: String,
@@ -120,6 +154,7 @@ pub(crate) struct CreateIncidentBody {
     assigned_to: Option<UserId>,
 }
 
+#[utoipa::path(post, path = "/incidents", request_body = CreateIncidentBody, responses((status = 201, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn create_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -148,6 +183,7 @@ fn incident_filter(p: &ListParams) -> ApiResult<IncidentFilter> {
     })
 }
 
+#[utoipa::path(get, path = "/incidents", params(ListParams), responses((status = 200, body = Vec<Incident>, description = "newest first; Link: <...>; rel=\"next\" when there is more"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_incidents(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -159,6 +195,7 @@ pub(crate) async fn list_incidents(
     Ok(paged(&uri, page))
 }
 
+#[utoipa::path(get, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id")), responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn get_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -172,7 +209,7 @@ fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<UserId
     Option::<UserId>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct UpdateIncidentBody {
     title: Option<String>,
@@ -181,7 +218,9 @@ pub(crate) struct UpdateIncidentBody {
     kind: Option<IncidentType>,
     priority: Option<Priority>,
     status: Option<Status>,
+    /// `null` unassigns.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<UserId>)]
     assigned_to: Option<Option<UserId>>,
 }
 
@@ -197,6 +236,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         .ok_or_else(|| ApiError::invalid("If-Match", "expected the incident's version, e.g. \"3\""))
 }
 
+#[utoipa::path(put, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id"), ("If-Match" = Option<String>, Header, description = "expected version")), request_body = UpdateIncidentBody, responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn update_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -219,6 +259,7 @@ pub(crate) async fn update_incident(
     ))
 }
 
+#[utoipa::path(delete, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id")), responses((status = 204), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn delete_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -230,13 +271,14 @@ pub(crate) async fn delete_incident(
 
 // ----- SLA and escalation ----------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AssignSlaBody {
     id: IncidentId,
     priority: Priority,
 }
 
+#[utoipa::path(post, path = "/sla/assign-sla", request_body = AssignSlaBody, responses((status = 200, body = MessageAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn assign_sla(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -247,9 +289,10 @@ pub(crate) async fn assign_sla(
         "SLA of {}h assigned",
         incident.sla_target_ms as f64 / 3_600_000.0
     );
-    Ok(Json(json!({ "message": message, "incident": incident })).into_response())
+    Ok(Json(MessageAnswer { message, incident }).into_response())
 }
 
+#[utoipa::path(get, path = "/sla/violations", params(ListParams), responses((status = 200, body = ViolationsAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn violations(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -257,12 +300,12 @@ pub(crate) async fn violations(
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
     let v = s.engine.list_violations(&who, p.page()?).await?;
-    let mut response = Json(json!({
-        "totalViolations": v.total,
-        "notified": v.notified,
-        "skipped": v.skipped,
-        "violations": v.page.items,
-    }))
+    let mut response = Json(ViolationsAnswer {
+        total_violations: v.total,
+        notified: v.notified,
+        skipped: v.skipped,
+        violations: v.page.items,
+    })
     .into_response();
     if let Some(link) = v.page.next.and_then(|n| next_link(&uri, n)) {
         response.headers_mut().insert(LINK, link);
@@ -270,6 +313,7 @@ pub(crate) async fn violations(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/api/escalations", params(ListParams), responses((status = 200, body = Vec<Incident>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_escalations(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -282,13 +326,14 @@ pub(crate) async fn list_escalations(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EscalateBody {
     id: IncidentId,
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/escalations/manual", request_body = EscalateBody, responses((status = 200, body = MessageAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn escalate(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -296,11 +341,12 @@ pub(crate) async fn escalate(
 ) -> ApiResult<Response> {
     let incident = s.engine.escalate_manually(&who, b.id, b.reason).await?;
     let message = format!("Incident escalated to level {}", incident.escalation_level);
-    Ok(Json(json!({ "message": message, "incident": incident })).into_response())
+    Ok(Json(MessageAnswer { message, incident }).into_response())
 }
 
 // ----- notifications and audit -----------------------------------------------------
 
+#[utoipa::path(get, path = "/notifications", params(ListParams), responses((status = 200, body = Vec<imas_core::model::Notification>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_notifications(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -313,6 +359,7 @@ pub(crate) async fn list_notifications(
     ))
 }
 
+#[utoipa::path(patch, path = "/notifications/{id}/read", params(("id" = String, Path, description = "notification id")), responses((status = 200, body = imas_core::model::Notification), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn mark_read(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -322,6 +369,7 @@ pub(crate) async fn mark_read(
     Ok(Json(s.engine.mark_notification_read(&who, id).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/audit", params(ListParams), responses((status = 200, body = Vec<imas_core::model::AuditEntry>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_audit(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -353,6 +401,7 @@ pub(crate) async fn list_audit(
 
 // ----- service ---------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "store and queue reachable"), (status = 503, description = "a backend is unreachable")))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     let store = s
         .engine
@@ -376,7 +425,7 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
         tracing::warn!(error = %e, "health check: queue unreachable");
     }
     let word = |r: &Result<&str, String>| if r.is_ok() { "ok" } else { "unavailable" };
-    let body = json!({
+    let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
         "store": word(&store),
         "queue": word(&queue),
@@ -387,6 +436,11 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(crate::openapi::ApiDoc::openapi())
 }
 
 pub(crate) async fn no_route() -> ApiError {
