@@ -19,8 +19,8 @@ use std::sync::Arc;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
     Actor, AuditEntry, AuditFilter, AuditId, Cursor, Incident, IncidentFilter, IncidentId,
-    Notification, NotificationId, NotificationIntent, OutboxEntry, Timestamp, User, UserId,
-    search_terms,
+    Notification, NotificationId, NotificationIntent, OutboxEntry, PageRequest, Timestamp, User,
+    UserId, search_terms,
 };
 use imas_core::ports::Store;
 use sqlx::{Database, QueryBuilder};
@@ -191,6 +191,7 @@ pub(crate) trait Dialect {
     fn bind_ts(qb: &mut QueryBuilder<Self::DB>, t: Timestamp);
     fn bind_id(qb: &mut QueryBuilder<Self::DB>, id: Uuid);
     fn bind_text(qb: &mut QueryBuilder<Self::DB>, s: String);
+    fn bind_int(qb: &mut QueryBuilder<Self::DB>, n: i64);
     /// Appends a condition that every term appears in the incident's search terms.
     fn push_search(qb: &mut QueryBuilder<Self::DB>, terms: &[String]);
 }
@@ -301,16 +302,43 @@ pub(crate) fn push_audit_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: &Au
     }
 }
 
-/// Splits a fetched `limit + 1` rows into a page: the extra row only says that a
-/// next page exists.
-pub(crate) fn into_page<T>(
-    mut items: Vec<T>,
-    limit: u32,
-    pos: impl Fn(&T) -> Cursor,
-) -> imas_core::model::Page<T> {
+/// Something listed newest first by `(created_at, id)`.
+pub(crate) trait Positioned {
+    /// The cursor that continues after it.
+    fn position(&self) -> Cursor;
+}
+
+impl Positioned for Incident {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for AuditEntry {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for Notification {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+/// Appends the keyset condition, the newest-first order and `LIMIT limit + 1`
+/// (the extra row only tells whether a next page exists).
+pub(crate) fn push_page<D: Dialect>(qb: &mut QueryBuilder<D::DB>, page: PageRequest) {
+    push_keyset::<D>(qb, page.cursor);
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+    D::bind_int(qb, i64::from(page.limit) + 1);
+}
+
+/// Splits the `limit + 1` rows fetched after [`push_page`] into a page.
+pub(crate) fn into_page<T: Positioned>(mut items: Vec<T>, limit: u32) -> imas_core::model::Page<T> {
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(pos)
+        items.last().map(Positioned::position)
     } else {
         None
     };

@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
-    AuditEntry, AuditFilter, Cursor, Incident, IncidentFilter, IncidentId, Notification,
-    NotificationId, OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, from_millis,
+    AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId, Notification, NotificationId,
+    OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, from_millis,
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
@@ -25,9 +25,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    Dialect, RowExt, db_error, decode_audit, decode_incident, decode_notification, decode_outbox,
-    decode_user, intent_json, into_page, push_audit_filter, push_incident_filter, push_keyset,
-    terms_of,
+    Dialect, Positioned, RowExt, db_error, decode_audit, decode_incident, decode_notification,
+    decode_outbox, decode_user, intent_json, into_page, push_audit_filter, push_incident_filter,
+    push_page, terms_of,
 };
 
 const BACKEND: &str = "sqlite";
@@ -106,6 +106,19 @@ impl SqliteStore {
         tx.commit().await.map_err(err)
     }
 
+    /// Runs a list query built up to its filters: keyset, order, limit, decode.
+    async fn fetch_page<T: Positioned>(
+        &self,
+        mut qb: QueryBuilder<Sqlite>,
+        page: PageRequest,
+        decode: fn(&SqliteRow) -> Result<T>,
+    ) -> Result<Page<T>> {
+        push_page::<SqliteDialect>(&mut qb, page);
+        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit))
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(err)
     }
@@ -153,6 +166,9 @@ impl Dialect for SqliteDialect {
     }
     fn bind_text(qb: &mut QueryBuilder<Sqlite>, s: String) {
         qb.push_bind(s);
+    }
+    fn bind_int(qb: &mut QueryBuilder<Sqlite>, n: i64) {
+        qb.push_bind(n);
     }
     fn push_search(qb: &mut QueryBuilder<Sqlite>, terms: &[String]) {
         // Each term is alphanumeric only; quoted, it is one FTS5 token and never
@@ -406,17 +422,7 @@ impl IncidentStore for SqliteStore {
     ) -> Result<Page<Incident>> {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM incidents WHERE 1 = 1");
         push_incident_filter::<SqliteDialect>(&mut qb, filter);
-        push_keyset::<SqliteDialect>(&mut qb, page.cursor);
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
-        qb.push_bind(i64::from(page.limit) + 1);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
-        let items = rows
-            .iter()
-            .map(decode_incident)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |i| {
-            Cursor::after(i.created_at, i.id.0)
-        }))
+        self.fetch_page(qb, page, decode_incident).await
     }
 
     async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
@@ -479,14 +485,7 @@ impl AuditStore for SqliteStore {
     ) -> Result<Page<AuditEntry>> {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE 1 = 1");
         push_audit_filter::<SqliteDialect>(&mut qb, filter);
-        push_keyset::<SqliteDialect>(&mut qb, page.cursor);
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
-        qb.push_bind(i64::from(page.limit) + 1);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
-        let items = rows.iter().map(decode_audit).collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |e| {
-            Cursor::after(e.created_at, e.id.0)
-        }))
+        self.fetch_page(qb, page, decode_audit).await
     }
 }
 
@@ -518,17 +517,7 @@ impl NotificationStore for SqliteStore {
     ) -> Result<Page<Notification>> {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM notifications WHERE user_id = ");
         qb.push_bind(user.0);
-        push_keyset::<SqliteDialect>(&mut qb, page.cursor);
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
-        qb.push_bind(i64::from(page.limit) + 1);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
-        let items = rows
-            .iter()
-            .map(decode_notification)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit, |n| {
-            Cursor::after(n.created_at, n.id.0)
-        }))
+        self.fetch_page(qb, page, decode_notification).await
     }
 
     async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
