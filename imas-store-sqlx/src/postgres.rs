@@ -85,6 +85,7 @@ impl PostgresStore {
             .options([("search_path", schema)])
             .application_name("imas");
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)

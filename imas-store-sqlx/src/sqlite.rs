@@ -68,6 +68,7 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // One connection that never closes: all writes (and, in memory, all reads).
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -83,6 +84,7 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(4)
                 .connect_with(options.read_only(true))
                 .await
@@ -226,6 +228,105 @@ const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = ?2, description = ?3
     at_risk_at = ?16, sla_breached = ?17, breached_at = ?18, escalation_level = ?19, escalated_at = ?20, \
     acknowledged_at = ?21, resolved_at = ?22, closed_at = ?23, held_ms = ?24, hold_started_at = ?25, \
     next_due_at = ?26, version = ?27 WHERE id = ?1 AND version = ?28 RETURNING seq";
+
+/// The incident columns in the order of [`INCIDENT_PAGE_AS_JSON`]'s arrays.
+const JSON_COLUMNS: [&str; 27] = [
+    "id",
+    "title",
+    "description",
+    "kind",
+    "priority",
+    "status",
+    "assigned_to",
+    "reported_by",
+    "created_at",
+    "updated_at",
+    "sla_target_ms",
+    "sla_deadline",
+    "response_target_ms",
+    "response_deadline",
+    "response_breached_at",
+    "at_risk_at",
+    "sla_breached",
+    "breached_at",
+    "escalation_level",
+    "escalated_at",
+    "acknowledged_at",
+    "resolved_at",
+    "closed_at",
+    "held_ms",
+    "hold_started_at",
+    "next_due_at",
+    "version",
+];
+
+/// A page of incidents as one JSON array of arrays (ids in hex), newest first;
+/// the caller appends the filters, the page clause and a closing parenthesis.
+const INCIDENT_PAGE_AS_JSON: &str = "SELECT json_group_array(json_array(hex(id), title, description, kind, \
+    priority, status, hex(assigned_to), hex(reported_by), created_at, updated_at, sla_target_ms, sla_deadline, \
+    response_target_ms, response_deadline, response_breached_at, at_risk_at, sla_breached, breached_at, \
+    escalation_level, escalated_at, acknowledged_at, resolved_at, closed_at, held_ms, hold_started_at, \
+    next_due_at, version) ORDER BY created_at DESC, id DESC) AS page FROM (SELECT * FROM incidents WHERE 1 = 1";
+
+/// One row of [`INCIDENT_PAGE_AS_JSON`].
+struct JsonRow<'a>(&'a [serde_json::Value]);
+
+impl JsonRow<'_> {
+    fn get(&self, col: &str) -> Result<&serde_json::Value> {
+        JSON_COLUMNS
+            .iter()
+            .position(|c| *c == col)
+            .and_then(|i| self.0.get(i))
+            .ok_or_else(|| Error::backend(BACKEND, format!("page row has no column {col}")))
+    }
+
+    fn bad(col: &str) -> Error {
+        Error::backend(BACKEND, format!("unreadable stored value in column {col}"))
+    }
+}
+
+impl RowExt for JsonRow<'_> {
+    const BACKEND: &'static str = BACKEND;
+    fn id(&self, col: &str) -> Result<Uuid> {
+        self.opt_id(col)?.ok_or_else(|| Self::bad(col))
+    }
+    fn opt_id(&self, col: &str) -> Result<Option<Uuid>> {
+        match self.get(col)?.as_str() {
+            None | Some("") => Ok(None),
+            Some(hex) => Uuid::parse_str(hex).map(Some).map_err(|_| Self::bad(col)),
+        }
+    }
+    fn ts(&self, col: &str) -> Result<Timestamp> {
+        self.opt_ts(col)?.ok_or_else(|| Self::bad(col))
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>> {
+        let v = self.get(col)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        v.as_i64()
+            .map(|ms| Some(from_millis(ms)))
+            .ok_or_else(|| Self::bad(col))
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        self.opt_text(col)?.ok_or_else(|| Self::bad(col))
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        let v = self.get(col)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        v.as_str()
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| Self::bad(col))
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        self.get(col)?.as_i64().ok_or_else(|| Self::bad(col))
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.int(col)? != 0)
+    }
+}
 
 /// After a versioned write matched no row: NotFound or a stale version.
 async fn missing_or_stale(tx: &mut Transaction<'static, Sqlite>, id: IncidentId) -> Error {
@@ -420,9 +521,27 @@ impl IncidentStore for SqliteStore {
         filter: &IncidentFilter,
         page: PageRequest,
     ) -> Result<Page<Incident>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM incidents WHERE 1 = 1");
+        // The page comes back as one JSON row: sqlx-sqlite hands every row from
+        // its worker thread to the caller separately, which cost more than the
+        // query itself for a page of 50.
+        let mut qb = QueryBuilder::<Sqlite>::new(INCIDENT_PAGE_AS_JSON);
         push_incident_filter::<SqliteDialect>(&mut qb, filter);
-        self.fetch_page(qb, page, decode_incident).await
+        push_page::<SqliteDialect>(&mut qb, page);
+        qb.push(")");
+        let json: String = qb
+            .build()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(err)?
+            .try_get("page")
+            .map_err(err)?;
+        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&json)
+            .map_err(|e| Error::backend(BACKEND, format!("unreadable page: {e}")))?;
+        let items = rows
+            .iter()
+            .map(|r| decode_incident(&JsonRow(r)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, page.limit))
     }
 
     async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
