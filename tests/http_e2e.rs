@@ -260,6 +260,12 @@ async fn routes_by_role(backend: Backend) {
             ),
             (Method::GET, "/audit".into(), None, [401, 403, 200, 200]),
             (
+                Method::GET,
+                "/reports/incidents?format=csv".into(),
+                None,
+                [401, 403, 200, 200],
+            ),
+            (
                 Method::PATCH,
                 format!("/users/{eng_id}/role"),
                 Some(json!({"role": "engineer"})),
@@ -742,6 +748,94 @@ async fn restart_keeps_everything(backend: Backend) {
     srv.stop().await;
 }
 
+async fn csv_reports(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let titles = [
+        "comma, here",
+        "quote \" here",
+        "new\nline",
+        "é ü – ß 漢字",
+        "plain",
+    ];
+    for (n, t) in titles.iter().enumerate() {
+        let priority = if n % 2 == 0 { "high" } else { "low" };
+        let (s, v) = srv
+            .call(
+                Method::POST,
+                "/incidents",
+                Some(&admin),
+                Some(json!({"title": t, "priority": priority})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let get = |query: &str| {
+        let req = srv
+            .http
+            .get(format!("{}/reports/incidents?{query}", srv.base))
+            .bearer_auth(&admin);
+        async move { req.send().await.expect("report") }
+    };
+    let res = get("format=csv").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/csv")
+    );
+    let body = res.bytes().await.expect("body");
+    let mut reader = csv::Reader::from_reader(body.as_ref());
+    let mut got: Vec<String> = reader
+        .records()
+        .map(|r| r.expect("record")[1].to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = titles.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "titles round-trip through the CSV");
+    let high = get("format=csv&priority=high")
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(csv::Reader::from_reader(high.as_ref()).records().count(), 3);
+    let none = get("format=csv&status=closed").await;
+    assert_eq!(none.status(), StatusCode::OK);
+    let none = none.bytes().await.expect("body");
+    assert_eq!(
+        csv::Reader::from_reader(none.as_ref()).records().count(),
+        0,
+        "an empty report is valid"
+    );
+    for (query, status) in [
+        ("", 400),
+        ("format=xls", 400),
+        ("format=pdf", 501),
+        ("format=csv&startDate=soon", 400),
+    ] {
+        let res = get(query).await;
+        assert_eq!(res.status().as_u16(), status, "{query}");
+        let v: Value = res.json().await.expect("json error");
+        if status == 400 && !query.contains("startDate") {
+            assert_eq!(v["error"], "Invalid format. Use 'csv' or 'pdf'.");
+        }
+        if query.contains("startDate") {
+            assert_eq!(v["field"], "startDate");
+        }
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_reports_stream_the_filtered_incidents() {
+    for b in both() {
+        csv_reports(b).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_for_every_role() {
     for b in both() {
@@ -827,6 +921,7 @@ async fn openapi_describes_every_route() {
         ("get", "/notifications"),
         ("patch", "/notifications/{id}/read"),
         ("get", "/audit"),
+        ("get", "/reports/incidents"),
         ("patch", "/users/{id}/role"),
         ("get", "/healthz"),
     ];

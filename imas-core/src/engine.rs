@@ -1444,6 +1444,42 @@ impl Engine {
         }
     }
 
+    // ----- reports ------------------------------------------------------------------
+
+    /// The incidents matching `filter`, newest first, as a stream of pages of up to
+    /// `batch` (keyset pagination underneath: memory stays bounded and every
+    /// incident comes exactly once). Checks the caller may export reports.
+    pub fn export_incidents(
+        &self,
+        who: &Principal,
+        filter: IncidentFilter,
+        batch: u32,
+    ) -> Result<impl futures::Stream<Item = Result<Vec<Incident>>> + Send + 'static> {
+        rbac::require(who.role, Permission::ExportReports)?;
+        PageRequest::first(batch).validate()?;
+        let store = self.inner.store.clone();
+        // State: Some(cursor) = fetch the page after `cursor`; None = done.
+        Ok(futures::stream::unfold(Some(None), move |state| {
+            let (store, filter) = (store.clone(), filter.clone());
+            async move {
+                let cursor = state?;
+                match store
+                    .list_incidents(
+                        &filter,
+                        PageRequest {
+                            limit: batch,
+                            cursor,
+                        },
+                    )
+                    .await
+                {
+                    Ok(page) => Some((Ok(page.items), page.next.map(Some))),
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
+        }))
+    }
+
     // ----- audit --------------------------------------------------------------------
 
     /// The audit log, newest first.

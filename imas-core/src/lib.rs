@@ -38,6 +38,7 @@ pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod rbac;
+pub mod report;
 pub mod sla;
 #[cfg(feature = "testkit")]
 pub mod testkit;

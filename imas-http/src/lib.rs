@@ -85,6 +85,7 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .route("/api/escalations/manual", post(routes::escalate))
         .route("/notifications", get(routes::list_notifications))
         .route("/notifications/{id}/read", patch(routes::mark_read))
+        .route("/reports/incidents", get(routes::report))
         .route("/audit", get(routes::list_audit))
         .route("/users/{id}/role", patch(routes::change_role))
         .route("/healthz", get(routes::healthz))

@@ -26,6 +26,7 @@ use crate::routes;
         routes::list_notifications,
         routes::mark_read,
         routes::list_audit,
+        routes::report,
         routes::healthz,
     ),
     modifiers(&BearerAuth)

@@ -399,6 +399,95 @@ pub(crate) async fn list_audit(
     ))
 }
 
+// ----- reports ---------------------------------------------------------------------
+
+/// The original's answer to a missing or unknown `format`.
+pub(crate) const BAD_FORMAT: &str = "Invalid format. Use 'csv' or 'pdf'.";
+
+/// Incidents exported per page while streaming a report.
+const REPORT_BATCH: u32 = 500;
+
+/// Query of `GET /reports/incidents`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReportParams {
+    /// `csv` or `pdf`.
+    format: Option<String>,
+    /// Status, or several separated by commas.
+    status: Option<String>,
+    /// Priority, or several separated by commas.
+    priority: Option<String>,
+    /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    start_date: Option<String>,
+    /// Created at or before (RFC 3339 or YYYY-MM-DD, inclusive of that day).
+    end_date: Option<String>,
+}
+
+#[utoipa::path(get, path = "/reports/incidents", params(ReportParams), responses((status = 200, content_type = "text/csv", description = "the report, streamed"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 501, body = ErrorAnswer)), security(("bearer" = [])))]
+pub(crate) async fn report(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Query(p): Query<ReportParams>,
+) -> ApiResult<Response> {
+    imas_core::rbac::require(who.role, imas_core::rbac::Permission::ExportReports)?;
+    let format = p.format.as_deref().map(str::to_ascii_lowercase);
+    let filter = IncidentFilter {
+        status: statuses(p.status.as_deref())?,
+        priority: priorities(p.priority.as_deref())?,
+        created_from: date("startDate", p.start_date.as_deref(), false)?,
+        created_to: date("endDate", p.end_date.as_deref(), true)?,
+        ..Default::default()
+    };
+    match format.as_deref() {
+        Some("csv") => csv_report(&s, &who, filter),
+        Some("pdf") => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "PDF reports are not available yet",
+        )),
+        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, BAD_FORMAT)),
+    }
+}
+
+#[cfg(feature = "csv")]
+fn csv_report(
+    s: &AppState,
+    who: &imas_core::Principal,
+    filter: IncidentFilter,
+) -> ApiResult<Response> {
+    use futures::StreamExt;
+    let header = imas_core::report::csv_header()?;
+    let pages = s.engine.export_incidents(who, filter, REPORT_BATCH)?;
+    let rows = pages.map(|page| {
+        page.and_then(|items| imas_core::report::csv_rows(&items))
+            .map_err(|e| {
+                // Headers are gone by now: the client sees a cut-off body.
+                tracing::error!(error = %e, "CSV report failed while streaming");
+                std::io::Error::other(e.to_string())
+            })
+    });
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(header) }).chain(rows);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"incidents.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[cfg(not(feature = "csv"))]
+fn csv_report(_: &AppState, _: &imas_core::Principal, _: IncidentFilter) -> ApiResult<Response> {
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "CSV reports are not compiled in (feature `csv`)",
+    ))
+}
+
 // ----- service ---------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "store and queue reachable"), (status = 503, description = "a backend is unreachable")))]
