@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub port: u16,
     /// `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]).
     pub database_url: String,
+    /// From `REDIS_URL`, or `REDIS_HOST` and `REDIS_PORT`; `None` is the
+    /// in-process queue.
+    pub redis_url: Option<String>,
     /// From `JWT_SECRET`; `None` is development mode (a random secret, said loudly).
     pub jwt: Option<JwtKeys>,
     /// From `IMAS_ADMIN_*`.
@@ -86,6 +89,34 @@ impl ServerConfig {
             return Err(Error::config(
                 "DATABASE_URL",
                 "expected sqlite://path or postgres://user@host/db",
+            ));
+        }
+        let redis_url = match (get("REDIS_URL"), get("REDIS_HOST"), get("REDIS_PORT")) {
+            (Some(url), _, _) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(Error::config("REDIS_URL", "expected redis://host:port"));
+                }
+                Some(url)
+            }
+            (None, Some(host), port) => {
+                let port = port.unwrap_or_else(|| "6379".into());
+                port.parse::<u16>()
+                    .map_err(|_| Error::config("REDIS_PORT", "expected a port number"))?;
+                Some(format!("redis://{host}:{port}"))
+            }
+            (None, None, Some(_)) => {
+                return Err(Error::config(
+                    "REDIS_HOST",
+                    "expected a host to go with REDIS_PORT",
+                ));
+            }
+            (None, None, None) => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        if redis_url.is_some() {
+            return Err(Error::config(
+                "REDIS_URL",
+                "this build has no Redis support (feature `redis`)",
             ));
         }
         let jwt = get("JWT_SECRET")
@@ -143,6 +174,7 @@ impl ServerConfig {
         Ok(Self {
             port,
             database_url,
+            redis_url,
             jwt,
             admin,
             engine: EngineConfig {
@@ -161,6 +193,16 @@ impl ServerConfig {
 pub async fn engine(config: &ServerConfig) -> Result<Engine> {
     let store = imas_store_sqlx::connect(&config.database_url).await?;
     let mut builder = Engine::builder(store).config(config.engine.clone());
+    #[cfg(feature = "redis")]
+    if let Some(url) = &config.redis_url {
+        let queue = imas_queue_redis::RedisQueue::connect(
+            url,
+            std::sync::Arc::new(imas_core::ports::SystemClock),
+            imas_core::ports::RetryPolicy::default(),
+        )
+        .await?;
+        builder = builder.queue(std::sync::Arc::new(queue));
+    }
     match &config.jwt {
         Some(keys) => builder = builder.jwt_keys(keys.clone()),
         None => tracing::warn!(

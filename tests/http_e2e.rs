@@ -2,7 +2,12 @@
 //! client, on SQLite and on PostgreSQL (`DATABASE_URL`): every route for every
 //! role, validation, notification ownership, the live breach, and a restart.
 
-#![cfg(all(feature = "http", feature = "sqlite", feature = "postgres"))]
+#![cfg(all(
+    feature = "http",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +85,18 @@ impl Server {
         config.monitor_poll = Duration::from_millis(200);
         config.notifier_poll = Duration::from_millis(50);
         let mut builder = Engine::builder(db.store().await).config(config.engine.clone());
+        if let Some(url) = &config.redis_url {
+            let prefix = format!("imas-test:{}", uuid::Uuid::new_v4().simple());
+            let queue = imas::queue_redis::RedisQueue::connect_with_prefix(
+                url,
+                &prefix,
+                Arc::new(imas::ports::SystemClock),
+                imas::ports::RetryPolicy::default(),
+            )
+            .await
+            .expect("redis");
+            builder = builder.queue(Arc::new(queue));
+        }
         if let Some(keys) = &config.jwt {
             builder = builder.jwt_keys(keys.clone());
         }
@@ -631,9 +648,13 @@ async fn ownership_and_pagination(backend: Backend) {
     srv.stop().await;
 }
 
-async fn live_breach(backend: Backend) {
+async fn live_breach(backend: Backend, redis: Option<&str>) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[("IMAS_SLA_POLICY", "critical=2s")]).await;
+    let mut vars = vec![("IMAS_SLA_POLICY", "critical=2s")];
+    if let Some(url) = redis {
+        vars.push(("REDIS_URL", url));
+    }
+    let srv = Server::start(&db, &vars).await;
     let admin = srv.token("admin", "admin password").await;
     let (eng_id, eng) = srv.user(&admin, "oncall", "engineer").await;
     let body = json!({"title": "Checkout 502", "priority": "critical", "assignedTo": eng_id});
@@ -860,8 +881,16 @@ async fn notifications_are_private_and_lists_paginate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breach_is_detected_live_and_recorded_once() {
     for b in both() {
-        live_breach(b).await;
+        live_breach(b, None).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_is_notified_once_through_the_redis_queue() {
+    let Some(url) = imas_core::testkit::service_url("REDIS_URL") else {
+        return;
+    };
+    live_breach(Backend::Sqlite, Some(&url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
