@@ -243,6 +243,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_for_http = stop_rx.clone();
     let monitor = {
         let (engine, rx, poll) = (engine.clone(), stop_rx.clone(), config.monitor_poll);
         tokio::spawn(async move { engine.run_sla_monitor(poll, rx).await })
@@ -251,9 +252,22 @@ pub async fn serve(
         let (engine, rx, poll) = (engine.clone(), stop_rx, config.notifier_poll);
         tokio::spawn(async move { engine.run_notifier(poll, rx).await })
     };
-    let app = imas_http::router(engine);
+    let options = imas_http::RouterOptions {
+        shutdown: Some(stop_rx_for_http),
+        ..Default::default()
+    };
+    let app = imas_http::router_with(engine, options);
+    // Shutting down: live streams and background loops are told first, then
+    // axum stops accepting and drains the requests in flight.
+    let signal = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+    };
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(signal)
         .await;
     let _ = stop_tx.send(true);
     let _ = monitor.await;

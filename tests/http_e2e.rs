@@ -857,6 +857,103 @@ async fn csv_reports_stream_the_filtered_incidents() {
     }
 }
 
+/// Reads Server-Sent Events until one whose data contains `needle`; returns every
+/// `data:` line seen on the way.
+async fn read_events_until(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+    needle: &str,
+) -> Vec<String> {
+    use futures::StreamExt;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines().filter_map(|l| l.strip_prefix("data:")) {
+                seen.push(line.trim().to_string());
+                if line.contains(needle) {
+                    return seen;
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no event with {needle:?}; saw {seen:?}");
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk.expect("chunk"))),
+            _ => panic!("stream ended or timed out before {needle:?}; saw {seen:?}"),
+        }
+    }
+}
+
+async fn live_stream(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let (alice_id, alice) = srv.user(&admin, "alice", "engineer").await;
+    let (bob_id, _) = srv.user(&admin, "bob", "engineer").await;
+    let res = srv
+        .http
+        .get(format!("{}/notifications/stream", srv.base))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the stream needs a token"
+    );
+    let res = srv
+        .http
+        .get(format!("{}/notifications/stream", srv.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/event-stream")
+    );
+    let mut body = Box::pin(res.bytes_stream());
+    let mut buf = String::new();
+    let assign = |title: &str, to: &str| {
+        let body = json!({"title": title, "assignedTo": to});
+        srv.call(Method::POST, "/incidents", Some(&admin), Some(body))
+    };
+    assign("first for alice", &alice_id).await;
+    let seen = read_events_until(&mut body, &mut buf, "first for alice").await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let event: Value = serde_json::from_str(&seen[0]).expect("JSON data");
+    assert_eq!(event["user"], alice_id.as_str());
+    assign("secret for bob", &bob_id).await;
+    assign("second for alice", &alice_id).await;
+    let seen = read_events_until(&mut body, &mut buf, "second for alice").await;
+    assert!(
+        seen.iter().all(|d| !d.contains("secret for bob")),
+        "another user's notification leaked: {seen:?}"
+    );
+    // A graceful shutdown ends open streams instead of waiting for them forever.
+    tokio::time::timeout(Duration::from_secs(10), srv.stop())
+        .await
+        .expect("shutdown with a stream open");
+    use futures::StreamExt;
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ends at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_carries_only_the_callers_notifications() {
+    for b in both() {
+        live_stream(b).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_for_every_role() {
     for b in both() {
@@ -949,6 +1046,7 @@ async fn openapi_describes_every_route() {
         ("post", "/api/escalations/manual"),
         ("get", "/notifications"),
         ("patch", "/notifications/{id}/read"),
+        ("get", "/notifications/stream"),
         ("get", "/audit"),
         ("get", "/reports/incidents"),
         ("patch", "/users/{id}/role"),

@@ -151,6 +151,7 @@ impl EngineBuilder {
                 keys,
                 config: self.config,
                 channels: self.channels,
+                live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
             }),
         })
     }
@@ -170,7 +171,13 @@ struct Inner {
     keys: JwtKeys,
     config: EngineConfig,
     channels: Vec<Arc<dyn Channel>>,
+    /// New in-app notifications delivered by this process, for live streams.
+    live: tokio::sync::broadcast::Sender<Notification>,
 }
+
+/// How many undelivered live notifications a slow stream may fall behind by
+/// before it skips ahead (the list endpoint still has them all).
+const LIVE_CAPACITY: usize = 1024;
 
 /// Input of [`Engine::register`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1276,6 +1283,27 @@ impl Engine {
         self.inner.store.list_notifications(who.id, page).await
     }
 
+    /// The caller's new notifications as they are delivered by this process, for
+    /// live streams (Server-Sent Events). Only the caller's own ever appear. A
+    /// stream that falls far behind skips ahead; `list_notifications` has all.
+    pub fn subscribe_notifications(
+        &self,
+        who: &Principal,
+    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static> {
+        rbac::require(who.role, Permission::ReadOwnNotifications)?;
+        let me = who.id;
+        let rx = self.inner.live.subscribe();
+        Ok(futures::stream::unfold(rx, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(n) if n.user == me => return Some((n, rx)),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }))
+    }
+
     /// Marks one of the caller's notifications read; anybody else's is `NotFound`.
     pub async fn mark_notification_read(
         &self,
@@ -1360,6 +1388,10 @@ impl Engine {
         let inserted = self.inner.store.insert_notification(&n).await?;
         for channel in &self.inner.channels {
             channel.deliver(&n).await?;
+        }
+        if inserted {
+            // Nobody listening is fine.
+            let _ = self.inner.live.send(n);
         }
         Ok(inserted)
     }

@@ -37,6 +37,9 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct AppState {
     /// The engine.
     pub engine: Engine,
+    /// Turns true when the server begins to shut down: live streams end then,
+    /// so that a graceful shutdown is not held open by them.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Options of [`router_with`].
@@ -46,6 +49,8 @@ pub struct RouterOptions {
     pub request_timeout: Duration,
     /// Allowed CORS origins; empty (the default) adds no CORS headers at all.
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// Ends live streams (`/notifications/stream`) when it turns true.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for RouterOptions {
@@ -53,6 +58,7 @@ impl Default for RouterOptions {
         Self {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            shutdown: None,
         }
     }
 }
@@ -84,6 +90,7 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .route("/api/escalations", get(routes::list_escalations))
         .route("/api/escalations/manual", post(routes::escalate))
         .route("/notifications", get(routes::list_notifications))
+        .route("/notifications/stream", get(routes::notification_stream))
         .route("/notifications/{id}/read", patch(routes::mark_read))
         .route("/reports/incidents", get(routes::report))
         .route("/audit", get(routes::list_audit))
@@ -92,7 +99,10 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(AppState { engine });
+        .with_state(AppState {
+            engine,
+            shutdown: options.shutdown,
+        });
     let mut app = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(CompressionLayer::new())

@@ -25,6 +25,7 @@ use crate::routes;
         routes::escalate,
         routes::list_notifications,
         routes::mark_read,
+        routes::notification_stream,
         routes::list_audit,
         routes::report,
         routes::healthz,

@@ -399,6 +399,34 @@ pub(crate) async fn list_audit(
     ))
 }
 
+#[utoipa::path(get, path = "/notifications/stream", responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: one `notification` event (JSON) per new notification of the caller"), (status = 401, body = ErrorAnswer)), security(("bearer" = [])))]
+pub(crate) async fn notification_stream(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+) -> ApiResult<Response> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let events = s.engine.subscribe_notifications(&who)?.map(|n| {
+        Event::default()
+            .event("notification")
+            .json_data(&n)
+            .or_else(|_| {
+                Ok::<_, std::convert::Infallible>(Event::default().comment("unserialisable"))
+            })
+    });
+    let mut shutdown = s.shutdown.clone();
+    let stop = async move {
+        if let Some(rx) = shutdown.as_mut() {
+            let _ = rx.wait_for(|stop| *stop).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    Ok(Sse::new(events.take_until(stop))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 // ----- reports ---------------------------------------------------------------------
 
 /// The original's answer to a missing or unknown `format`.
