@@ -30,3 +30,8 @@ pub use imas_http as http;
 #[cfg(all(feature = "http", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "http", feature = "sqlite"))))]
 pub mod server;
+
+/// Delivery channels beyond the in-app store.
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub mod channels;

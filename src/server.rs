@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// From `REDIS_URL`, or `REDIS_HOST` and `REDIS_PORT`; `None` is the
     /// in-process queue.
     pub redis_url: Option<String>,
+    /// From `IMAS_WEBHOOK_URL` and `IMAS_WEBHOOK_SECRET`: where notifications are
+    /// also posted.
+    pub webhook: Option<(String, String)>,
     /// From `JWT_SECRET`; `None` is development mode (a random secret, said loudly).
     pub jwt: Option<JwtKeys>,
     /// From `IMAS_ADMIN_*`.
@@ -119,6 +122,36 @@ impl ServerConfig {
                 "this build has no Redis support (feature `redis`)",
             ));
         }
+        let webhook = match (get("IMAS_WEBHOOK_URL"), get("IMAS_WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "IMAS_WEBHOOK_SECRET",
+                    "expected the secret that signs webhook calls",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config(
+                    "IMAS_WEBHOOK_URL",
+                    "expected the URL to post notifications to",
+                ));
+            }
+            (Some(url), Some(secret)) => {
+                #[cfg(feature = "webhook")]
+                crate::channels::WebhookChannel::new(
+                    &url,
+                    secret.as_bytes(),
+                    Duration::from_secs(10),
+                )?;
+                #[cfg(not(feature = "webhook"))]
+                return Err(Error::config(
+                    "IMAS_WEBHOOK_URL",
+                    "this build has no webhook support (feature `webhook`)",
+                ));
+                #[cfg(feature = "webhook")]
+                Some((url, secret))
+            }
+        };
         let jwt = get("JWT_SECRET")
             .map(|s| JwtKeys::new(s.as_bytes(), DEFAULT_TOKEN_TTL))
             .transpose()?;
@@ -175,6 +208,7 @@ impl ServerConfig {
             port,
             database_url,
             redis_url,
+            webhook,
             jwt,
             admin,
             engine: EngineConfig {
@@ -193,6 +227,12 @@ impl ServerConfig {
 pub async fn engine(config: &ServerConfig) -> Result<Engine> {
     let store = imas_store_sqlx::connect(&config.database_url).await?;
     let mut builder = Engine::builder(store).config(config.engine.clone());
+    #[cfg(feature = "webhook")]
+    if let Some((url, secret)) = &config.webhook {
+        let channel =
+            crate::channels::WebhookChannel::new(url, secret.as_bytes(), Duration::from_secs(10))?;
+        builder = builder.channel(std::sync::Arc::new(channel));
+    }
     #[cfg(feature = "redis")]
     if let Some(url) = &config.redis_url {
         let queue = imas_queue_redis::RedisQueue::connect(

@@ -1008,12 +1008,15 @@ fn bad_configuration_names_the_variable() {
         ("IMAS_SLA_AT_RISK", "1.5"),
         ("DATABASE_URL", "mysql://x"),
         ("IMAS_ADMIN_USERNAME", "root"),
+        ("IMAS_WEBHOOK_URL", "https://example.com/hook"),
+        ("REDIS_URL", "localhost:6379"),
     ];
     for (var, value) in cases {
         let e = ServerConfig::from_vars(|k| (k == var).then(|| value.to_string())).expect_err(var);
         let text = e.to_string();
         let named = text.contains(var)
-            || (var == "IMAS_ADMIN_USERNAME" && text.contains("IMAS_ADMIN_PASSWORD"));
+            || (var == "IMAS_ADMIN_USERNAME" && text.contains("IMAS_ADMIN_PASSWORD"))
+            || (var == "IMAS_WEBHOOK_URL" && text.contains("IMAS_WEBHOOK_SECRET"));
         assert!(named, "{var}={value}: {text}");
     }
     let ok = ServerConfig::from_vars(|_| None).expect("defaults");

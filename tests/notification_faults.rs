@@ -26,7 +26,16 @@ struct PrivateRedis {
 impl PrivateRedis {
     fn start(port: u16) -> Option<PrivateRedis> {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -41,7 +50,10 @@ impl PrivateRedis {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(PrivateRedis { port, child })
@@ -60,7 +72,10 @@ impl Drop for PrivateRedis {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 async fn delivered(store: &SqliteStore, user: UserId) -> Vec<String> {
@@ -79,19 +94,32 @@ async fn delivered(store: &SqliteStore, user: UserId) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
     let port = free_port();
-    let Some(mut redis) = PrivateRedis::start(port) else { return };
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{}.db", uuid::Uuid::new_v4()));
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite");
-    let queue = RedisQueue::connect(&format!("redis://127.0.0.1:{}", redis.port), Arc::new(SystemClock), RetryPolicy::default())
+    let Some(mut redis) = PrivateRedis::start(port) else {
+        return;
+    };
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("faults-{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
         .await
-        .expect("redis");
+        .expect("sqlite");
+    let queue = RedisQueue::connect(
+        &format!("redis://127.0.0.1:{}", redis.port),
+        Arc::new(SystemClock),
+        RetryPolicy::default(),
+    )
+    .await
+    .expect("redis");
     let config = EngineConfig {
         outbox_lease: Duration::from_secs(2),
         job_visibility: Duration::from_secs(2),
         notify_batch: 50,
         ..Default::default()
     };
-    let engine = Engine::builder(Arc::new(store.clone())).queue(Arc::new(queue)).config(config).build().expect("engine");
+    let engine = Engine::builder(Arc::new(store.clone()))
+        .queue(Arc::new(queue))
+        .config(config)
+        .build()
+        .expect("engine");
 
     let user = UserId::new();
     let now = imas::model::truncate_millis(chrono::Utc::now());
@@ -106,19 +134,32 @@ async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
                 created_at: now,
             })
             .collect();
-        store.commit(Change { outbox, ..Change::default() }).await.expect("commit");
+        store
+            .commit(Change {
+                outbox,
+                ..Change::default()
+            })
+            .await
+            .expect("commit");
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = {
         let engine = engine.clone();
-        tokio::spawn(async move { engine.run_notifier(Duration::from_millis(20), stop_rx).await })
+        tokio::spawn(async move {
+            engine
+                .run_notifier(Duration::from_millis(20), stop_rx)
+                .await
+        })
     };
 
     // Let some get through, then take Redis away and bring it back empty.
     let deadline = Instant::now() + Duration::from_secs(30);
     while delivered(&store, user).await.len() < 150 {
-        assert!(Instant::now() < deadline, "nothing was delivered before the fault");
+        assert!(
+            Instant::now() < deadline,
+            "nothing was delivered before the fault"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     redis.kill();
@@ -137,9 +178,20 @@ async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
     let _ = stop_tx.send(true);
     let _ = worker.await;
     eprintln!("{during} of 1,000 delivered when Redis went away");
-    assert!(during < 1_000, "the fault hit mid-flight ({during} delivered before it)");
+    assert!(
+        during < 1_000,
+        "the fault hit mid-flight ({during} delivered before it)"
+    );
     let unique: HashSet<&String> = keys.iter().collect();
-    assert_eq!(keys.len(), 1_000, "every notification delivered, none twice");
+    assert_eq!(
+        keys.len(),
+        1_000,
+        "every notification delivered, none twice"
+    );
     assert_eq!(unique.len(), 1_000);
-    assert_eq!(store.pending_outbox().await.expect("pending"), 0, "the outbox is drained");
+    assert_eq!(
+        store.pending_outbox().await.expect("pending"),
+        0,
+        "the outbox is drained"
+    );
 }

@@ -1386,8 +1386,22 @@ impl Engine {
         })?;
         let n = Notification::from_intent(&intent, self.now());
         let inserted = self.inner.store.insert_notification(&n).await?;
+        // Each channel at most once per key: a retry caused by one failing
+        // channel does not send again through the others.
         for channel in &self.inner.channels {
+            if self
+                .inner
+                .store
+                .was_delivered(&n.key, channel.name())
+                .await?
+            {
+                continue;
+            }
             channel.deliver(&n).await?;
+            self.inner
+                .store
+                .record_delivery(&n.key, channel.name())
+                .await?;
         }
         if inserted {
             // Nobody listening is fine.

@@ -72,6 +72,7 @@ struct Inner {
     notifications: HashMap<NotificationId, Notification>,
     notification_keys: HashSet<String>,
     by_user: HashMap<UserId, BTreeSet<(Timestamp, NotificationId)>>,
+    channel_deliveries: HashSet<(String, String)>,
     outbox: HashMap<String, OutboxEntry>,
     outbox_seen: HashSet<String>,
     outbox_ready: BTreeSet<(Timestamp, u64, String)>,
@@ -395,6 +396,18 @@ impl NotificationStore for MemoryStore {
                 entity: "notification",
             }),
         }
+    }
+
+    async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool> {
+        Ok(lock(&self.inner)
+            .channel_deliveries
+            .insert((key.to_string(), channel.to_string())))
+    }
+
+    async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool> {
+        Ok(lock(&self.inner)
+            .channel_deliveries
+            .contains(&(key.to_string(), channel.to_string())))
     }
 }
 

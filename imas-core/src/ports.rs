@@ -211,6 +211,13 @@ pub trait NotificationStore: Send + Sync + Debug + 'static {
     /// Marks a notification read if it belongs to `user`; `NotFound` otherwise
     /// (also when it exists but is somebody else's).
     async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification>;
+
+    /// Records that notification `key` went out through `channel`. Returns false
+    /// when it was already recorded.
+    async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool>;
+
+    /// Whether notification `key` already went out through `channel`.
+    async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool>;
 }
 
 /// The transactional outbox of notification intents.

@@ -580,6 +580,29 @@ impl NotificationStore for PostgresStore {
                 entity: "notification",
             })
     }
+
+    async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO channel_deliveries (key, channel) VALUES ($1, $2) ON CONFLICT (key, channel) DO NOTHING",
+        )
+        .bind(key)
+        .bind(channel)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM channel_deliveries WHERE key = $1 AND channel = $2")
+                .bind(key)
+                .bind(channel)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(row.is_some())
+    }
 }
 
 #[async_trait]

@@ -655,6 +655,29 @@ impl NotificationStore for SqliteStore {
                 entity: "notification",
             })
     }
+
+    async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO channel_deliveries (key, channel) VALUES (?, ?) ON CONFLICT (key, channel) DO NOTHING",
+        )
+        .bind(key)
+        .bind(channel)
+        .execute(&self.writer)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM channel_deliveries WHERE key = ? AND channel = ?")
+                .bind(key)
+                .bind(channel)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(err)?;
+        Ok(row.is_some())
+    }
 }
 
 #[async_trait]

@@ -55,6 +55,7 @@ macro_rules! store_conformance_tests {
             concurrent_claims_are_exclusive,
             audit_log,
             notifications,
+            channel_receipts,
             outbox_relay_contract,
         );
     };

@@ -1089,6 +1089,26 @@ pub async fn notifications(store: &dyn Store) {
     assert_eq!(after.items.iter().filter(|n| n.read).count(), 1);
 }
 
+/// Channel delivery receipts: recorded once per (key, channel).
+pub async fn channel_receipts(store: &dyn Store) {
+    assert!(!store.was_delivered("k", "webhook").await.expect("check"));
+    assert!(store.record_delivery("k", "webhook").await.expect("record"));
+    assert!(
+        !store.record_delivery("k", "webhook").await.expect("record"),
+        "a second record is refused"
+    );
+    assert!(store.was_delivered("k", "webhook").await.expect("check"));
+    assert!(
+        !store.was_delivered("k", "email").await.expect("check"),
+        "per channel"
+    );
+    assert!(
+        !store.was_delivered("k2", "webhook").await.expect("check"),
+        "per key"
+    );
+    assert!(store.record_delivery("k", "email").await.expect("record"));
+}
+
 /// The outbox relay contract: claims hand out undelivered entries oldest first
 /// with a lease and an attempt count; a lease that expires hands them out again;
 /// completed entries never come back.
