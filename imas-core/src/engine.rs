@@ -152,6 +152,7 @@ impl EngineBuilder {
                 config: self.config,
                 channels: self.channels,
                 live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
+                rearm: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -173,6 +174,9 @@ struct Inner {
     channels: Vec<Arc<dyn Channel>>,
     /// New in-app notifications delivered by this process, for live streams.
     live: tokio::sync::broadcast::Sender<Notification>,
+    /// Wakes the SLA monitor when a change here may have moved a due time
+    /// earlier than the one it sleeps towards.
+    rearm: tokio::sync::Notify,
 }
 
 /// How many undelivered live notifications a slow stream may fall behind by
@@ -417,7 +421,15 @@ impl Engine {
     }
 
     async fn commit(&self, change: Change) -> Result<()> {
-        self.inner.store.commit(change).await
+        let rearm = matches!(
+            &change.incident,
+            Some(IncidentWrite::Insert(i) | IncidentWrite::Update { incident: i, .. }) if i.next_due_at.is_some()
+        );
+        self.inner.store.commit(change).await?;
+        if rearm {
+            self.inner.rearm.notify_one();
+        }
+        Ok(())
     }
 
     async fn load_incident(&self, id: IncidentId) -> Result<Incident> {
@@ -1430,8 +1442,9 @@ impl Engine {
     // ----- background loops -----------------------------------------------------------
 
     /// Runs the SLA monitor until `shutdown` turns true: sweeps everything due,
-    /// then sleeps until the next due instant, at most `poll`. A step in progress
-    /// finishes before it returns.
+    /// then sleeps until the next due instant, at most `poll`, or until a change
+    /// made through this engine re-arms it. A step in progress finishes before it
+    /// returns.
     pub async fn run_sla_monitor(
         &self,
         poll: Duration,
@@ -1450,6 +1463,7 @@ impl Engine {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.inner.rearm.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -993,3 +993,71 @@ async fn sweeping_skips_incidents_changed_since_their_claim() {
     assert!(!now.sla_breached, "resolved before the breach was recorded");
     assert_eq!(now.next_due_at, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_wakes_for_a_new_incident_instead_of_waiting_for_its_poll() {
+    // Real time here: the monitor's poll is a minute, so only the re-arm on the
+    // new incident can make it act on a 300 ms SLA in time.
+    let store = Arc::new(MemoryStore::new());
+    let sla = SlaPolicy::default()
+        .with_resolution(Priority::Critical, Duration::from_millis(300))
+        .expect("sla");
+    let engine = imas_core::Engine::builder(store.clone())
+        .jwt_keys(
+            imas_core::auth::JwtKeys::new(common::SECRET, Duration::from_secs(60)).expect("keys"),
+        )
+        .config(EngineConfig {
+            sla,
+            ..Default::default()
+        })
+        .build()
+        .expect("engine");
+    engine
+        .ensure_admin("root", "root password 123", "root@example.com")
+        .await
+        .expect("admin");
+    let root = engine
+        .authenticate(
+            &engine
+                .login("root", "root password 123")
+                .await
+                .expect("login"),
+        )
+        .await
+        .expect("auth");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let monitor = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .run_sla_monitor(Duration::from_secs(60), stop_rx)
+                .await
+        })
+    };
+    // Let the monitor finish its first sweep and go to sleep on a store with
+    // nothing due (it exposes no "asleep" signal to wait for).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let inc = engine
+        .create_incident(&root, titled("wake up", Priority::Critical))
+        .await
+        .expect("create");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = engine.get_incident(&root, inc.id).await.expect("get");
+        if now.sla_breached {
+            let late = now.breached_at.expect("at") - now.sla_deadline;
+            assert!(
+                late < chrono::Duration::seconds(1),
+                "acted on within a second of the deadline ({late})"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor never woke"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    monitor.await.expect("monitor");
+}
