@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]).
     pub database_url: String,
+    /// `IMAS_DB_SCHEMA`: the PostgreSQL schema of IMAS's tables (default `imas`).
+    pub db_schema: String,
     /// From `REDIS_URL`, or `REDIS_HOST` and `REDIS_PORT`; `None` is the
     /// in-process queue.
     pub redis_url: Option<String>,
@@ -88,6 +90,8 @@ impl ServerConfig {
             ));
         }
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        let db_schema =
+            get("IMAS_DB_SCHEMA").unwrap_or_else(|| imas_store_sqlx::DEFAULT_SCHEMA.to_string());
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
             return Err(Error::config(
                 "DATABASE_URL",
@@ -200,6 +204,14 @@ impl ServerConfig {
                 )
             })?;
         }
+        let claim_lease = match get("IMAS_CLAIM_LEASE") {
+            Some(d) => imas_core::sla::parse_duration(&d)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::config("IMAS_CLAIM_LEASE", "expected a duration such as 30s")
+                })?,
+            None => EngineConfig::default().claim_lease,
+        };
         let escalation = match get("IMAS_ESCALATION_DELAYS") {
             Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec)?,
             None => EscalationPolicy::default(),
@@ -207,6 +219,7 @@ impl ServerConfig {
         Ok(Self {
             port,
             database_url,
+            db_schema,
             redis_url,
             webhook,
             jwt,
@@ -214,6 +227,7 @@ impl ServerConfig {
             engine: EngineConfig {
                 sla,
                 escalation,
+                claim_lease,
                 ..EngineConfig::default()
             },
             monitor_poll: Duration::from_secs(1),
@@ -225,7 +239,23 @@ impl ServerConfig {
 /// Builds the engine the configuration describes (connecting to the store and
 /// running its migrations) and creates the bootstrap admin.
 pub async fn engine(config: &ServerConfig) -> Result<Engine> {
-    let store = imas_store_sqlx::connect(&config.database_url).await?;
+    let store: std::sync::Arc<dyn imas_core::ports::Store> =
+        if config.database_url.starts_with("postgres") {
+            let store = imas_store_sqlx::PostgresStore::connect_in_schema(
+                &config.database_url,
+                &config.db_schema,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Config { name, message } if name == "schema" => {
+                    Error::config("IMAS_DB_SCHEMA", message)
+                }
+                e => e,
+            })?;
+            std::sync::Arc::new(store)
+        } else {
+            imas_store_sqlx::connect(&config.database_url).await?
+        };
     let mut builder = Engine::builder(store).config(config.engine.clone());
     #[cfg(feature = "webhook")]
     if let Some((url, secret)) = &config.webhook {
@@ -314,6 +344,27 @@ pub async fn serve(
     let _ = notifier.await;
     tracing::info!("stopped");
     served
+}
+
+/// The whole reference server: configuration from the environment, the engine,
+/// the listener on `PORT`, serving until SIGTERM or Ctrl-C. Start-up problems are
+/// errors that name their variable.
+pub async fn run_from_env() -> std::result::Result<(), String> {
+    let config = ServerConfig::from_env().map_err(|e| format!("cannot start: {e}"))?;
+    let engine = engine(&config)
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let listener = TcpListener::bind(("0.0.0.0", config.port))
+        .await
+        .map_err(|e| format!("cannot listen on port {} (PORT): {e}", config.port))?;
+    tracing::info!(
+        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        database = %config.database_url.split('@').next_back().unwrap_or_default(),
+        "IMAS listening"
+    );
+    serve(engine, &config, listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
