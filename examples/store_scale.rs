@@ -1,4 +1,4 @@
-//! Run with: cargo run --release --features postgres --example store_scale -- --backend sqlite --incidents 1000000
+//! Run with: cargo run --release --example store_scale -- --backend sqlite --incidents 1000000
 //!
 //! Scale benchmark of the SQL stores. Loads N incidents (1% of them due for the
 //! SLA monitor, a word that exactly 20 of them contain), then times, through the
