@@ -58,11 +58,15 @@ fn incidents(n: usize, now_ms: i64, spread_ms: i64, min_ms: i64) -> Vec<Incident
         .collect()
 }
 
+/// Loads incidents into the backend's database.
+type Loader =
+    Box<dyn Fn(Vec<Incident>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>;
+
 struct Backend {
     stores: Vec<Arc<dyn Store>>,
     /// PostgreSQL: the pool and the schema to drop at the end.
     cleanup: Option<(sqlx::PgPool, String)>,
-    load: Box<dyn Fn(Vec<Incident>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>,
+    load: Loader,
 }
 
 async fn backend(kind: &str, nodes: usize, url: Option<String>) -> Backend {
