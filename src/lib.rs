@@ -32,6 +32,6 @@ pub use imas_http as http;
 pub mod server;
 
 /// Delivery channels beyond the in-app store.
-#[cfg(feature = "webhook")]
-#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+#[cfg(any(feature = "webhook", feature = "email"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "webhook", feature = "email"))))]
 pub mod channels;

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     /// From `IMAS_WEBHOOK_URL` and `IMAS_WEBHOOK_SECRET`: where notifications are
     /// also posted.
     pub webhook: Option<(String, String)>,
+    /// From `IMAS_SMTP_URL` and `IMAS_SMTP_FROM`: notifications are also mailed.
+    pub smtp: Option<(String, String)>,
     /// From `JWT_SECRET`; `None` is development mode (a random secret, said loudly).
     pub jwt: Option<JwtKeys>,
     /// From `IMAS_ADMIN_*`.
@@ -156,6 +158,33 @@ impl ServerConfig {
                 Some((url, secret))
             }
         };
+        let smtp = match (get("IMAS_SMTP_URL"), get("IMAS_SMTP_FROM")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "IMAS_SMTP_FROM",
+                    "expected the sender address",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config("IMAS_SMTP_URL", "expected smtp://host:port"));
+            }
+            (Some(url), Some(from)) => {
+                if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                    return Err(Error::config(
+                        "IMAS_SMTP_URL",
+                        "expected smtp://host:port or smtps://host",
+                    ));
+                }
+                #[cfg(not(feature = "email"))]
+                return Err(Error::config(
+                    "IMAS_SMTP_URL",
+                    "this build has no email support (feature `email`)",
+                ));
+                #[cfg(feature = "email")]
+                Some((url, from))
+            }
+        };
         let jwt = get("JWT_SECRET")
             .map(|s| JwtKeys::new(s.as_bytes(), DEFAULT_TOKEN_TTL))
             .transpose()?;
@@ -222,6 +251,7 @@ impl ServerConfig {
             db_schema,
             redis_url,
             webhook,
+            smtp,
             jwt,
             admin,
             engine: EngineConfig {
@@ -256,11 +286,16 @@ pub async fn engine(config: &ServerConfig) -> Result<Engine> {
         } else {
             imas_store_sqlx::connect(&config.database_url).await?
         };
-    let mut builder = Engine::builder(store).config(config.engine.clone());
+    let mut builder = Engine::builder(store.clone()).config(config.engine.clone());
     #[cfg(feature = "webhook")]
     if let Some((url, secret)) = &config.webhook {
         let channel =
             crate::channels::WebhookChannel::new(url, secret.as_bytes(), Duration::from_secs(10))?;
+        builder = builder.channel(std::sync::Arc::new(channel));
+    }
+    #[cfg(feature = "email")]
+    if let Some((url, from)) = &config.smtp {
+        let channel = crate::channels::EmailChannel::new(url, from, store.clone())?;
         builder = builder.channel(std::sync::Arc::new(channel));
     }
     #[cfg(feature = "redis")]
