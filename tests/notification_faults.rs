@@ -199,10 +199,15 @@ async fn a_redis_restart_mid_flight_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_died_is_delivered_by_another_once() {
     let port = free_port();
-    let Some(redis) = PrivateRedis::start(port) else { return };
+    let Some(redis) = PrivateRedis::start(port) else {
+        return;
+    };
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dead-worker-{}.db", uuid::Uuid::new_v4()));
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.expect("sqlite");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dead-worker-{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("sqlite");
     let user = UserId::new();
     let intent = NotificationIntent {
         key: "dead-worker-1".into(),
@@ -212,27 +217,53 @@ async fn a_job_whose_worker_died_is_delivered_by_another_once() {
         incident_id: None,
         created_at: imas::model::truncate_millis(chrono::Utc::now()),
     };
-    store.commit(Change { outbox: vec![intent], ..Change::default() }).await.expect("commit");
+    store
+        .commit(Change {
+            outbox: vec![intent],
+            ..Change::default()
+        })
+        .await
+        .expect("commit");
 
     // Worker A: publishes the entry, takes the job, and dies without a word.
-    let queue_a = RedisQueue::connect(&url, Arc::new(SystemClock), RetryPolicy::default()).await.expect("a");
-    let config = EngineConfig { job_visibility: Duration::from_millis(500), ..Default::default() };
-    let a = Engine::builder(Arc::new(store.clone())).queue(Arc::new(queue_a)).config(config.clone()).build().expect("a");
+    let queue_a = RedisQueue::connect(&url, Arc::new(SystemClock), RetryPolicy::default())
+        .await
+        .expect("a");
+    let config = EngineConfig {
+        job_visibility: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let a = Engine::builder(Arc::new(store.clone()))
+        .queue(Arc::new(queue_a))
+        .config(config.clone())
+        .build()
+        .expect("a");
     assert_eq!(a.relay_step().await.expect("relay"), 1);
-    let taken = imas::ports::Queue::reserve(a.queue().as_ref(), 10, Duration::from_millis(500)).await.expect("reserve");
+    let taken = imas::ports::Queue::reserve(a.queue().as_ref(), 10, Duration::from_millis(500))
+        .await
+        .expect("reserve");
     assert_eq!(taken.len(), 1);
     drop(a);
 
     // Worker B on another connection: gets it once the visibility timeout ends.
-    let queue_b = RedisQueue::connect(&url, Arc::new(SystemClock), RetryPolicy::default()).await.expect("b");
-    let b = Engine::builder(Arc::new(store.clone())).queue(Arc::new(queue_b)).config(config).build().expect("b");
+    let queue_b = RedisQueue::connect(&url, Arc::new(SystemClock), RetryPolicy::default())
+        .await
+        .expect("b");
+    let b = Engine::builder(Arc::new(store.clone()))
+        .queue(Arc::new(queue_b))
+        .config(config)
+        .build()
+        .expect("b");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         b.work_step().await.expect("work");
         if !delivered(&store, user).await.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "the dead worker's job never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the dead worker's job never came back"
+        );
         b.queue().wait(Duration::from_millis(100)).await;
     }
     // Whatever else runs now (the relay's lease, more steps), it stays one.
@@ -240,6 +271,9 @@ async fn a_job_whose_worker_died_is_delivered_by_another_once() {
         b.relay_step().await.expect("relay");
         b.work_step().await.expect("work");
     }
-    assert_eq!(delivered(&store, user).await, vec!["dead-worker-1".to_string()]);
+    assert_eq!(
+        delivered(&store, user).await,
+        vec!["dead-worker-1".to_string()]
+    );
     assert_eq!(store.pending_outbox().await.expect("pending"), 0);
 }

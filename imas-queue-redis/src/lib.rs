@@ -13,8 +13,9 @@
 //!
 //! Keys, under a prefix (default `imas:queue`): `sched` (sorted set: job id by the
 //! instant it can be reserved), `jobs` (id → job), `attempts`, `tokens` (current
-//! reservation), `seq`, and for dead letters `dead:jobs`, `dead:errors`,
-//! `dead:index` (sorted by failure time).
+//! reservation), `seq`, `signal` (a short list an enqueue pushes to, so idle
+//! workers blocked in `BLPOP` wake at once), and for dead letters `dead:jobs`,
+//! `dead:errors`, `dead:index` (sorted by failure time).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[3], id, 0)
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[i + 1]), id)
 end
+redis.call('LPUSH', KEYS[9], 1)
+redis.call('LTRIM', KEYS[9], 0, 63)
 return 1
 ";
 
@@ -142,6 +145,8 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', KEYS[7], id)
     redis.call('ZREM', KEYS[8], id)
     redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), id)
+    redis.call('LPUSH', KEYS[9], 1)
+    redis.call('LTRIM', KEYS[9], 0, 63)
     return 1
   end
 end
@@ -173,9 +178,12 @@ struct Scripts {
 /// The Redis queue.
 pub struct RedisQueue {
     conn: ConnectionManager,
+    client: redis::Client,
+    /// A connection of its own for the blocking wait (BLPOP), made on first use.
+    waiter: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
-    keys: [String; 8],
+    keys: [String; 9],
     scripts: Arc<Scripts>,
 }
 
@@ -213,7 +221,7 @@ impl RedisQueue {
         }
         let client = redis::Client::open(url)
             .map_err(|e| Error::config("REDIS_URL", format!("not a Redis URL ({e})")))?;
-        let conn = ConnectionManager::new(client).await.map_err(err)?;
+        let conn = ConnectionManager::new(client.clone()).await.map_err(err)?;
         let key = |k: &str| format!("{prefix}:{k}");
         let keys = [
             key("sched"),
@@ -224,6 +232,7 @@ impl RedisQueue {
             key("dead:jobs"),
             key("dead:errors"),
             key("dead:index"),
+            key("signal"),
         ];
         let scripts = Arc::new(Scripts {
             enqueue: Script::new(ENQUEUE),
@@ -236,6 +245,8 @@ impl RedisQueue {
         });
         Ok(Self {
             conn,
+            client,
+            waiter: tokio::sync::Mutex::new(None),
             clock,
             retry,
             keys,
@@ -318,30 +329,45 @@ impl Queue for RedisQueue {
     }
 
     async fn wait(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let next: redis::RedisResult<Vec<(String, f64)>> = redis::cmd("ZRANGE")
-                .arg(&self.keys[0])
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES")
-                .query_async(&mut self.conn.clone())
-                .await;
-            let now = self.now_ms();
-            let pause = match next {
-                Ok(v) if v.first().is_some_and(|(_, at)| *at as i64 <= now) => return,
-                Ok(v) => v
-                    .first()
-                    .map(|(_, at)| Duration::from_millis((*at as i64 - now).max(1) as u64))
-                    .unwrap_or(Duration::MAX)
-                    .min(Duration::from_millis(25)),
-                Err(_) => Duration::from_millis(100),
-            };
-            let now_instant = tokio::time::Instant::now();
-            if now_instant >= deadline {
-                return;
-            }
-            tokio::time::sleep(pause.min(deadline - now_instant)).await;
+        // Ready now, or due before the timeout: wait only that long.
+        let next: redis::RedisResult<Vec<(String, f64)>> = redis::cmd("ZRANGE")
+            .arg(&self.keys[0])
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await;
+        let now = self.now_ms();
+        let timeout = match next {
+            Ok(v) => match v.first() {
+                Some((_, at)) if *at as i64 <= now => return,
+                Some((_, at)) => timeout.min(Duration::from_millis((*at as i64 - now) as u64)),
+                None => timeout,
+            },
+            Err(_) => timeout.min(Duration::from_millis(100)),
+        };
+        // Otherwise block until an enqueue signals, on a connection of our own.
+        let mut waiter = self.waiter.lock().await;
+        if waiter.is_none() {
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+            *waiter = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .ok();
+        }
+        let Some(conn) = waiter.as_mut() else {
+            tokio::time::sleep(timeout.min(Duration::from_millis(100))).await;
+            return;
+        };
+        let seconds = timeout.as_secs_f64().max(0.001);
+        let popped: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
+            .arg(&self.keys[8])
+            .arg(seconds)
+            .query_async(conn)
+            .await;
+        if popped.is_err() {
+            *waiter = None;
         }
     }
 
