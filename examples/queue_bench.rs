@@ -1,0 +1,152 @@
+//! Run with: cargo run --release --example queue_bench -- [redis://127.0.0.1:6379]
+//!
+//! The shape of the BullMQ reference measured for issue 5, on `RedisQueue`:
+//! 50,000 jobs of about 200 bytes; enqueue one at a time and in batches of 1,000;
+//! processing (reserve + ack) with concurrency 1 and 50; and enqueue-to-handler
+//! latency at 1,000 jobs/s (p50, p99). Keys go under a fresh prefix, deleted at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use imas::ports::{NewJob, Queue, RetryPolicy, SystemClock};
+use imas::queue_redis::RedisQueue;
+
+const N: usize = 50_000;
+
+fn job(n: usize) -> NewJob {
+    // About 200 bytes stored per job.
+    let payload = serde_json::json!({
+        "user": "0190f3c2-7b1e-7c3a-9d4e-1f2a3b4c5d6e",
+        "message": "SLA violated for \"Checkout returns 502 on the payment page\"",
+        "n": n,
+    });
+    NewJob::new(format!("bench:{n}"), payload)
+}
+
+fn micros_now() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default()
+}
+
+async fn drain(queue: Arc<RedisQueue>, workers: usize) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let q = queue.clone();
+            tokio::spawn(async move {
+                loop {
+                    let jobs = q
+                        .reserve(1, Duration::from_secs(60))
+                        .await
+                        .expect("reserve");
+                    let Some(j) = jobs.first() else { return };
+                    q.ack(j).await.expect("ack");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    start.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let prefix = format!("imas-bench:{}", uuid::Uuid::new_v4().simple());
+    let queue = Arc::new(
+        RedisQueue::connect_with_prefix(
+            &url,
+            &prefix,
+            Arc::new(SystemClock),
+            RetryPolicy::default(),
+        )
+        .await
+        .expect("redis"),
+    );
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+
+    let t = Instant::now();
+    for n in 0..N {
+        queue.enqueue(vec![job(n)]).await.expect("enqueue");
+    }
+    let one = rate(N, t.elapsed());
+    let c1 = rate(N, drain(queue.clone(), 1).await);
+
+    let t = Instant::now();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(1_000) {
+        queue
+            .enqueue(chunk.iter().map(|n| job(*n)).collect())
+            .await
+            .expect("enqueue");
+    }
+    let batch = rate(N, t.elapsed());
+    let c50 = rate(N, drain(queue.clone(), 50).await);
+
+    // Latency at 1,000 jobs/s: a consumer blocked in wait() and reserve.
+    let consumer = {
+        let q = queue.clone();
+        tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(5_000);
+            while lat.len() < 5_000 {
+                let jobs = q
+                    .reserve(50, Duration::from_secs(60))
+                    .await
+                    .expect("reserve");
+                if jobs.is_empty() {
+                    q.wait(Duration::from_millis(100)).await;
+                    continue;
+                }
+                let now = micros_now();
+                for j in &jobs {
+                    let sent = j.payload["sent"].as_u64().unwrap_or_default() as u128;
+                    lat.push(now.saturating_sub(sent) as u64);
+                    q.ack(j).await.expect("ack");
+                }
+            }
+            lat
+        })
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    for n in 0..5_000 {
+        tick.tick().await;
+        let mut j = job(n);
+        j.payload["sent"] = serde_json::json!(micros_now() as u64);
+        queue.enqueue(vec![j]).await.expect("enqueue");
+    }
+    let mut lat = consumer.await.expect("consumer");
+    lat.sort_unstable();
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+
+    println!(
+        "| enqueue one at a time | enqueue in batches of 1,000 | process, concurrency 1 | process, concurrency 50 | latency p50 | latency p99 |"
+    );
+    println!(
+        "| {one:.0} jobs/s | {batch:.0} jobs/s | {c1:.0} jobs/s | {c50:.0} jobs/s | {:.2} ms | {:.2} ms |",
+        p(0.5),
+        p(0.99)
+    );
+
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+    }
+}
