@@ -402,6 +402,26 @@ pub async fn run_from_env() -> std::result::Result<(), String> {
         .map_err(|e| format!("server error: {e}"))
 }
 
+/// The `main` of `imas-server` and `examples/server.rs`: logs to stderr
+/// (`RUST_LOG`, default `info,sqlx=warn`), runs [`run_from_env`], and turns a
+/// start-up problem into exit code 2 with its message.
+#[cfg(feature = "server-bin")]
+pub async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    match run_from_env().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imas: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -7,21 +7,7 @@
 //! drains in-flight requests and background steps, then exits.
 //! (`cargo run --example server` is the same program.)
 
-use std::process::ExitCode;
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
-    match imas::server::run_from_env().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("imas: {e}");
-            ExitCode::from(2)
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    imas::server::main().await
 }
