@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// From `REDIS_URL`, or `REDIS_HOST` and `REDIS_PORT`; `None` is the
     /// in-process queue.
     pub redis_url: Option<String>,
+    /// `IMAS_QUEUE_PREFIX`: the Redis key prefix. By default it is derived from
+    /// `DATABASE_URL` and `IMAS_DB_SCHEMA`, so that deployments on different
+    /// databases never take each other's jobs from a shared Redis.
+    pub queue_prefix: String,
     /// From `IMAS_WEBHOOK_URL` and `IMAS_WEBHOOK_SECRET`: where notifications are
     /// also posted.
     pub webhook: Option<(String, String)>,
@@ -121,6 +125,12 @@ impl ServerConfig {
             }
             (None, None, None) => None,
         };
+        let queue_prefix = get("IMAS_QUEUE_PREFIX").unwrap_or_else(|| {
+            format!(
+                "imas:{:016x}",
+                fnv1a(&format!("{database_url}#{db_schema}"))
+            )
+        });
         #[cfg(not(feature = "redis"))]
         if redis_url.is_some() {
             return Err(Error::config(
@@ -250,6 +260,7 @@ impl ServerConfig {
             database_url,
             db_schema,
             redis_url,
+            queue_prefix,
             webhook,
             smtp,
             jwt,
@@ -264,6 +275,14 @@ impl ServerConfig {
             notifier_poll: Duration::from_millis(250),
         })
     }
+}
+
+/// FNV-1a, 64 bits: a hash that is the same in every build, for the default
+/// queue prefix that all nodes of one deployment must agree on.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Builds the engine the configuration describes (connecting to the store and
@@ -300,8 +319,9 @@ pub async fn engine(config: &ServerConfig) -> Result<Engine> {
     }
     #[cfg(feature = "redis")]
     if let Some(url) = &config.redis_url {
-        let queue = imas_queue_redis::RedisQueue::connect(
+        let queue = imas_queue_redis::RedisQueue::connect_with_prefix(
             url,
+            &config.queue_prefix,
             std::sync::Arc::new(imas_core::ports::SystemClock),
             imas_core::ports::RetryPolicy::default(),
         )

@@ -1019,6 +1019,15 @@ fn bad_configuration_names_the_variable() {
             || (var == "IMAS_WEBHOOK_URL" && text.contains("IMAS_WEBHOOK_SECRET"));
         assert!(named, "{var}={value}: {text}");
     }
+    // Deployments on different databases get different Redis prefixes; nodes of
+    // one deployment agree on theirs.
+    let prefix = |db: &str| {
+        ServerConfig::from_vars(|k| (k == "DATABASE_URL").then(|| db.to_string()))
+            .expect("config")
+            .queue_prefix
+    };
+    assert_eq!(prefix("postgres://a/x"), prefix("postgres://a/x"));
+    assert_ne!(prefix("postgres://a/x"), prefix("postgres://a/y"));
     let ok = ServerConfig::from_vars(|_| None).expect("defaults");
     assert_eq!(
         (ok.port, ok.database_url.as_str()),
