@@ -96,8 +96,7 @@ impl ServerConfig {
             ));
         }
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-        let db_schema =
-            get("IMAS_DB_SCHEMA").unwrap_or_else(|| imas_store_sqlx::DEFAULT_SCHEMA.to_string());
+        let db_schema = get("IMAS_DB_SCHEMA").unwrap_or_else(|| "imas".to_string());
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
             return Err(Error::config(
                 "DATABASE_URL",
@@ -160,6 +159,8 @@ impl ServerConfig {
                     Duration::from_secs(10),
                 )?;
                 #[cfg(not(feature = "webhook"))]
+                let _ = (url, secret);
+                #[cfg(not(feature = "webhook"))]
                 return Err(Error::config(
                     "IMAS_WEBHOOK_URL",
                     "this build has no webhook support (feature `webhook`)",
@@ -186,6 +187,8 @@ impl ServerConfig {
                         "expected smtp://host:port or smtps://host",
                     ));
                 }
+                #[cfg(not(feature = "email"))]
+                let _ = from;
                 #[cfg(not(feature = "email"))]
                 return Err(Error::config(
                     "IMAS_SMTP_URL",
@@ -285,26 +288,30 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
+/// The store `DATABASE_URL` names (PostgreSQL in `IMAS_DB_SCHEMA`).
+async fn store(config: &ServerConfig) -> Result<std::sync::Arc<dyn imas_core::ports::Store>> {
+    #[cfg(feature = "postgres")]
+    if config.database_url.starts_with("postgres") {
+        let store = imas_store_sqlx::PostgresStore::connect_in_schema(
+            &config.database_url,
+            &config.db_schema,
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Config { name, message } if name == "schema" => {
+                Error::config("IMAS_DB_SCHEMA", message)
+            }
+            e => e,
+        })?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    imas_store_sqlx::connect(&config.database_url).await
+}
+
 /// Builds the engine the configuration describes (connecting to the store and
 /// running its migrations) and creates the bootstrap admin.
 pub async fn engine(config: &ServerConfig) -> Result<Engine> {
-    let store: std::sync::Arc<dyn imas_core::ports::Store> =
-        if config.database_url.starts_with("postgres") {
-            let store = imas_store_sqlx::PostgresStore::connect_in_schema(
-                &config.database_url,
-                &config.db_schema,
-            )
-            .await
-            .map_err(|e| match e {
-                Error::Config { name, message } if name == "schema" => {
-                    Error::config("IMAS_DB_SCHEMA", message)
-                }
-                e => e,
-            })?;
-            std::sync::Arc::new(store)
-        } else {
-            imas_store_sqlx::connect(&config.database_url).await?
-        };
+    let store = store(config).await?;
     let mut builder = Engine::builder(store.clone()).config(config.engine.clone());
     #[cfg(feature = "webhook")]
     if let Some((url, secret)) = &config.webhook {
