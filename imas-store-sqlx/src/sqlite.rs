@@ -108,16 +108,37 @@ impl SqliteStore {
         tx.commit().await.map_err(err)
     }
 
-    /// Runs a list query built up to its filters: keyset, order, limit, decode.
+    /// Finishes a page query from [`JsonColumns::page_query`] and its filters
+    /// (keyset, order, limit) and decodes the page. The page comes back as one
+    /// JSON row because sqlx-sqlite hands every result row from its worker
+    /// thread to the caller separately, which cost more than the query itself.
     async fn fetch_page<T: Positioned>(
         &self,
         mut qb: QueryBuilder<Sqlite>,
+        columns: &JsonColumns,
         page: PageRequest,
-        decode: fn(&SqliteRow) -> Result<T>,
+        decode: impl Fn(&JsonRow<'_>) -> Result<T>,
     ) -> Result<Page<T>> {
         push_page::<SqliteDialect>(&mut qb, page);
-        let rows = qb.build().fetch_all(&self.reader).await.map_err(err)?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        qb.push(")");
+        let json: String = qb
+            .build()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(err)?
+            .try_get("page")
+            .map_err(err)?;
+        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&json)
+            .map_err(|e| Error::backend(BACKEND, format!("unreadable page: {e}")))?;
+        let items = rows
+            .iter()
+            .map(|values| {
+                decode(&JsonRow {
+                    names: columns.names,
+                    values,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(into_page(items, page.limit))
     }
 
@@ -229,54 +250,104 @@ const UPDATE_INCIDENT: &str = "UPDATE incidents SET title = ?2, description = ?3
     acknowledged_at = ?21, resolved_at = ?22, closed_at = ?23, held_ms = ?24, hold_started_at = ?25, \
     next_due_at = ?26, version = ?27 WHERE id = ?1 AND version = ?28 RETURNING seq";
 
-/// The incident columns in the order of [`INCIDENT_PAGE_AS_JSON`]'s arrays.
-const JSON_COLUMNS: [&str; 27] = [
-    "id",
-    "title",
-    "description",
-    "kind",
-    "priority",
-    "status",
-    "assigned_to",
-    "reported_by",
-    "created_at",
-    "updated_at",
-    "sla_target_ms",
-    "sla_deadline",
-    "response_target_ms",
-    "response_deadline",
-    "response_breached_at",
-    "at_risk_at",
-    "sla_breached",
-    "breached_at",
-    "escalation_level",
-    "escalated_at",
-    "acknowledged_at",
-    "resolved_at",
-    "closed_at",
-    "held_ms",
-    "hold_started_at",
-    "next_due_at",
-    "version",
-];
+/// How one table's rows come back as JSON arrays: the column names in array
+/// order, and the `json_array(...)` items (16-byte id BLOBs as hex).
+struct JsonColumns {
+    table: &'static str,
+    names: &'static [&'static str],
+    items: &'static str,
+}
 
-/// A page of incidents as one JSON array of arrays (ids in hex), newest first;
-/// the caller appends the filters, the page clause and a closing parenthesis.
-const INCIDENT_PAGE_AS_JSON: &str = "SELECT json_group_array(json_array(hex(id), title, description, kind, \
-    priority, status, hex(assigned_to), hex(reported_by), created_at, updated_at, sla_target_ms, sla_deadline, \
-    response_target_ms, response_deadline, response_breached_at, at_risk_at, sla_breached, breached_at, \
-    escalation_level, escalated_at, acknowledged_at, resolved_at, closed_at, held_ms, hold_started_at, \
-    next_due_at, version) ORDER BY created_at DESC, id DESC) AS page FROM (SELECT * FROM incidents WHERE 1 = 1";
+const INCIDENT_JSON: JsonColumns = JsonColumns {
+    table: "incidents",
+    names: &[
+        "id",
+        "title",
+        "description",
+        "kind",
+        "priority",
+        "status",
+        "assigned_to",
+        "reported_by",
+        "created_at",
+        "updated_at",
+        "sla_target_ms",
+        "sla_deadline",
+        "response_target_ms",
+        "response_deadline",
+        "response_breached_at",
+        "at_risk_at",
+        "sla_breached",
+        "breached_at",
+        "escalation_level",
+        "escalated_at",
+        "acknowledged_at",
+        "resolved_at",
+        "closed_at",
+        "held_ms",
+        "hold_started_at",
+        "next_due_at",
+        "version",
+    ],
+    items: "hex(id), title, description, kind, priority, status, hex(assigned_to), hex(reported_by), \
+        created_at, updated_at, sla_target_ms, sla_deadline, response_target_ms, response_deadline, \
+        response_breached_at, at_risk_at, sla_breached, breached_at, escalation_level, escalated_at, \
+        acknowledged_at, resolved_at, closed_at, held_ms, hold_started_at, next_due_at, version",
+};
 
-/// One row of [`INCIDENT_PAGE_AS_JSON`].
-struct JsonRow<'a>(&'a [serde_json::Value]);
+const AUDIT_JSON: JsonColumns = JsonColumns {
+    table: "audit_log",
+    names: &[
+        "id",
+        "action",
+        "actor",
+        "target",
+        "description",
+        "created_at",
+    ],
+    items: "hex(id), action, actor, target, description, created_at",
+};
+
+const NOTIFICATION_JSON: JsonColumns = JsonColumns {
+    table: "notifications",
+    names: &[
+        "id",
+        "key",
+        "user_id",
+        "message",
+        "kind",
+        "incident_id",
+        "read",
+        "created_at",
+    ],
+    items: "hex(id), key, hex(user_id), message, kind, hex(incident_id), read, created_at",
+};
+
+impl JsonColumns {
+    /// The start of a page query: one row holding the page as a JSON array of
+    /// arrays, newest first. The caller appends filters; [`SqliteStore::fetch_page`]
+    /// closes it.
+    fn page_query(&self) -> QueryBuilder<Sqlite> {
+        QueryBuilder::new(format!(
+            "SELECT json_group_array(json_array({}) ORDER BY created_at DESC, id DESC) AS page \
+             FROM (SELECT * FROM {} WHERE 1 = 1",
+            self.items, self.table
+        ))
+    }
+}
+
+/// One row of a JSON page.
+struct JsonRow<'a> {
+    names: &'static [&'static str],
+    values: &'a [serde_json::Value],
+}
 
 impl JsonRow<'_> {
     fn get(&self, col: &str) -> Result<&serde_json::Value> {
-        JSON_COLUMNS
+        self.names
             .iter()
             .position(|c| *c == col)
-            .and_then(|i| self.0.get(i))
+            .and_then(|i| self.values.get(i))
             .ok_or_else(|| Error::backend(BACKEND, format!("page row has no column {col}")))
     }
 
@@ -521,27 +592,10 @@ impl IncidentStore for SqliteStore {
         filter: &IncidentFilter,
         page: PageRequest,
     ) -> Result<Page<Incident>> {
-        // The page comes back as one JSON row: sqlx-sqlite hands every row from
-        // its worker thread to the caller separately, which cost more than the
-        // query itself for a page of 50.
-        let mut qb = QueryBuilder::<Sqlite>::new(INCIDENT_PAGE_AS_JSON);
+        let mut qb = INCIDENT_JSON.page_query();
         push_incident_filter::<SqliteDialect>(&mut qb, filter);
-        push_page::<SqliteDialect>(&mut qb, page);
-        qb.push(")");
-        let json: String = qb
-            .build()
-            .fetch_one(&self.reader)
+        self.fetch_page(qb, &INCIDENT_JSON, page, |r| decode_incident(r))
             .await
-            .map_err(err)?
-            .try_get("page")
-            .map_err(err)?;
-        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&json)
-            .map_err(|e| Error::backend(BACKEND, format!("unreadable page: {e}")))?;
-        let items = rows
-            .iter()
-            .map(|r| decode_incident(&JsonRow(r)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(into_page(items, page.limit))
     }
 
     async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
@@ -602,9 +656,10 @@ impl AuditStore for SqliteStore {
         filter: &AuditFilter,
         page: PageRequest,
     ) -> Result<Page<AuditEntry>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE 1 = 1");
+        let mut qb = AUDIT_JSON.page_query();
         push_audit_filter::<SqliteDialect>(&mut qb, filter);
-        self.fetch_page(qb, page, decode_audit).await
+        self.fetch_page(qb, &AUDIT_JSON, page, |r| decode_audit(r))
+            .await
     }
 }
 
@@ -634,9 +689,11 @@ impl NotificationStore for SqliteStore {
         user: UserId,
         page: PageRequest,
     ) -> Result<Page<Notification>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT * FROM notifications WHERE user_id = ");
+        let mut qb = NOTIFICATION_JSON.page_query();
+        qb.push(" AND user_id = ");
         qb.push_bind(user.0);
-        self.fetch_page(qb, page, decode_notification).await
+        self.fetch_page(qb, &NOTIFICATION_JSON, page, |r| decode_notification(r))
+            .await
     }
 
     async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
