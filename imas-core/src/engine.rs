@@ -616,14 +616,17 @@ impl Engine {
         }
     }
 
+    /// The `info` notification to a new assignee, keyed by the version that
+    /// makes the assignment.
     fn assignment_intent(
         &self,
         incident: &Incident,
+        version: i64,
         assignee: UserId,
         now: Timestamp,
     ) -> NotificationIntent {
         NotificationIntent {
-            key: format!("{}:assigned:{}:{}", incident.id, incident.version, assignee),
+            key: format!("{}:assigned:{}:{}", incident.id, version, assignee),
             user: assignee,
             message: format!("You were assigned incident {}", quoted(&incident.title)),
             kind: NotificationType::Info,
@@ -661,7 +664,9 @@ impl Engine {
             now,
         );
         let outbox = match incident.assigned_to {
-            Some(a) if a != who.id => vec![self.assignment_intent(&incident, a, now)],
+            Some(a) if a != who.id => {
+                vec![self.assignment_intent(&incident, incident.version, a, now)]
+            }
             _ => Vec::new(),
         };
         self.commit(Change {
@@ -840,9 +845,7 @@ impl Engine {
             .assigned_to
             .filter(|a| before.assigned_to != Some(*a) && *a != who.id)
         {
-            let mut keyed = after.clone();
-            keyed.version = before.version + 1;
-            outbox.push(self.assignment_intent(&keyed, a, now));
+            outbox.push(self.assignment_intent(&after, before.version + 1, a, now));
         }
         self.commit_update(&before, after, now, audit, outbox).await
     }

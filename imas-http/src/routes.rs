@@ -18,10 +18,12 @@ use crate::extract::{Auth, JsonBody, ListParams, date, priorities, statuses, use
 
 /// A JSON array answer with `Link: <...>; rel="next"` when there is a next page.
 fn paged<T: Serialize>(uri: &Uri, page: Page<T>) -> Response {
-    let mut response = Json(page.items).into_response();
-    if let Some(next) = page.next
-        && let Some(link) = next_link(uri, next)
-    {
+    with_next_link(Json(page.items).into_response(), uri, page.next)
+}
+
+/// Adds `Link: <...>; rel="next"` when there is a next page.
+fn with_next_link(mut response: Response, uri: &Uri, next: Option<Cursor>) -> Response {
+    if let Some(link) = next.and_then(|n| next_link(uri, n)) {
         response.headers_mut().insert(LINK, link);
     }
     response
@@ -300,17 +302,14 @@ pub(crate) async fn violations(
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
     let v = s.engine.list_violations(&who, p.page()?).await?;
-    let mut response = Json(ViolationsAnswer {
+    let response = Json(ViolationsAnswer {
         total_violations: v.total,
         notified: v.notified,
         skipped: v.skipped,
         violations: v.page.items,
     })
     .into_response();
-    if let Some(link) = v.page.next.and_then(|n| next_link(&uri, n)) {
-        response.headers_mut().insert(LINK, link);
-    }
-    Ok(response)
+    Ok(with_next_link(response, &uri, v.page.next))
 }
 
 #[utoipa::path(get, path = "/api/escalations", params(ListParams), responses((status = 200, body = Vec<Incident>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
