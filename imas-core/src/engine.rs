@@ -12,6 +12,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::auth::{self, DEFAULT_TOKEN_TTL, JwtKeys};
+use crate::cache::ReadCache;
 use crate::error::{Error, Result};
 use crate::escalation::{self, EscalationPolicy, Step, Target};
 use crate::memory::MemoryQueue;
@@ -153,6 +154,7 @@ impl EngineBuilder {
                 channels: self.channels,
                 live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
                 rearm: tokio::sync::Notify::new(),
+                cache: ReadCache::new(),
             }),
         })
     }
@@ -177,6 +179,8 @@ struct Inner {
     /// Wakes the SLA monitor when a change here may have moved a due time
     /// earlier than the one it sleeps towards.
     rearm: tokio::sync::Notify,
+    /// Principals and list pages, valid while the store's generation holds.
+    cache: ReadCache,
 }
 
 /// How many undelivered live notifications a slow stream may fall behind by
@@ -408,7 +412,8 @@ impl Engine {
         &self.inner.config
     }
 
-    fn now(&self) -> Timestamp {
+    /// The current instant on the engine's clock.
+    pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
     }
 
@@ -551,16 +556,24 @@ impl Engine {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let claims = self.inner.keys.verify(token, self.now())?;
         let id = claims.user_id()?;
+        // The role is read from the store (or from the cache, which holds it only
+        // until the next user write), so a role change applies to live tokens.
+        let at = self.inner.store.generation();
+        if let Some(p) = self.inner.cache.principal(id, at) {
+            return Ok(p);
+        }
         let user = self
             .inner
             .store
             .get_user(id)
             .await?
             .ok_or_else(|| Error::unauthorized("unknown user"))?;
-        Ok(Principal {
+        let p = Principal {
             id: user.id,
             role: user.role,
-        })
+        };
+        self.inner.cache.put_principal(p, at);
+        Ok(p)
     }
 
     /// A user by id (admins, or the user themself).
@@ -699,7 +712,19 @@ impl Engine {
     ) -> Result<Page<Incident>> {
         rbac::require(who.role, Permission::ListIncidents)?;
         page.validate()?;
-        self.inner.store.list_incidents(filter, page).await
+        let at = self.inner.store.generation();
+        if let Some(hit) = self.inner.cache.page(filter, page, at) {
+            return Ok(Page::clone(&hit));
+        }
+        let found = self.inner.store.list_incidents(filter, page).await?;
+        if at.is_some() {
+            let found = Arc::new(found);
+            self.inner
+                .cache
+                .put_page(filter.clone(), page, at, Arc::clone(&found));
+            return Ok(Arc::unwrap_or_clone(found));
+        }
+        Ok(found)
     }
 
     /// Applies a status change's side effects: response and resolution clocks,

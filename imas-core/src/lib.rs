@@ -31,6 +31,7 @@
 //! ```
 
 pub mod auth;
+mod cache;
 pub mod engine;
 pub mod error;
 pub mod escalation;

@@ -16,9 +16,9 @@ use crate::model::{
     NotificationId, OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId,
 };
 use crate::ports::{
-    AuditStore, Change, ChangeStore, Clock, DeadLetter, FailOutcome, IncidentStore, IncidentWrite,
-    Job, NewJob, NotificationStore, OutboxStore, Queue, QueueStats, RetryPolicy, SystemClock,
-    UserStore, UserWrite,
+    AuditStore, Change, ChangeStore, Clock, DeadLetter, FailOutcome, Generation, Generations,
+    IncidentStore, IncidentWrite, Job, NewJob, NotificationStore, OutboxStore, Queue, QueueStats,
+    RetryPolicy, SystemClock, UserStore, UserWrite,
 };
 use crate::sla::add_ms;
 
@@ -57,6 +57,7 @@ fn page_of<T>(mut items: impl Iterator<Item = (Cursor, T)>, limit: u32) -> Page<
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    generations: Generations,
 }
 
 #[derive(Debug, Default)]
@@ -217,8 +218,13 @@ impl ChangeStore for MemoryStore {
     async fn commit(&self, change: Change) -> Result<()> {
         let mut inner = lock(&self.inner);
         inner.validate(&change)?;
+        self.generations.bump_for(&change);
         inner.apply(change);
         Ok(())
+    }
+
+    fn generation(&self) -> Option<Generation> {
+        self.generations.current()
     }
 }
 
@@ -313,6 +319,7 @@ impl IncidentStore for MemoryStore {
                 inner.due.insert((until, slot.1));
             }
         }
+        self.generations.bump(false, !out.is_empty());
         Ok(out)
     }
 

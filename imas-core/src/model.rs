@@ -623,7 +623,7 @@ impl Notification {
 
 /// An opaque keyset-pagination position: the `(created_at, id)` of the last item
 /// of the previous page, in descending order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cursor {
     /// `created_at` of the last item seen.
     pub created_at: Timestamp,
@@ -685,7 +685,7 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// Page size and position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     /// 1..=[`MAX_LIMIT`].
     pub limit: u32,
@@ -724,7 +724,7 @@ impl PageRequest {
 }
 
 /// Filters for listing incidents. Every set field must match.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct IncidentFilter {
     /// Any of these statuses (empty: any).
     pub status: Vec<Status>,

@@ -31,7 +31,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -246,6 +246,91 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
 pub trait ChangeStore: Send + Sync + Debug + 'static {
     /// Commits a [`Change`] atomically: every part or none.
     async fn commit(&self, change: Change) -> Result<()>;
+
+    /// How far the store's users and incidents have moved, as counters that grow
+    /// with every committed change (and every claim) that touches them — the
+    /// changes of every writer, not only this process's. The engine caches reads
+    /// against it. `None` (the default) when the store cannot vouch for that,
+    /// for instance while its change feed is disconnected: the engine then reads
+    /// through.
+    fn generation(&self) -> Option<Generation> {
+        None
+    }
+}
+
+/// See [`ChangeStore::generation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generation {
+    /// Moves when a user row changes.
+    pub users: u64,
+    /// Moves when an incident row changes.
+    pub incidents: u64,
+}
+
+/// Counters behind [`ChangeStore::generation`], for store implementations
+/// (`Default`: live, for a store only this process writes to).
+///
+/// A store bumps them after each successful write, and, when other processes
+/// can write to the same data, after each change it hears of from them. While
+/// it cannot hear of them it marks the counters not live.
+#[derive(Debug)]
+pub struct Generations {
+    users: AtomicU64,
+    incidents: AtomicU64,
+    live: AtomicBool,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self::new(true)
+    }
+}
+
+impl Generations {
+    /// Counters starting at zero; `live` says whether every writer is heard of.
+    pub fn new(live: bool) -> Self {
+        Self {
+            users: AtomicU64::new(0),
+            incidents: AtomicU64::new(0),
+            live: AtomicBool::new(live),
+        }
+    }
+
+    /// Records writes to users and/or incidents.
+    pub fn bump(&self, users: bool, incidents: bool) {
+        if users {
+            self.users.fetch_add(1, Ordering::SeqCst);
+        }
+        if incidents {
+            self.incidents.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Records what a committed [`Change`] wrote.
+    pub fn bump_for(&self, change: &Change) {
+        self.bump(change.user.is_some(), change.incident.is_some());
+    }
+
+    /// Marks the counters live or not. Going live bumps both first, so nothing
+    /// read before (or while not live) is taken as current.
+    pub fn set_live(&self, live: bool) {
+        if live {
+            self.bump(true, true);
+        }
+        self.live.store(live, Ordering::SeqCst);
+    }
+
+    /// The current generation, `None` while not live.
+    #[must_use]
+    pub fn current(&self) -> Option<Generation> {
+        if !self.live.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(Generation {
+            users: self.users.load(Ordering::SeqCst),
+            incidents: self.incidents.load(Ordering::SeqCst),
+        })
+    }
 }
 
 /// Everything the engine needs from a store. Implemented for any type that

@@ -3,8 +3,15 @@
 //! (default `imas`), apart from the host application's. Claims use
 //! `FOR UPDATE SKIP LOCKED` with a lease, so concurrent nodes never take the same
 //! incident or outbox entry, and a dead node's claims expire.
+//!
+//! Each store listens on the channel `imas_changes`, which triggers on `users`
+//! and `incidents` notify on every commit, so its
+//! [generation](ChangeStore::generation) moves with every node's changes; while
+//! the listening connection is down the store reports none and the engine reads
+//! through.
 
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,12 +21,12 @@ use imas_core::model::{
     OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId,
 };
 use imas_core::ports::{
-    AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
-    UserStore, UserWrite,
+    AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
+    NotificationStore, OutboxStore, UserStore, UserWrite,
 };
 use imas_core::sla::add_ms;
 use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
@@ -56,6 +63,63 @@ const INCIDENT_COLUMNS: &str = "id, title, description, kind, priority, status, 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    generations: Arc<Generations>,
+}
+
+/// The channel the `notify_change` trigger (migration 0003) notifies.
+const CHANGE_CHANNEL: &str = "imas_changes";
+
+/// Keeps `generations` moving with the changes other nodes commit in `schema`,
+/// until the store is dropped. Not live until listening; a lost connection makes
+/// it not live until it listens again (notifications sent meanwhile are lost,
+/// so going live bumps everything).
+async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generations>) {
+    let users = format!("{schema}.users");
+    let incidents = format!("{schema}.incidents");
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.eager_reconnect(false);
+            l.listen(CHANGE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(e) => {
+                if generations.strong_count() == 0 || pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(error = %e, "change feed: cannot listen; reads are not cached");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match generations.upgrade() {
+            Some(g) => g.set_live(true),
+            None => return,
+        }
+        loop {
+            // Wake at least every few seconds to notice a dropped store.
+            let next = tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await;
+            let Some(g) = generations.upgrade() else {
+                return;
+            };
+            match next {
+                Err(_elapsed) => {}
+                Ok(Ok(Some(n))) => {
+                    let table = n.payload();
+                    g.bump(table == users, table == incidents);
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    g.set_live(false);
+                    tracing::warn!(
+                        "change feed: connection lost; reads are not cached until it is back"
+                    );
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl PostgresStore {
@@ -99,7 +163,13 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| Error::backend(BACKEND, e))?;
-        Ok(Self { pool })
+        let generations = Arc::new(Generations::new(false));
+        tokio::spawn(follow_changes(
+            pool.clone(),
+            schema.to_string(),
+            Arc::downgrade(&generations),
+        ));
+        Ok(Self { pool, generations })
     }
 
     /// The connection pool, for hosts that want to inspect the database.
@@ -151,7 +221,9 @@ impl PostgresStore {
                 .await
                 .map_err(err)?;
         }
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        self.generations.bump(false, true);
+        Ok(())
     }
 
     /// Runs a list query built up to its filters: keyset, order, limit, decode.
@@ -408,7 +480,14 @@ impl ChangeStore for PostgresStore {
     async fn commit(&self, change: Change) -> Result<()> {
         let mut tx = self.begin().await?;
         apply(&mut tx, &change).await?;
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        // Other nodes hear of it through the trigger; this one at once.
+        self.generations.bump_for(&change);
+        Ok(())
+    }
+
+    fn generation(&self) -> Option<Generation> {
+        self.generations.current()
     }
 }
 
@@ -500,11 +579,8 @@ impl IncidentStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let out = rows
-            .iter()
-            .map(decode_incident)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(out)
+        self.generations.bump(false, !rows.is_empty());
+        rows.iter().map(decode_incident).collect()
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {

@@ -1,9 +1,19 @@
 //! [`SqliteStore`]: every store port on one SQLite file (WAL mode). Writes go
 //! through a single writer connection, which makes every change and every claim
-//! exclusive within the process; `BEGIN IMMEDIATE` and a busy timeout keep several
-//! processes on one file safe too. Reads use a small pool of readers.
+//! exclusive; reads use a small pool of readers.
+//!
+//! A database file belongs to one process at a time: `connect` takes an exclusive
+//! lock on `<file>.imas-lock` and refuses a file another process holds. That is
+//! what lets the store report a [generation](ChangeStore::generation) the engine
+//! can cache against: every write to the file goes through this process. Stores
+//! opened on the same file within the process share the lock and the counters.
+//! Several nodes share a PostgreSQL database instead.
 
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,8 +23,8 @@ use imas_core::model::{
     OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, from_millis,
 };
 use imas_core::ports::{
-    AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
-    UserStore, UserWrite,
+    AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
+    NotificationStore, OutboxStore, UserStore, UserWrite,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -52,6 +62,72 @@ fn lease_ms(d: Duration) -> i64 {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    file: Arc<FileClaim>,
+}
+
+/// This process's hold on a database file: the generation counters of every
+/// store open on it, and the lock that keeps other processes out.
+#[derive(Debug, Default)]
+struct FileClaim {
+    generations: Generations,
+    _lock: Option<File>,
+}
+
+/// Database files open in this process, by canonical path.
+static OPEN_FILES: LazyLock<Mutex<HashMap<PathBuf, Weak<FileClaim>>>> =
+    LazyLock::new(Mutex::default);
+
+impl FileClaim {
+    /// The claim on `db` (an existing file), shared with the stores already open
+    /// on it here, or new with the lock taken.
+    fn acquire(db: &Path) -> Result<Arc<Self>> {
+        let path = db.canonicalize().map_err(|e| {
+            Error::config(
+                "DATABASE_URL",
+                format!("cannot resolve {}: {e}", db.display()),
+            )
+        })?;
+        let mut open = OPEN_FILES.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|_, claim| claim.strong_count() > 0);
+        if let Some(claim) = open.get(&path).and_then(Weak::upgrade) {
+            return Ok(claim);
+        }
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".imas-lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                Error::config("DATABASE_URL", format!("cannot open {lock_path:?}: {e}"))
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::config(
+                    "DATABASE_URL",
+                    format!(
+                        "{} is in use by another process; a SQLite database is served by one \
+                         process at a time (several nodes share a PostgreSQL database)",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::config(
+                    "DATABASE_URL",
+                    format!("cannot lock {lock_path:?}: {e}"),
+                ));
+            }
+        }
+        let claim = Arc::new(FileClaim {
+            generations: Generations::new(true),
+            _lock: Some(lock),
+        });
+        open.insert(path, Arc::downgrade(&claim));
+        Ok(claim)
+    }
 }
 
 impl SqliteStore {
@@ -76,6 +152,11 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(err)?;
+        let file = if in_memory {
+            Arc::new(FileClaim::default())
+        } else {
+            FileClaim::acquire(options.get_filename())?
+        };
         MIGRATOR
             .run(&writer)
             .await
@@ -90,7 +171,11 @@ impl SqliteStore {
                 .await
                 .map_err(err)?
         };
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            file,
+        })
     }
 
     /// The writer pool, for hosts that want to inspect the database.
@@ -105,7 +190,9 @@ impl SqliteStore {
         for i in incidents {
             insert_incident(&mut tx, i).await?;
         }
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        self.file.generations.bump(false, true);
+        Ok(())
     }
 
     /// Finishes a page query from [`JsonColumns::page_query`] and its filters
@@ -414,12 +501,21 @@ async fn missing_or_stale(tx: &mut Transaction<'static, Sqlite>, id: IncidentId)
     }
 }
 
-async fn write_terms(tx: &mut Transaction<'static, Sqlite>, seq: i64, i: &Incident) -> Result<()> {
-    sqlx::query("DELETE FROM incident_search WHERE rowid = ?")
-        .bind(seq)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+/// Indexes an incident's search terms under its `seq`; `replace` removes the
+/// terms indexed before (an update), a new row has none.
+async fn write_terms(
+    tx: &mut Transaction<'static, Sqlite>,
+    seq: i64,
+    i: &Incident,
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        sqlx::query("DELETE FROM incident_search WHERE rowid = ?")
+            .bind(seq)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
     sqlx::query("INSERT INTO incident_search (rowid, terms) VALUES (?, ?)")
         .bind(seq)
         .bind(terms_of(i).join(" "))
@@ -436,7 +532,7 @@ async fn insert_incident(tx: &mut Transaction<'static, Sqlite>, i: &Incident) ->
         .map_err(err)?
         .try_get("seq")
         .map_err(err)?;
-    write_terms(tx, seq, i).await
+    write_terms(tx, seq, i, false).await
 }
 
 async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result<()> {
@@ -482,7 +578,9 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result
                 .await
                 .map_err(err)?;
             match row {
-                Some(row) => write_terms(tx, row.try_get("seq").map_err(err)?, incident).await?,
+                Some(row) => {
+                    write_terms(tx, row.try_get("seq").map_err(err)?, incident, true).await?
+                }
                 None => return Err(missing_or_stale(tx, incident.id).await),
             }
         }
@@ -542,7 +640,13 @@ impl ChangeStore for SqliteStore {
     async fn commit(&self, change: Change) -> Result<()> {
         let mut tx = self.begin().await?;
         apply(&mut tx, &change).await?;
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        self.file.generations.bump_for(&change);
+        Ok(())
+    }
+
+    fn generation(&self) -> Option<Generation> {
+        self.file.generations.current()
     }
 }
 
@@ -629,11 +733,8 @@ impl IncidentStore for SqliteStore {
         .fetch_all(&self.writer)
         .await
         .map_err(err)?;
-        let out = rows
-            .iter()
-            .map(decode_incident)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(out)
+        self.file.generations.bump(false, !rows.is_empty());
+        rows.iter().map(decode_incident).collect()
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {

@@ -37,6 +37,42 @@ pub fn service_url(var: &str) -> Option<String> {
     }
 }
 
+/// The text of a PDF, page by page, as poppler's `pdftotext -layout` extracts
+/// it (pages are separated by form feeds).
+///
+/// Returns `None` (after saying so) when `pdftotext` is not installed; under
+/// `CI=true` that panics instead (`.ci/run` installs poppler-utils).
+pub fn pdf_text(pdf: &[u8]) -> Option<Vec<String>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("pdftotext")
+        .args(["-layout", "-enc", "UTF-8", "-", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "pdftotext is not available but CI=true: {e}");
+            eprintln!("skipping PDF text checks: pdftotext (poppler-utils) not found");
+            return None;
+        }
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = pdf.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("pdftotext");
+    writer.join().expect("writer").expect("write pdf");
+    assert!(out.status.success(), "pdftotext rejected the PDF");
+    let text = String::from_utf8(out.stdout).expect("utf-8 text");
+    let mut pages: Vec<String> = text.split('\u{c}').map(str::to_string).collect();
+    if pages.last().is_some_and(|p| p.trim().is_empty()) {
+        pages.pop();
+    }
+    Some(pages)
+}
+
 /// Stamps out every store conformance test as a `#[tokio::test]`. The argument
 /// names an `async fn() -> Option<Arc<dyn Store>>` that returns a fresh, empty
 /// store for each test (or `None` to skip).
@@ -57,6 +93,7 @@ macro_rules! store_conformance_tests {
             notifications,
             channel_receipts,
             outbox_relay_contract,
+            generations,
         );
     };
 }

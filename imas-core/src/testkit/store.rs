@@ -13,7 +13,7 @@ use crate::model::{
     Notification, NotificationId, NotificationIntent, NotificationType, Page, PageRequest,
     Priority, Role, Status, Timestamp, User, UserId,
 };
-use crate::ports::{Change, IncidentWrite, Store, UserWrite};
+use crate::ports::{Change, Generation, IncidentWrite, Store, UserWrite};
 use crate::sla::{SlaPolicy, add_ms};
 
 /// The instant the suites start from: 2026-01-01T00:00:00Z.
@@ -1169,4 +1169,69 @@ pub async fn outbox_relay_contract(store: &dyn Store) {
             .filter(|e| e.intent.key != "o4")
             .all(|e| e.attempts == 2)
     );
+}
+
+/// Waits (up to 10 s) for the store to report a generation, as one whose change
+/// feed connects in the background does shortly after it opens. `None` if it
+/// never does: such a store is read through and has nothing more to check.
+pub async fn live_generation(store: &dyn Store) -> Option<Generation> {
+    for _ in 0..1_000 {
+        if let Some(g) = store.generation() {
+            return Some(g);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Generations: a user write moves `users`, an incident write and a claim move
+/// `incidents`, a failed change and reads move nothing that is cached against.
+pub async fn generations(store: &dyn Store) {
+    let Some(g0) = live_generation(store).await else {
+        return;
+    };
+    let reporter = user("gen", Role::User);
+    add_user(store, &reporter).await;
+    let g1 = store.generation().expect("still live");
+    assert!(
+        g1.users > g0.users,
+        "a user insert moves users: {g0:?} -> {g1:?}"
+    );
+
+    let mut i = incident(reporter.id, "generation", at(0));
+    i.next_due_at = Some(at(10));
+    add_incident(store, &i).await;
+    let g2 = store.generation().expect("still live");
+    assert!(
+        g2.incidents > g1.incidents,
+        "an incident insert moves incidents"
+    );
+
+    store
+        .list_incidents(&IncidentFilter::default(), PageRequest::first(10))
+        .await
+        .expect("list");
+    store.get_user(reporter.id).await.expect("get");
+
+    let claimed = store
+        .claim_due(at(20), Duration::from_secs(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let g3 = store.generation().expect("still live");
+    assert!(g3.incidents > g2.incidents, "a claim moves incidents");
+
+    commit(
+        store,
+        Change {
+            user: Some(UserWrite::SetRole {
+                id: reporter.id,
+                role: Role::Engineer,
+            }),
+            ..Change::default()
+        },
+    )
+    .await;
+    let g4 = store.generation().expect("still live");
+    assert!(g4.users > g3.users, "a role change moves users");
 }
