@@ -283,6 +283,12 @@ async fn routes_by_role(backend: Backend) {
                 [401, 403, 200, 200],
             ),
             (
+                Method::GET,
+                "/reports/incidents?format=pdf".into(),
+                None,
+                [401, 403, 200, 200],
+            ),
+            (
                 Method::PATCH,
                 format!("/users/{eng_id}/role"),
                 Some(json!({"role": "engineer"})),
@@ -831,27 +837,62 @@ async fn csv_reports(backend: Backend) {
         0,
         "an empty report is valid"
     );
+    let pdf = get("format=pdf&priority=high").await;
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let pdf = pdf.bytes().await.expect("body");
+    assert!(pdf.starts_with(b"%PDF-"));
+    if let Some(pages) = imas_core::testkit::pdf_text(&pdf) {
+        let text = pages.join("\n");
+        for want in [
+            "Incident report",
+            "Filters: priority = high",
+            "comma, here",
+            "new line",
+            "plain",
+            "page 1 of 1",
+        ] {
+            assert!(
+                text.contains(want),
+                "{want:?} missing from the PDF:\n{text}"
+            );
+        }
+        assert!(text.contains("Incidents: 3"), "{text}");
+        assert!(
+            !text.contains("quote \" here") && !text.contains("é ü"),
+            "low-priority ones are filtered out"
+        );
+    }
+    let empty = get("format=pdf&status=closed").await;
+    assert_eq!(empty.status(), StatusCode::OK);
+    let empty = empty.bytes().await.expect("body");
+    if let Some(pages) = imas_core::testkit::pdf_text(&empty) {
+        assert!(pages[0].contains("No incidents match"), "{}", pages[0]);
+    }
     for (query, status) in [
         ("", 400),
         ("format=xls", 400),
-        ("format=pdf", 501),
+        ("format=pdf&endDate=later", 400),
         ("format=csv&startDate=soon", 400),
     ] {
         let res = get(query).await;
         assert_eq!(res.status().as_u16(), status, "{query}");
         let v: Value = res.json().await.expect("json error");
-        if status == 400 && !query.contains("startDate") {
+        if status == 400 && !query.contains("Date") {
             assert_eq!(v["error"], "Invalid format. Use 'csv' or 'pdf'.");
         }
         if query.contains("startDate") {
             assert_eq!(v["field"], "startDate");
+        }
+        if query.contains("endDate") {
+            assert_eq!(v["field"], "endDate");
         }
     }
     srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn csv_reports_stream_the_filtered_incidents() {
+async fn csv_and_pdf_reports_stream_the_filtered_incidents() {
     for b in both() {
         csv_reports(b).await;
     }
