@@ -710,20 +710,29 @@ impl Engine {
         filter: &IncidentFilter,
         page: PageRequest,
     ) -> Result<Page<Incident>> {
+        let shared = self.list_incidents_shared(who, filter, page).await?;
+        Ok(Arc::unwrap_or_clone(shared))
+    }
+
+    /// [`Engine::list_incidents`] without the copy: while the page is cached,
+    /// every caller gets the same `Arc`, so a host can key what it derives from
+    /// a page (a serialized body, say) on it and drop that with the page.
+    pub async fn list_incidents_shared(
+        &self,
+        who: &Principal,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Arc<Page<Incident>>> {
         rbac::require(who.role, Permission::ListIncidents)?;
         page.validate()?;
         let at = self.inner.store.generation();
         if let Some(hit) = self.inner.cache.page(filter, page, at) {
-            return Ok(Page::clone(&hit));
+            return Ok(hit);
         }
-        let found = self.inner.store.list_incidents(filter, page).await?;
-        if at.is_some() {
-            let found = Arc::new(found);
-            self.inner
-                .cache
-                .put_page(filter.clone(), page, at, Arc::clone(&found));
-            return Ok(Arc::unwrap_or_clone(found));
-        }
+        let found = Arc::new(self.inner.store.list_incidents(filter, page).await?);
+        self.inner
+            .cache
+            .put_page(filter.clone(), page, at, Arc::clone(&found));
         Ok(found)
     }
 

@@ -9,6 +9,7 @@
 //! # }
 //! ```
 
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,6 +30,52 @@ mod routes;
 
 pub use error::{ApiError, ApiResult};
 
+/// JSON bodies of list pages, kept while the engine's read cache keeps the page
+/// itself (each entry holds the page weakly: when the engine drops a page, a
+/// change having made it stale, its body goes too).
+#[derive(Debug, Default)]
+struct BodyCache {
+    entries: Mutex<
+        Vec<(
+            Weak<imas_core::model::Page<imas_core::model::Incident>>,
+            axum::body::Bytes,
+        )>,
+    >,
+}
+
+/// Most bodies kept.
+const MAX_BODIES: usize = 64;
+
+impl BodyCache {
+    /// The page's items as a JSON array, serialized once per cached page.
+    fn json(
+        &self,
+        page: &Arc<imas_core::model::Page<imas_core::model::Incident>>,
+    ) -> ApiResult<axum::body::Bytes> {
+        let lock = || self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = lock()
+            .iter()
+            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(page)) && w.strong_count() > 0)
+            .map(|(_, b)| b.clone());
+        if let Some(body) = found {
+            return Ok(body);
+        }
+        let body = axum::body::Bytes::from(serde_json::to_vec(&page.items).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot serialize a page: {e}"),
+            )
+        })?);
+        let mut entries = lock();
+        entries.retain(|(w, _)| w.strong_count() > 0);
+        if entries.len() >= MAX_BODIES {
+            entries.remove(0);
+        }
+        entries.push((Arc::downgrade(page), body.clone()));
+        Ok(body)
+    }
+}
+
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -37,6 +84,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct AppState {
     /// The engine.
     pub engine: Engine,
+    /// Serialized list pages, while the engine's cache holds the page.
+    bodies: Arc<BodyCache>,
     /// Turns true when the server begins to shut down: live streams end then,
     /// so that a graceful shutdown is not held open by them.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
@@ -101,6 +150,7 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(AppState {
             engine,
+            bodies: Arc::default(),
             shutdown: options.shutdown,
         });
     let mut app = api

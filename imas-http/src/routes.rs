@@ -193,8 +193,17 @@ pub(crate) async fn list_incidents(
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
     let filter = incident_filter(&p)?;
-    let page = s.engine.list_incidents(&who, &filter, p.page()?).await?;
-    Ok(paged(&uri, page))
+    let page = s
+        .engine
+        .list_incidents_shared(&who, &filter, p.page()?)
+        .await?;
+    let body = s.bodies.json(&page)?;
+    let response = (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    Ok(with_next_link(response, &uri, page.next))
 }
 
 #[utoipa::path(get, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id")), responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
