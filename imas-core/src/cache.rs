@@ -22,8 +22,9 @@ use crate::ports::Generation;
 
 /// Most principals kept; the map is emptied when it would grow past this.
 const MAX_PRINCIPALS: usize = 10_000;
-/// Most list pages kept (each up to [`crate::model::MAX_LIMIT`] incidents).
-const MAX_PAGES: usize = 256;
+/// Most list pages kept (each up to [`crate::model::MAX_LIMIT`] incidents, so
+/// at most ~32 MB with 500 of 1 KB each).
+const MAX_PAGES: usize = 64;
 
 /// Entries tagged with the generation they were read at.
 #[derive(Debug)]
