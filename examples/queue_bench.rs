@@ -2,7 +2,7 @@
 //!
 //! The shape of the BullMQ reference measured for issue 5, on `RedisQueue`:
 //! 50,000 jobs of about 200 bytes; enqueue one at a time and in batches of 1,000;
-//! processing (reserve + ack) with concurrency 1 and 50; and enqueue-to-handler
+//! processing (ack-and-reserve, one round trip per job) with concurrency 1 and 50; and enqueue-to-handler
 //! latency at 1,000 jobs/s (p50, p99). Keys go under a fresh prefix, deleted at the end.
 
 use std::sync::Arc;
@@ -36,13 +36,17 @@ async fn drain(queue: Arc<RedisQueue>, workers: usize) -> Duration {
         .map(|_| {
             let q = queue.clone();
             tokio::spawn(async move {
-                loop {
-                    let jobs = q
-                        .reserve(1, Duration::from_secs(60))
+                // One job at a time, as a BullMQ worker: handing back a finished
+                // job fetches the next in the same round trip.
+                let visibility = Duration::from_secs(60);
+                let mut jobs = q.reserve(1, visibility).await.expect("reserve");
+                while let Some(j) = jobs.pop() {
+                    let (acked, next) = q
+                        .ack_and_reserve(&j, 1, visibility)
                         .await
-                        .expect("reserve");
-                    let Some(j) = jobs.first() else { return };
-                    q.ack(j).await.expect("ack");
+                        .expect("ack and reserve");
+                    assert!(acked, "{} acked", j.key);
+                    jobs = next;
                 }
             })
         })

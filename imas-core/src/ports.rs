@@ -473,6 +473,19 @@ pub trait Queue: Send + Sync + Debug + 'static {
     /// Removes a successfully handled job. Returns false for a stale reservation.
     async fn ack(&self, job: &Job) -> Result<bool>;
 
+    /// [`Queue::ack`] of `done`, then [`Queue::reserve`] of up to `max` more: the
+    /// loop of a worker that handles one job at a time. Queues that can do both
+    /// in one step override it (Redis: one round trip instead of two).
+    async fn ack_and_reserve(
+        &self,
+        done: &Job,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<(bool, Vec<Job>)> {
+        let acked = self.ack(done).await?;
+        Ok((acked, self.reserve(max, visibility).await?))
+    }
+
     /// Reports a failed attempt: retried after backoff, or dead-lettered when
     /// attempts are exhausted.
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome>;

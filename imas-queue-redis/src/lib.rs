@@ -60,8 +60,12 @@ redis.call('LTRIM', KEYS[9], 0, 63)
 return 1
 ";
 
-const RESERVE: &str = r"
-local now, max, vis, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+/// ARGV: now, max, visibility, max attempts. Returns job, attempt, token triples.
+const RESERVE_ARGS: &str = "local now, max, vis, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n";
+
+/// The reservation, after `now, max, vis, max_attempts` are set; leaves the
+/// triples in `out`.
+const RESERVE_BODY: &str = r"
 local out, taken = {}, 0
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max + 16)
 for _, id in ipairs(ids) do
@@ -91,17 +95,22 @@ for _, id in ipairs(ids) do
     end
   end
 end
-return out
 ";
 
-const ACK: &str = r"
-if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
-return 1
+/// ARGV: id, token. Sets `acked` to 1 when the reservation was current.
+const ACK_BODY: &str = r"
+local acked = 0
+if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  acked = 1
+end
 ";
+
+/// ARGV of the ack-and-reserve script: id, token, now, max, visibility, max attempts.
+const ACK_RESERVE_ARGS: &str = "local now, max, vis, max_attempts = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n";
 
 /// ARGV: id, token, now, dead (1/0), retry-at, error. Returns 0 stale, 1 retry,
 /// 2 dead-lettered.
@@ -169,10 +178,34 @@ struct Scripts {
     enqueue: Script,
     reserve: Script,
     ack: Script,
+    ack_reserve: Script,
     fail: Script,
     dead_list: Script,
     redrive: Script,
     stats: Script,
+}
+
+/// Job, attempt, token triples (a reservation's answer) as jobs.
+fn decode_jobs(flat: &[redis::Value]) -> Result<Vec<Job>> {
+    let mut out = Vec::with_capacity(flat.len() / 3);
+    for triple in flat.chunks(3) {
+        let [job, attempt, token] = triple else { break };
+        let job: String =
+            redis::from_redis_value_ref(job).map_err(|e| Error::backend(BACKEND, e))?;
+        let attempt: u32 =
+            redis::from_redis_value_ref(attempt).map_err(|e| Error::backend(BACKEND, e))?;
+        let token: String =
+            redis::from_redis_value_ref(token).map_err(|e| Error::backend(BACKEND, e))?;
+        let stored: StoredJob = serde_json::from_str(&job)
+            .map_err(|e| Error::backend(BACKEND, format!("unreadable job: {e}")))?;
+        out.push(Job {
+            key: stored.key,
+            payload: stored.payload,
+            attempt,
+            token,
+        });
+    }
+    Ok(out)
 }
 
 /// The Redis queue.
@@ -236,8 +269,11 @@ impl RedisQueue {
         ];
         let scripts = Arc::new(Scripts {
             enqueue: Script::new(ENQUEUE),
-            reserve: Script::new(RESERVE),
-            ack: Script::new(ACK),
+            reserve: Script::new(&format!("{RESERVE_ARGS}{RESERVE_BODY}return out")),
+            ack: Script::new(&format!("{ACK_BODY}return acked")),
+            ack_reserve: Script::new(&format!(
+                "{ACK_BODY}{ACK_RESERVE_ARGS}{RESERVE_BODY}out[#out + 1] = acked\nreturn out"
+            )),
             fail: Script::new(FAIL),
             dead_list: Script::new(DEAD_LIST),
             redrive: Script::new(REDRIVE),
@@ -307,25 +343,34 @@ impl Queue for RedisQueue {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
-        let mut out = Vec::with_capacity(flat.len() / 3);
-        for triple in flat.chunks(3) {
-            let [job, attempt, token] = triple else { break };
-            let job: String =
-                redis::from_redis_value_ref(job).map_err(|e| Error::backend(BACKEND, e))?;
-            let attempt: u32 =
-                redis::from_redis_value_ref(attempt).map_err(|e| Error::backend(BACKEND, e))?;
-            let token: String =
-                redis::from_redis_value_ref(token).map_err(|e| Error::backend(BACKEND, e))?;
-            let stored: StoredJob = serde_json::from_str(&job)
-                .map_err(|e| Error::backend(BACKEND, format!("unreadable job: {e}")))?;
-            out.push(Job {
-                key: stored.key,
-                payload: stored.payload,
-                attempt,
-                token,
-            });
-        }
-        Ok(out)
+        decode_jobs(&flat)
+    }
+
+    async fn ack_and_reserve(
+        &self,
+        done: &Job,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<(bool, Vec<Job>)> {
+        let Some(id) = Self::token_id(done) else {
+            return Ok((false, self.reserve(max, visibility).await?));
+        };
+        let mut inv = self.invocation(&self.scripts.ack_reserve);
+        inv.arg(id)
+            .arg(&done.token)
+            .arg(self.now_ms())
+            .arg(max)
+            .arg(ms(visibility))
+            .arg(self.retry.max_attempts);
+        let mut flat: Vec<redis::Value> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        let acked: i64 = match flat.pop() {
+            Some(v) => redis::from_redis_value_ref(&v).map_err(|e| Error::backend(BACKEND, e))?,
+            None => return Err(Error::backend(BACKEND, "ack-and-reserve answered nothing")),
+        };
+        Ok((acked == 1, decode_jobs(&flat)?))
     }
 
     async fn wait(&self, timeout: Duration) {

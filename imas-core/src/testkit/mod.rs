@@ -112,6 +112,7 @@ macro_rules! queue_conformance_tests {
             delayed_jobs,
             concurrent_reservers_share_nothing,
             stale_reservations_change_nothing,
+            ack_and_reserve,
         );
     };
 }
