@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub port: u16,
     /// `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]).
     pub database_url: String,
+    /// `MONGODB_URL`: when set, the MongoDB store (in the database the URL
+    /// names, default `imas`) instead of `DATABASE_URL`'s.
+    pub mongodb_url: Option<String>,
     /// `IMAS_DB_SCHEMA`: the PostgreSQL schema of IMAS's tables (default `imas`).
     pub db_schema: String,
     /// From `REDIS_URL`, or `REDIS_HOST` and `REDIS_PORT`; `None` is the
@@ -89,10 +92,24 @@ impl ServerConfig {
                 .map_err(|_| Error::config("PORT", "expected a port number from 0 to 65535"))?,
             None => 3000,
         };
-        if get("MONGODB_URL").is_some() {
+        let mongodb_url = get("MONGODB_URL");
+        if let Some(url) = &mongodb_url {
+            if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+                return Err(Error::config(
+                    "MONGODB_URL",
+                    "expected mongodb://host:port/database (or mongodb+srv://)",
+                ));
+            }
+            if get("DATABASE_URL").is_some() {
+                return Err(Error::config(
+                    "MONGODB_URL",
+                    "set either DATABASE_URL or MONGODB_URL, not both",
+                ));
+            }
+            #[cfg(not(feature = "mongo"))]
             return Err(Error::config(
                 "MONGODB_URL",
-                "the MongoDB store is not available yet; unset it to use DATABASE_URL (SQLite by default)",
+                "this build has no MongoDB store (feature `mongo`)",
             ));
         }
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
@@ -127,7 +144,10 @@ impl ServerConfig {
         let queue_prefix = get("IMAS_QUEUE_PREFIX").unwrap_or_else(|| {
             format!(
                 "imas:{:016x}",
-                fnv1a(&format!("{database_url}#{db_schema}"))
+                fnv1a(&match &mongodb_url {
+                    Some(url) => url.clone(),
+                    None => format!("{database_url}#{db_schema}"),
+                })
             )
         });
         #[cfg(not(feature = "redis"))]
@@ -261,6 +281,7 @@ impl ServerConfig {
         Ok(Self {
             port,
             database_url,
+            mongodb_url,
             db_schema,
             redis_url,
             queue_prefix,
@@ -288,8 +309,14 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-/// The store `DATABASE_URL` names (PostgreSQL in `IMAS_DB_SCHEMA`).
+/// The store `MONGODB_URL` or `DATABASE_URL` names (PostgreSQL in
+/// `IMAS_DB_SCHEMA`).
 async fn store(config: &ServerConfig) -> Result<std::sync::Arc<dyn imas_core::ports::Store>> {
+    #[cfg(feature = "mongo")]
+    if let Some(url) = &config.mongodb_url {
+        let store = imas_store_mongo::MongoStore::connect(url).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
     #[cfg(feature = "postgres")]
     if config.database_url.starts_with("postgres") {
         let store = imas_store_sqlx::PostgresStore::connect_in_schema(
@@ -421,7 +448,13 @@ pub async fn run_from_env() -> std::result::Result<(), String> {
         .map_err(|e| format!("cannot listen on port {} (PORT): {e}", config.port))?;
     tracing::info!(
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        database = %config.database_url.split('@').next_back().unwrap_or_default(),
+        database = %config
+            .mongodb_url
+            .as_deref()
+            .unwrap_or(&config.database_url)
+            .split('@')
+            .next_back()
+            .unwrap_or_default(),
         "IMAS listening"
     );
     serve(engine, &config, listener, shutdown_signal())

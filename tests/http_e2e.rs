@@ -1,11 +1,13 @@
 //! End-to-end tests of the reference server over a real socket with a real HTTP
-//! client, on SQLite and on PostgreSQL (`DATABASE_URL`): every route for every
-//! role, validation, notification ownership, the live breach, and a restart.
+//! client, on SQLite, PostgreSQL (`DATABASE_URL`) and MongoDB (`MONGODB_URL`):
+//! every route for every role, validation, notification ownership, the live
+//! breach, a restart, reports.
 
 #![cfg(all(
     feature = "http",
     feature = "sqlite",
     feature = "postgres",
+    feature = "mongo",
     feature = "redis"
 ))]
 
@@ -27,6 +29,7 @@ const SECRET: &str = "an e2e test secret of 32+ bytes!!";
 enum Backend {
     Sqlite,
     Postgres,
+    Mongo,
 }
 
 /// Where a server keeps its data; reused to restart on the same database.
@@ -34,6 +37,7 @@ enum Backend {
 enum Db {
     Sqlite(String),
     Postgres(String, String),
+    Mongo(String, String),
 }
 
 impl Db {
@@ -51,6 +55,13 @@ impl Db {
                     format!("imas_test_{}", uuid::Uuid::new_v4().simple()),
                 ))
             }
+            Backend::Mongo => {
+                let url = imas_core::testkit::service_url("MONGODB_URL")?;
+                Some(Db::Mongo(
+                    url,
+                    format!("imas_test_{}", uuid::Uuid::new_v4().simple()),
+                ))
+            }
         }
     }
 
@@ -61,6 +72,11 @@ impl Db {
                 PostgresStore::connect_in_schema(url, schema)
                     .await
                     .expect("postgres"),
+            ),
+            Db::Mongo(url, name) => Arc::new(
+                imas::store_mongo::MongoStore::connect_to(url, name)
+                    .await
+                    .expect("mongodb"),
             ),
         }
     }
@@ -195,8 +211,9 @@ impl Server {
     }
 }
 
+/// Every store the server runs on.
 fn both() -> Vec<Backend> {
-    vec![Backend::Sqlite, Backend::Postgres]
+    vec![Backend::Sqlite, Backend::Postgres, Backend::Mongo]
 }
 
 async fn routes_by_role(backend: Backend) {
@@ -1051,6 +1068,7 @@ fn bad_configuration_names_the_variable() {
         ("IMAS_ADMIN_USERNAME", "root"),
         ("IMAS_WEBHOOK_URL", "https://example.com/hook"),
         ("REDIS_URL", "localhost:6379"),
+        ("MONGODB_URL", "localhost:27017"),
     ];
     for (var, value) in cases {
         let e = ServerConfig::from_vars(|k| (k == var).then(|| value.to_string())).expect_err(var);
@@ -1069,12 +1087,69 @@ fn bad_configuration_names_the_variable() {
     };
     assert_eq!(prefix("postgres://a/x"), prefix("postgres://a/x"));
     assert_ne!(prefix("postgres://a/x"), prefix("postgres://a/y"));
+    let both = ServerConfig::from_vars(|k| match k {
+        "DATABASE_URL" => Some("postgres://a/x".into()),
+        "MONGODB_URL" => Some("mongodb://a/x".into()),
+        _ => None,
+    })
+    .expect_err("two databases");
+    assert!(both.to_string().contains("MONGODB_URL"), "{both}");
     let ok = ServerConfig::from_vars(|_| None).expect("defaults");
     assert_eq!(
         (ok.port, ok.database_url.as_str()),
         (3000, "sqlite://imas.db")
     );
     assert!(ok.jwt.is_none(), "development mode without JWT_SECRET");
+}
+
+/// With `MONGODB_URL` the reference server's engine stores everything in that
+/// MongoDB database: the bootstrap admin signs in and an incident it creates is
+/// there when the database is opened afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_on_mongodb_when_mongodb_url_is_set() {
+    use imas::ports::IncidentStore as _;
+    let Some(url) = imas_core::testkit::service_url("MONGODB_URL") else {
+        return;
+    };
+    let name = format!("imas_test_{}", uuid::Uuid::new_v4().simple());
+    let with_db = match url.split_once("/?") {
+        Some((host, options)) => format!("{host}/{name}?{options}"),
+        None => format!("{}/{name}", url.trim_end_matches('/')),
+    };
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("MONGODB_URL", with_db),
+        ("JWT_SECRET", SECRET.to_string()),
+        ("IMAS_ADMIN_USERNAME", "root".to_string()),
+        ("IMAS_ADMIN_PASSWORD", "root password".to_string()),
+    ]);
+    let config = ServerConfig::from_vars(|k| vars.get(k).cloned()).expect("config");
+    let engine = imas::server::engine(&config)
+        .await
+        .expect("engine on MongoDB");
+    let token = engine
+        .login("root", "root password")
+        .await
+        .expect("bootstrap admin");
+    let root = engine.authenticate(&token).await.expect("auth");
+    let created = engine
+        .create_incident(
+            &root,
+            imas_core::engine::NewIncident {
+                title: "stored in MongoDB".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    let fresh = imas::store_mongo::MongoStore::connect_to(&url, &name)
+        .await
+        .expect("mongodb");
+    let stored = fresh
+        .get_incident(created.id)
+        .await
+        .expect("read")
+        .expect("the incident is in the named database");
+    assert_eq!(stored.title, "stored in MongoDB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

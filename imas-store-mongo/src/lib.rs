@@ -1,1 +1,919 @@
-//! MongoDB store for IMAS (work in progress: see the project issues).
+//! [`MongoStore`]: every store port of `imas-core` on MongoDB (the official
+//! `mongodb` 3.x driver), for users of the original IMAS's database.
+//!
+//! Collections (`connect` creates them and their indexes): `users` (unique
+//! `username` and `email`), `incidents` (the due-time index, list and filter
+//! indexes, and a `search` array of terms for full-text search without a text
+//! index), `audit_log`, `notifications` (unique `key`), `channel_deliveries`,
+//! `outbox`. Instants are BSON dates (milliseconds), ids UUID strings, so keyset
+//! pagination on `(created_at, _id)` orders as in the other stores.
+//!
+//! A domain change (incident or user + audit entries + outbox rows) commits in one
+//! multi-document transaction, which needs a replica set (a one-node replica set
+//! is enough). Due-incident and outbox claims are conditional `findOneAndUpdate`s:
+//! a document is claimed only if its due time is still the one read, so two nodes
+//! never take the same one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use imas_core::error::{Error, Result};
+use imas_core::model::{
+    Actor, AuditAction, AuditEntry, AuditFilter, AuditId, Cursor, Incident, IncidentFilter,
+    IncidentId, IncidentType, Notification, NotificationId, NotificationIntent, NotificationType,
+    OutboxEntry, Page, PageRequest, Priority, Role, Status, Timestamp, User, UserId, from_millis,
+    incident_terms, search_terms,
+};
+use imas_core::ports::{
+    AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
+    UserStore, UserWrite,
+};
+use imas_core::sla::add_ms;
+use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use uuid::Uuid;
+
+const BACKEND: &str = "mongodb";
+
+/// The database IMAS uses when the URL names none.
+pub const DEFAULT_DATABASE: &str = "imas";
+
+fn err(e: mongodb::error::Error) -> Error {
+    Error::backend(BACKEND, e)
+}
+
+/// Whether a driver error is a unique-index violation (E11000).
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::backend(BACKEND, format!("unreadable document: {what}"))
+}
+
+fn date(t: Timestamp) -> BsonDate {
+    BsonDate::from_millis(t.timestamp_millis())
+}
+
+fn opt_date(t: Option<Timestamp>) -> Bson {
+    t.map_or(Bson::Null, |t| Bson::DateTime(date(t)))
+}
+
+fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
+    add_ms(now, i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Typed reads from a document, with an error naming the field.
+trait DocExt {
+    fn text(&self, k: &str) -> Result<&str>;
+    fn ts(&self, k: &str) -> Result<Timestamp>;
+    fn opt_ts(&self, k: &str) -> Result<Option<Timestamp>>;
+    fn uuid(&self, k: &str) -> Result<Uuid>;
+    fn opt_uuid(&self, k: &str) -> Result<Option<Uuid>>;
+    fn int(&self, k: &str) -> Result<i64>;
+    fn parsed<T: std::str::FromStr>(&self, k: &str) -> Result<T>;
+}
+
+impl DocExt for Document {
+    fn text(&self, k: &str) -> Result<&str> {
+        self.get_str(k)
+            .map_err(|e| corrupt(format_args!("{k}: {e}")))
+    }
+    fn ts(&self, k: &str) -> Result<Timestamp> {
+        self.get_datetime(k)
+            .map(|d| from_millis(d.timestamp_millis()))
+            .map_err(|e| corrupt(format_args!("{k}: {e}")))
+    }
+    fn opt_ts(&self, k: &str) -> Result<Option<Timestamp>> {
+        match self.get(k) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::DateTime(d)) => Ok(Some(from_millis(d.timestamp_millis()))),
+            Some(other) => Err(corrupt(format_args!("{k}: not a date: {other}"))),
+        }
+    }
+    fn uuid(&self, k: &str) -> Result<Uuid> {
+        Uuid::parse_str(self.text(k)?).map_err(|e| corrupt(format_args!("{k}: {e}")))
+    }
+    fn opt_uuid(&self, k: &str) -> Result<Option<Uuid>> {
+        match self.get(k) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(_) => self.uuid(k).map(Some),
+        }
+    }
+    fn int(&self, k: &str) -> Result<i64> {
+        match self.get(k) {
+            Some(Bson::Int64(n)) => Ok(*n),
+            Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+            Some(Bson::Double(n)) if n.fract() == 0.0 => Ok(*n as i64),
+            other => Err(corrupt(format_args!("{k}: not an integer: {other:?}"))),
+        }
+    }
+    fn parsed<T: std::str::FromStr>(&self, k: &str) -> Result<T> {
+        self.text(k)?
+            .parse()
+            .map_err(|_| corrupt(format_args!("{k}: unknown value")))
+    }
+}
+
+fn user_doc(u: &User) -> Document {
+    doc! {
+        "_id": u.id.to_string(),
+        "name": &u.name,
+        "username": &u.username,
+        "email": &u.email,
+        "password_hash": &u.password_hash,
+        "role": u.role.as_str(),
+        "created_at": date(u.created_at),
+    }
+}
+
+fn decode_user(d: &Document) -> Result<User> {
+    Ok(User {
+        id: UserId(d.uuid("_id")?),
+        name: d.text("name")?.to_string(),
+        username: d.text("username")?.to_string(),
+        email: d.text("email")?.to_string(),
+        password_hash: d.text("password_hash")?.to_string(),
+        role: d.parsed::<Role>("role")?,
+        created_at: d.ts("created_at")?,
+    })
+}
+
+fn incident_doc(i: &Incident) -> Document {
+    doc! {
+        "_id": i.id.to_string(),
+        "title": &i.title,
+        "description": &i.description,
+        "kind": i.kind.as_str(),
+        "priority": i.priority.as_str(),
+        "status": i.status.as_str(),
+        "done": i.status.is_done(),
+        "assigned_to": i.assigned_to.map_or(Bson::Null, |u| Bson::String(u.to_string())),
+        "reported_by": i.reported_by.to_string(),
+        "created_at": date(i.created_at),
+        "updated_at": date(i.updated_at),
+        "sla_target_ms": i.sla_target_ms,
+        "sla_deadline": date(i.sla_deadline),
+        "response_target_ms": i.response_target_ms,
+        "response_deadline": date(i.response_deadline),
+        "response_breached_at": opt_date(i.response_breached_at),
+        "at_risk_at": opt_date(i.at_risk_at),
+        "sla_breached": i.sla_breached,
+        "breached_at": opt_date(i.breached_at),
+        "escalation_level": i64::from(i.escalation_level),
+        "escalated_at": opt_date(i.escalated_at),
+        "acknowledged_at": opt_date(i.acknowledged_at),
+        "resolved_at": opt_date(i.resolved_at),
+        "closed_at": opt_date(i.closed_at),
+        "held_ms": i.held_ms,
+        "hold_started_at": opt_date(i.hold_started_at),
+        "next_due_at": opt_date(i.next_due_at),
+        "version": i.version,
+        "search": incident_terms(i),
+    }
+}
+
+fn decode_incident(d: &Document) -> Result<Incident> {
+    Ok(Incident {
+        id: IncidentId(d.uuid("_id")?),
+        title: d.text("title")?.to_string(),
+        description: d.text("description")?.to_string(),
+        kind: d.parsed::<IncidentType>("kind")?,
+        priority: d.parsed::<Priority>("priority")?,
+        status: d.parsed::<Status>("status")?,
+        assigned_to: d.opt_uuid("assigned_to")?.map(UserId),
+        reported_by: UserId(d.uuid("reported_by")?),
+        created_at: d.ts("created_at")?,
+        updated_at: d.ts("updated_at")?,
+        sla_target_ms: d.int("sla_target_ms")?,
+        sla_deadline: d.ts("sla_deadline")?,
+        response_target_ms: d.int("response_target_ms")?,
+        response_deadline: d.ts("response_deadline")?,
+        response_breached_at: d.opt_ts("response_breached_at")?,
+        at_risk_at: d.opt_ts("at_risk_at")?,
+        sla_breached: d
+            .get_bool("sla_breached")
+            .map_err(|e| corrupt(format_args!("sla_breached: {e}")))?,
+        breached_at: d.opt_ts("breached_at")?,
+        escalation_level: u32::try_from(d.int("escalation_level")?).unwrap_or(u32::MAX),
+        escalated_at: d.opt_ts("escalated_at")?,
+        acknowledged_at: d.opt_ts("acknowledged_at")?,
+        resolved_at: d.opt_ts("resolved_at")?,
+        closed_at: d.opt_ts("closed_at")?,
+        held_ms: d.int("held_ms")?,
+        hold_started_at: d.opt_ts("hold_started_at")?,
+        next_due_at: d.opt_ts("next_due_at")?,
+        version: d.int("version")?,
+    })
+}
+
+fn audit_doc(e: &AuditEntry) -> Document {
+    doc! {
+        "_id": e.id.to_string(),
+        "action": e.action.as_str(),
+        "actor": e.actor.to_string(),
+        "target": e.target.clone().map_or(Bson::Null, Bson::String),
+        "description": &e.description,
+        "created_at": date(e.created_at),
+    }
+}
+
+fn decode_audit(d: &Document) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: AuditId(d.uuid("_id")?),
+        action: d.parsed::<AuditAction>("action")?,
+        actor: d.parsed::<Actor>("actor")?,
+        target: match d.get("target") {
+            None | Some(Bson::Null) => None,
+            Some(_) => Some(d.text("target")?.to_string()),
+        },
+        description: d.text("description")?.to_string(),
+        created_at: d.ts("created_at")?,
+    })
+}
+
+fn decode_notification(d: &Document) -> Result<Notification> {
+    Ok(Notification {
+        id: NotificationId(d.uuid("_id")?),
+        user: UserId(d.uuid("user")?),
+        message: d.text("message")?.to_string(),
+        kind: d.parsed::<NotificationType>("kind")?,
+        incident_id: d.opt_uuid("incident_id")?.map(IncidentId),
+        read: d
+            .get_bool("read")
+            .map_err(|e| corrupt(format_args!("read: {e}")))?,
+        created_at: d.ts("created_at")?,
+        key: d.text("key")?.to_string(),
+    })
+}
+
+fn decode_outbox(d: &Document) -> Result<OutboxEntry> {
+    let intent: NotificationIntent = serde_json::from_str(d.text("intent")?)
+        .map_err(|e| corrupt(format_args!("outbox intent: {e}")))?;
+    Ok(OutboxEntry {
+        intent,
+        attempts: u32::try_from(d.int("attempts")?).unwrap_or(u32::MAX),
+        available_at: d.ts("available_at")?,
+    })
+}
+
+/// The incident filter as a query.
+fn incident_query(f: &IncidentFilter) -> Document {
+    let mut q = Document::new();
+    if !f.status.is_empty() {
+        let s: Vec<&str> = f.status.iter().map(|s| s.as_str()).collect();
+        q.insert("status", doc! { "$in": s });
+    }
+    if !f.priority.is_empty() {
+        let p: Vec<&str> = f.priority.iter().map(|p| p.as_str()).collect();
+        q.insert("priority", doc! { "$in": p });
+    }
+    if let Some(a) = f.assigned_to {
+        q.insert("assigned_to", a.to_string());
+    }
+    if let Some(r) = f.reported_by {
+        q.insert("reported_by", r.to_string());
+    }
+    let mut created = Document::new();
+    if let Some(t) = f.created_from {
+        created.insert("$gte", date(t));
+    }
+    if let Some(t) = f.created_to {
+        created.insert("$lte", date(t));
+    }
+    if !created.is_empty() {
+        q.insert("created_at", created);
+    }
+    match f.escalated {
+        Some(true) => {
+            q.insert("escalation_level", doc! { "$gt": 0_i64 });
+        }
+        Some(false) => {
+            q.insert("escalation_level", 0_i64);
+        }
+        None => {}
+    }
+    if let Some(b) = f.sla_breached {
+        q.insert("sla_breached", b);
+    }
+    let mut and = Vec::new();
+    if let Some(now) = f.violated_at {
+        q.insert("done", false);
+        and.push(doc! { "$or": [
+            { "sla_breached": true },
+            { "status": { "$ne": Status::OnHold.as_str() }, "sla_deadline": { "$lte": date(now) } },
+        ] });
+    }
+    if let Some(text) = &f.q {
+        let terms = search_terms(text);
+        if !terms.is_empty() {
+            q.insert("search", doc! { "$all": terms });
+        }
+    }
+    if !and.is_empty() {
+        q.insert("$and", and);
+    }
+    q
+}
+
+fn audit_query(f: &AuditFilter) -> Document {
+    let mut q = Document::new();
+    if let Some(a) = f.action {
+        q.insert("action", a.as_str());
+    }
+    if let Some(a) = f.actor {
+        q.insert("actor", a.to_string());
+    }
+    if let Some(t) = &f.target {
+        q.insert("target", t.clone());
+    }
+    let mut at = Document::new();
+    if let Some(t) = f.from {
+        at.insert("$gte", date(t));
+    }
+    if let Some(t) = f.to {
+        at.insert("$lte", date(t));
+    }
+    if !at.is_empty() {
+        q.insert("created_at", at);
+    }
+    q
+}
+
+/// Adds the keyset condition: strictly after `cursor` in newest-first order.
+fn after(mut q: Document, cursor: Option<Cursor>) -> Document {
+    if let Some(c) = cursor {
+        let keyset = doc! { "$or": [
+            { "created_at": { "$lt": date(c.created_at) } },
+            { "created_at": date(c.created_at), "_id": { "$lt": c.id.to_string() } },
+        ] };
+        q = if q.is_empty() {
+            keyset
+        } else {
+            doc! { "$and": [q, keyset] }
+        };
+    }
+    q
+}
+
+/// The MongoDB store.
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+}
+
+impl MongoStore {
+    /// Connects to the server a `mongodb://...` URL names, in the database the URL
+    /// names (default [`DEFAULT_DATABASE`]), and creates the indexes.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = mongodb::options::ClientOptions::parse(url)
+            .await
+            .map_err(|e| Error::config("MONGODB_URL", format!("not a MongoDB URL ({e})")))?;
+        let name = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        Self::connect_to(url, &name).await
+    }
+
+    /// Like [`MongoStore::connect`], in the database `name`.
+    pub async fn connect_to(url: &str, name: &str) -> Result<Self> {
+        let options = mongodb::options::ClientOptions::parse(url)
+            .await
+            .map_err(|e| Error::config("MONGODB_URL", format!("not a MongoDB URL ({e})")))?;
+        let client = Client::with_options(options).map_err(err)?;
+        let store = Self {
+            db: client.database(name),
+            client,
+        };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    async fn create_indexes(&self) -> Result<()> {
+        let unique = || IndexOptions::builder().unique(true).build();
+        let index = |keys: Document| IndexModel::builder().keys(keys).build();
+        let unique_index =
+            |keys: Document| IndexModel::builder().keys(keys).options(unique()).build();
+        self.users()
+            .create_indexes([
+                unique_index(doc! { "username": 1 }),
+                unique_index(doc! { "email": 1 }),
+                index(doc! { "role": 1 }),
+            ])
+            .await
+            .map_err(err)?;
+        self.incidents()
+            .create_indexes([
+                index(doc! { "next_due_at": 1 }),
+                index(doc! { "created_at": -1, "_id": -1 }),
+                index(doc! { "status": 1, "created_at": -1, "_id": -1 }),
+                index(doc! { "priority": 1, "created_at": -1, "_id": -1 }),
+                index(doc! { "assigned_to": 1, "created_at": -1, "_id": -1 }),
+                index(doc! { "done": 1, "sla_deadline": 1 }),
+                index(doc! { "search": 1 }),
+            ])
+            .await
+            .map_err(err)?;
+        self.audit()
+            .create_indexes([
+                index(doc! { "created_at": -1, "_id": -1 }),
+                index(doc! { "action": 1, "created_at": -1 }),
+            ])
+            .await
+            .map_err(err)?;
+        self.notifications()
+            .create_indexes([
+                unique_index(doc! { "key": 1 }),
+                index(doc! { "user": 1, "created_at": -1, "_id": -1 }),
+            ])
+            .await
+            .map_err(err)?;
+        self.outbox()
+            .create_indexes([index(doc! { "delivered": 1, "available_at": 1 })])
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// The database, for hosts that want to inspect it.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn users(&self) -> Collection<Document> {
+        self.db.collection("users")
+    }
+    fn incidents(&self) -> Collection<Document> {
+        self.db.collection("incidents")
+    }
+    fn audit(&self) -> Collection<Document> {
+        self.db.collection("audit_log")
+    }
+    fn notifications(&self) -> Collection<Document> {
+        self.db.collection("notifications")
+    }
+    fn deliveries(&self) -> Collection<Document> {
+        self.db.collection("channel_deliveries")
+    }
+    fn outbox(&self) -> Collection<Document> {
+        self.db.collection("outbox")
+    }
+
+    /// One page, newest first, of `coll` matching `q`.
+    async fn page<T>(
+        &self,
+        coll: Collection<Document>,
+        q: Document,
+        page: PageRequest,
+        decode: impl Fn(&Document) -> Result<T>,
+        position: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>> {
+        page.validate()?;
+        let docs: Vec<Document> = coll
+            .find(after(q, page.cursor))
+            .sort(doc! { "created_at": -1, "_id": -1 })
+            .limit(i64::from(page.limit) + 1)
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let mut items = docs.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        let next = if more {
+            items.last().map(&position)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// The writes of a change, inside `session`'s transaction.
+    async fn apply(&self, s: &mut ClientSession, change: &Change) -> Result<()> {
+        let duplicate = |e: mongodb::error::Error, what: &str| {
+            if is_duplicate(&e) {
+                Error::conflict(what.to_string())
+            } else {
+                err(e)
+            }
+        };
+        match &change.user {
+            Some(UserWrite::Insert(u)) => {
+                self.users()
+                    .insert_one(user_doc(u))
+                    .session(&mut *s)
+                    .await
+                    .map_err(|e| duplicate(e, "username or email already taken"))?;
+            }
+            Some(UserWrite::SetRole { id, role }) => {
+                let done = self
+                    .users()
+                    .update_one(
+                        doc! { "_id": id.to_string() },
+                        doc! { "$set": { "role": role.as_str() } },
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(err)?;
+                if done.matched_count == 0 {
+                    return Err(Error::NotFound { entity: "user" });
+                }
+            }
+            None => {}
+        }
+        match &change.incident {
+            Some(IncidentWrite::Insert(i)) => {
+                self.incidents()
+                    .insert_one(incident_doc(i))
+                    .session(&mut *s)
+                    .await
+                    .map_err(|e| duplicate(e, "incident id already exists"))?;
+            }
+            Some(IncidentWrite::Update {
+                incident,
+                expected_version,
+            }) => {
+                let done = self
+                    .incidents()
+                    .replace_one(
+                        doc! { "_id": incident.id.to_string(), "version": expected_version },
+                        incident_doc(incident),
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(err)?;
+                if done.matched_count == 0 {
+                    return Err(self.missing_or_stale(s, incident.id).await);
+                }
+            }
+            Some(IncidentWrite::Delete {
+                id,
+                expected_version,
+            }) => {
+                let done = self
+                    .incidents()
+                    .delete_one(doc! { "_id": id.to_string(), "version": expected_version })
+                    .session(&mut *s)
+                    .await
+                    .map_err(err)?;
+                if done.deleted_count == 0 {
+                    return Err(self.missing_or_stale(s, *id).await);
+                }
+            }
+            None => {}
+        }
+        if !change.audit.is_empty() {
+            self.audit()
+                .insert_many(change.audit.iter().map(audit_doc))
+                .session(&mut *s)
+                .await
+                .map_err(|e| duplicate(e, "audit entry id already exists"))?;
+        }
+        for intent in &change.outbox {
+            let json =
+                serde_json::to_string(intent).map_err(|e| Error::backend("serde_json", e))?;
+            // An intent whose key is (or was) in the outbox is skipped.
+            self.outbox()
+                .update_one(
+                    doc! { "_id": &intent.key },
+                    doc! { "$setOnInsert": {
+                        "intent": json,
+                        "available_at": date(intent.created_at),
+                        "created_at": date(intent.created_at),
+                        "attempts": 0_i64,
+                        "delivered": false,
+                    } },
+                )
+                .upsert(true)
+                .session(&mut *s)
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn missing_or_stale(&self, s: &mut ClientSession, id: IncidentId) -> Error {
+        match self
+            .incidents()
+            .find_one(doc! { "_id": id.to_string() })
+            .session(&mut *s)
+            .await
+        {
+            Ok(None) => Error::NotFound { entity: "incident" },
+            Ok(Some(_)) => Error::conflict(format!(
+                "incident {id} was modified concurrently; reload and retry"
+            )),
+            Err(e) => err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeStore for MongoStore {
+    async fn commit(&self, change: Change) -> Result<()> {
+        let mut s = self.client.start_session().await.map_err(err)?;
+        s.start_transaction().await.map_err(err)?;
+        match self.apply(&mut s, &change).await {
+            Ok(()) => s.commit_transaction().await.map_err(err),
+            Err(e) => {
+                if let Err(abort) = s.abort_transaction().await {
+                    tracing::warn!(error = %abort, "aborting a failed change");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for MongoStore {
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        let d = self
+            .users()
+            .find_one(doc! { "_id": id.to_string() })
+            .await
+            .map_err(err)?;
+        d.as_ref().map(decode_user).transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
+        let d = self
+            .users()
+            .find_one(doc! { "username": username })
+            .await
+            .map_err(err)?;
+        d.as_ref().map(decode_user).transpose()
+    }
+
+    async fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
+        let docs: Vec<Document> = self
+            .users()
+            .find(doc! { "role": role.as_str() })
+            .sort(doc! { "created_at": 1, "_id": 1 })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        docs.iter().map(decode_user).collect()
+    }
+}
+
+#[async_trait]
+impl IncidentStore for MongoStore {
+    async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        let d = self
+            .incidents()
+            .find_one(doc! { "_id": id.to_string() })
+            .await
+            .map_err(err)?;
+        d.as_ref().map(decode_incident).transpose()
+    }
+
+    async fn list_incidents(
+        &self,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Incident>> {
+        self.page(
+            self.incidents(),
+            incident_query(filter),
+            page,
+            decode_incident,
+            |i| Cursor {
+                created_at: i.created_at,
+                id: i.id.0,
+            },
+        )
+        .await
+    }
+
+    async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
+        self.incidents()
+            .count_documents(incident_query(filter))
+            .await
+            .map_err(err)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Incident>> {
+        let until = date(lease_end(now, lease));
+        let candidates: Vec<Document> = self
+            .incidents()
+            .find(doc! { "next_due_at": { "$ne": Bson::Null, "$lte": date(now) } })
+            .sort(doc! { "next_due_at": 1, "_id": 1 })
+            .limit(i64::from(limit))
+            .projection(doc! { "_id": 1, "next_due_at": 1 })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let (Some(id), Some(due)) = (c.get("_id"), c.get("next_due_at")) else {
+                continue;
+            };
+            // Taken only if nobody moved its due time since it was read.
+            let claimed = self
+                .incidents()
+                .find_one_and_update(
+                    doc! { "_id": id.clone(), "next_due_at": due.clone() },
+                    doc! { "$set": { "next_due_at": until } },
+                )
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(err)?;
+            if let Some(d) = claimed {
+                out.push(decode_incident(&d)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
+        let d = self
+            .incidents()
+            .find_one(doc! { "next_due_at": { "$ne": Bson::Null } })
+            .sort(doc! { "next_due_at": 1 })
+            .projection(doc! { "next_due_at": 1 })
+            .await
+            .map_err(err)?;
+        match d {
+            Some(d) => d.opt_ts("next_due_at"),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditStore for MongoStore {
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>> {
+        self.page(self.audit(), audit_query(filter), page, decode_audit, |e| {
+            Cursor {
+                created_at: e.created_at,
+                id: e.id.0,
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl NotificationStore for MongoStore {
+    async fn insert_notification(&self, n: &Notification) -> Result<bool> {
+        let d = doc! {
+            "_id": n.id.to_string(),
+            "key": &n.key,
+            "user": n.user.to_string(),
+            "message": &n.message,
+            "kind": n.kind.as_str(),
+            "incident_id": n.incident_id.map_or(Bson::Null, |i| Bson::String(i.to_string())),
+            "read": n.read,
+            "created_at": date(n.created_at),
+        };
+        match self.notifications().insert_one(d).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> Result<Page<Notification>> {
+        self.page(
+            self.notifications(),
+            doc! { "user": user.to_string() },
+            page,
+            decode_notification,
+            |n| Cursor {
+                created_at: n.created_at,
+                id: n.id.0,
+            },
+        )
+        .await
+    }
+
+    async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
+        let d = self
+            .notifications()
+            .find_one_and_update(
+                doc! { "_id": id.to_string(), "user": user.to_string() },
+                doc! { "$set": { "read": true } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(err)?
+            .ok_or(Error::NotFound {
+                entity: "notification",
+            })?;
+        decode_notification(&d)
+    }
+
+    async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool> {
+        let id = format!("{channel}\u{0}{key}");
+        match self
+            .deliveries()
+            .insert_one(doc! { "_id": id, "key": key, "channel": channel })
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate(&e) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool> {
+        let id = format!("{channel}\u{0}{key}");
+        Ok(self
+            .deliveries()
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(err)?
+            .is_some())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MongoStore {
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>> {
+        let until = date(lease_end(now, lease));
+        let candidates: Vec<Document> = self
+            .outbox()
+            .find(doc! { "delivered": false, "available_at": { "$lte": date(now) } })
+            .sort(doc! { "available_at": 1, "created_at": 1, "_id": 1 })
+            .limit(i64::from(limit))
+            .projection(doc! { "_id": 1, "available_at": 1 })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let (Some(key), Some(at)) = (c.get("_id"), c.get("available_at")) else {
+                continue;
+            };
+            let claimed = self
+                .outbox()
+                .find_one_and_update(
+                    doc! { "_id": key.clone(), "delivered": false, "available_at": at.clone() },
+                    doc! { "$set": { "available_at": until }, "$inc": { "attempts": 1_i64 } },
+                )
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(err)?;
+            if let Some(d) = claimed {
+                out.push(decode_outbox(&d)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.outbox()
+            .update_many(
+                doc! { "_id": { "$in": keys }, "delivered": false },
+                doc! { "$set": { "delivered": true, "delivered_at": BsonDate::now() } },
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pending_outbox(&self) -> Result<u64> {
+        self.outbox()
+            .count_documents(doc! { "delivered": false })
+            .await
+            .map_err(err)
+    }
+}
