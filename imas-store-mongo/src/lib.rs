@@ -8,11 +8,24 @@
 //! `outbox`. Instants are BSON dates (milliseconds), ids UUID strings, so keyset
 //! pagination on `(created_at, _id)` orders as in the other stores.
 //!
-//! A domain change (incident or user + audit entries + outbox rows) commits in one
-//! multi-document transaction, which needs a replica set (a one-node replica set
-//! is enough). Due-incident and outbox claims are conditional `findOneAndUpdate`s:
-//! a document is claimed only if its due time is still the one read, so two nodes
-//! never take the same one.
+//! A domain change (incident or user + audit entries + outbox rows) commits
+//! atomically in one of two ways ([`Atomicity`]), chosen at connect time from the
+//! server's `hello` answer:
+//!
+//! - on a replica set or a sharded cluster, in one multi-document transaction;
+//! - on a standalone server, which has no transactions, through single-document
+//!   atomicity: the entity write carries the change's audit entries and outbox
+//!   rows in a `_pending` array of the same document (a change without an entity
+//!   goes into a `pending_changes` document); they are then moved to their
+//!   collections (idempotently: audit entries by id, outbox rows by key) and
+//!   pulled from `_pending`. A change interrupted between the two is finished by
+//!   [`MongoStore::recover`], which runs at connect time and before every outbox
+//!   claim, so nothing committed is lost. A deleted incident is first marked
+//!   (`_deleting`, invisible to reads) with its pending entries, then removed.
+//!
+//! Due-incident and outbox claims are conditional `findOneAndUpdate`s: a document
+//! is claimed only if its due time is still the one read, so two nodes never take
+//! the same one.
 
 use std::time::Duration;
 
@@ -264,6 +277,25 @@ fn decode_outbox(d: &Document) -> Result<OutboxEntry> {
     })
 }
 
+/// Outbox rows for intents, keyed by the intent's key.
+fn outbox_docs(intents: &[NotificationIntent]) -> Result<Vec<Document>> {
+    intents
+        .iter()
+        .map(|intent| {
+            let json =
+                serde_json::to_string(intent).map_err(|e| Error::backend("serde_json", e))?;
+            Ok(doc! {
+                "_id": &intent.key,
+                "intent": json,
+                "available_at": date(intent.created_at),
+                "created_at": date(intent.created_at),
+                "attempts": 0_i64,
+                "delivered": false,
+            })
+        })
+        .collect()
+}
+
 /// The incident filter as a query.
 fn incident_query(f: &IncidentFilter) -> Document {
     let mut q = Document::new();
@@ -363,11 +395,28 @@ fn after(mut q: Document, cursor: Option<Cursor>) -> Document {
     q
 }
 
+/// How a [`MongoStore`] makes a change atomic (see the crate documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atomicity {
+    /// Multi-document transactions (replica sets, sharded clusters).
+    Transactions,
+    /// Single-document writes carrying the change's side effects, moved out
+    /// afterwards (standalone servers).
+    SingleDocument,
+}
+
 /// The MongoDB store.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     client: Client,
     db: Database,
+    atomicity: Atomicity,
+}
+
+/// Incidents being deleted (single-document mode) are not there for readers.
+fn live(mut q: Document) -> Document {
+    q.insert("_deleting", doc! { "$exists": false });
+    q
 }
 
 impl MongoStore {
@@ -386,16 +435,43 @@ impl MongoStore {
 
     /// Like [`MongoStore::connect`], in the database `name`.
     pub async fn connect_to(url: &str, name: &str) -> Result<Self> {
+        Self::connect_with(url, name, None).await
+    }
+
+    /// Like [`MongoStore::connect_to`], with the way changes are made atomic
+    /// given (`None`: chosen from the server's `hello`: transactions on a replica
+    /// set or through `mongos`, single-document writes on a standalone server).
+    pub async fn connect_with(url: &str, name: &str, atomicity: Option<Atomicity>) -> Result<Self> {
         let options = mongodb::options::ClientOptions::parse(url)
             .await
             .map_err(|e| Error::config("MONGODB_URL", format!("not a MongoDB URL ({e})")))?;
         let client = Client::with_options(options).map_err(err)?;
+        let db = client.database(name);
+        let atomicity = match atomicity {
+            Some(a) => a,
+            None => {
+                let hello = db.run_command(doc! { "hello": 1 }).await.map_err(err)?;
+                if hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid") {
+                    Atomicity::Transactions
+                } else {
+                    Atomicity::SingleDocument
+                }
+            }
+        };
+        tracing::debug!(?atomicity, "MongoDB store");
         let store = Self {
-            db: client.database(name),
+            db,
             client,
+            atomicity,
         };
         store.create_indexes().await?;
+        store.recover().await?;
         Ok(store)
+    }
+
+    /// How this store makes changes atomic.
+    pub fn atomicity(&self) -> Atomicity {
+        self.atomicity
     }
 
     async fn create_indexes(&self) -> Result<()> {
@@ -408,6 +484,7 @@ impl MongoStore {
                 unique_index(doc! { "username": 1 }),
                 unique_index(doc! { "email": 1 }),
                 index(doc! { "role": 1 }),
+                index(doc! { "_pending.cid": 1 }),
             ])
             .await
             .map_err(err)?;
@@ -420,6 +497,7 @@ impl MongoStore {
                 index(doc! { "assigned_to": 1, "created_at": -1, "_id": -1 }),
                 index(doc! { "done": 1, "sla_deadline": 1 }),
                 index(doc! { "search": 1 }),
+                index(doc! { "_pending.cid": 1 }),
             ])
             .await
             .map_err(err)?;
@@ -466,6 +544,9 @@ impl MongoStore {
     }
     fn outbox(&self) -> Collection<Document> {
         self.db.collection("outbox")
+    }
+    fn pending_changes(&self) -> Collection<Document> {
+        self.db.collection("pending_changes")
     }
 
     /// One page, newest first, of `coll` matching `q`.
@@ -579,26 +660,264 @@ impl MongoStore {
                 .await
                 .map_err(|e| duplicate(e, "audit entry id already exists"))?;
         }
-        for intent in &change.outbox {
-            let json =
-                serde_json::to_string(intent).map_err(|e| Error::backend("serde_json", e))?;
+        for row in outbox_docs(&change.outbox)? {
             // An intent whose key is (or was) in the outbox is skipped.
+            let key = row.get("_id").cloned().unwrap_or(Bson::Null);
             self.outbox()
-                .update_one(
-                    doc! { "_id": &intent.key },
-                    doc! { "$setOnInsert": {
-                        "intent": json,
-                        "available_at": date(intent.created_at),
-                        "created_at": date(intent.created_at),
-                        "attempts": 0_i64,
-                        "delivered": false,
-                    } },
-                )
+                .update_one(doc! { "_id": key }, doc! { "$setOnInsert": row })
                 .upsert(true)
                 .session(&mut *s)
                 .await
                 .map_err(err)?;
         }
+        Ok(())
+    }
+
+    // ----- single-document mode ----------------------------------------------------
+
+    async fn commit_single_document(&self, change: &Change) -> Result<()> {
+        // A duplicate audit id must fail the whole change, before anything is
+        // written (the move-out treats an existing id as already moved).
+        if !change.audit.is_empty() {
+            let ids: Vec<String> = change.audit.iter().map(|e| e.id.to_string()).collect();
+            let taken = self
+                .audit()
+                .find_one(doc! { "_id": { "$in": &ids } })
+                .await
+                .map_err(err)?;
+            if taken.is_some() {
+                return Err(Error::conflict("audit entry id already exists"));
+            }
+        }
+        let cid = Uuid::now_v7().to_string();
+        let entry = doc! {
+            "cid": &cid,
+            "audit": change.audit.iter().map(audit_doc).collect::<Vec<_>>(),
+            "outbox": outbox_docs(&change.outbox)?,
+        };
+        let has_side_effects = !change.audit.is_empty() || !change.outbox.is_empty();
+        // Where the entry was written with the entity: (collection, entity id).
+        let mut carrier: Option<(Collection<Document>, Bson)> = None;
+        match &change.user {
+            Some(UserWrite::Insert(u)) => {
+                let mut d = user_doc(u);
+                d.insert("_pending", vec![entry.clone()]);
+                match self.users().insert_one(d).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {
+                        return Err(Error::conflict("username or email already taken"));
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+                carrier = Some((self.users(), Bson::String(u.id.to_string())));
+            }
+            Some(UserWrite::SetRole { id, role }) => {
+                let done = self
+                    .users()
+                    .update_one(
+                        doc! { "_id": id.to_string() },
+                        doc! { "$set": { "role": role.as_str() }, "$push": { "_pending": entry.clone() } },
+                    )
+                    .await
+                    .map_err(err)?;
+                if done.matched_count == 0 {
+                    return Err(Error::NotFound { entity: "user" });
+                }
+                carrier = Some((self.users(), Bson::String(id.to_string())));
+            }
+            None => {}
+        }
+        let mut deleting: Option<String> = None;
+        match &change.incident {
+            Some(IncidentWrite::Insert(i)) => {
+                let mut d = incident_doc(i);
+                d.insert("_pending", vec![entry.clone()]);
+                match self.incidents().insert_one(d).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {
+                        return Err(Error::conflict("incident id already exists"));
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+                carrier = Some((self.incidents(), Bson::String(i.id.to_string())));
+            }
+            Some(IncidentWrite::Update {
+                incident,
+                expected_version,
+            }) => {
+                let mut set = incident_doc(incident);
+                set.remove("_id");
+                let done = self
+                    .incidents()
+                    .update_one(
+                        live(doc! { "_id": incident.id.to_string(), "version": expected_version }),
+                        doc! { "$set": set, "$push": { "_pending": entry.clone() } },
+                    )
+                    .await
+                    .map_err(err)?;
+                if done.matched_count == 0 {
+                    return Err(self.missing_or_stale_now(incident.id).await);
+                }
+                carrier = Some((self.incidents(), Bson::String(incident.id.to_string())));
+            }
+            Some(IncidentWrite::Delete {
+                id,
+                expected_version,
+            }) => {
+                let done = self
+                    .incidents()
+                    .update_one(
+                        live(doc! { "_id": id.to_string(), "version": expected_version }),
+                        doc! {
+                            "$set": { "_deleting": &cid, "next_due_at": Bson::Null },
+                            "$push": { "_pending": entry.clone() },
+                        },
+                    )
+                    .await
+                    .map_err(err)?;
+                if done.matched_count == 0 {
+                    return Err(self.missing_or_stale_now(*id).await);
+                }
+                carrier = Some((self.incidents(), Bson::String(id.to_string())));
+                deleting = Some(id.to_string());
+            }
+            None => {}
+        }
+        match carrier {
+            Some((coll, id)) => {
+                if has_side_effects {
+                    self.move_out(&entry).await?;
+                }
+                coll.update_one(
+                    doc! { "_id": id },
+                    doc! { "$pull": { "_pending": { "cid": &cid } } },
+                )
+                .await
+                .map_err(err)?;
+            }
+            None if has_side_effects => {
+                let mut journal = entry.clone();
+                journal.insert("_id", &cid);
+                self.pending_changes()
+                    .insert_one(journal)
+                    .await
+                    .map_err(err)?;
+                self.move_out(&entry).await?;
+                self.pending_changes()
+                    .delete_one(doc! { "_id": &cid })
+                    .await
+                    .map_err(err)?;
+            }
+            None => {}
+        }
+        if let Some(id) = deleting {
+            self.incidents()
+                .delete_one(doc! { "_id": id, "_deleting": &cid })
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn missing_or_stale_now(&self, id: IncidentId) -> Error {
+        match self
+            .incidents()
+            .find_one(live(doc! { "_id": id.to_string() }))
+            .await
+        {
+            Ok(None) => Error::NotFound { entity: "incident" },
+            Ok(Some(_)) => Error::conflict(format!(
+                "incident {id} was modified concurrently; reload and retry"
+            )),
+            Err(e) => err(e),
+        }
+    }
+
+    /// Writes a pending entry's audit entries and outbox rows to their
+    /// collections; a second run changes nothing.
+    async fn move_out(&self, entry: &Document) -> Result<()> {
+        let docs = |k: &str| -> Vec<Document> {
+            entry
+                .get_array(k)
+                .map(|a| a.iter().filter_map(|b| b.as_document().cloned()).collect())
+                .unwrap_or_default()
+        };
+        for a in docs("audit") {
+            match self.audit().insert_one(a).await {
+                Ok(_) => {}
+                Err(e) if is_duplicate(&e) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        for row in docs("outbox") {
+            let key = row.get("_id").cloned().unwrap_or(Bson::Null);
+            self.outbox()
+                .update_one(doc! { "_id": key }, doc! { "$setOnInsert": row })
+                .upsert(true)
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes changes that were interrupted between their entity write and the
+    /// move-out of their audit entries and outbox rows (single-document mode; in
+    /// transaction mode there are none). Runs at connect time and before every
+    /// outbox claim; safe to run any time, from any node.
+    pub async fn recover(&self) -> Result<()> {
+        for coll in [self.users(), self.incidents()] {
+            let carriers: Vec<Document> = coll
+                .find(doc! { "_pending.0": { "$exists": true } })
+                .projection(doc! { "_id": 1, "_pending": 1, "_deleting": 1 })
+                .await
+                .map_err(err)?
+                .try_collect()
+                .await
+                .map_err(err)?;
+            for c in carriers {
+                let Some(id) = c.get("_id").cloned() else {
+                    continue;
+                };
+                let entries = c
+                    .get_array("_pending")
+                    .map(|a| a.to_vec())
+                    .unwrap_or_default();
+                for e in entries.iter().filter_map(Bson::as_document) {
+                    self.move_out(e).await?;
+                    let cid = e.get("cid").cloned().unwrap_or(Bson::Null);
+                    coll.update_one(
+                        doc! { "_id": id.clone() },
+                        doc! { "$pull": { "_pending": { "cid": cid } } },
+                    )
+                    .await
+                    .map_err(err)?;
+                }
+            }
+        }
+        let journal: Vec<Document> = self
+            .pending_changes()
+            .find(doc! {})
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        for j in journal {
+            self.move_out(&j).await?;
+            if let Some(id) = j.get("_id") {
+                self.pending_changes()
+                    .delete_one(doc! { "_id": id.clone() })
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        // Incidents whose deletion was marked and whose entries are moved out.
+        self.incidents()
+            .delete_many(
+                doc! { "_deleting": { "$exists": true }, "_pending.0": { "$exists": false } },
+            )
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -621,6 +940,9 @@ impl MongoStore {
 #[async_trait]
 impl ChangeStore for MongoStore {
     async fn commit(&self, change: Change) -> Result<()> {
+        if self.atomicity == Atomicity::SingleDocument {
+            return self.commit_single_document(&change).await;
+        }
         let mut s = self.client.start_session().await.map_err(err)?;
         s.start_transaction().await.map_err(err)?;
         match self.apply(&mut s, &change).await {
@@ -674,7 +996,7 @@ impl IncidentStore for MongoStore {
     async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>> {
         let d = self
             .incidents()
-            .find_one(doc! { "_id": id.to_string() })
+            .find_one(live(doc! { "_id": id.to_string() }))
             .await
             .map_err(err)?;
         d.as_ref().map(decode_incident).transpose()
@@ -687,7 +1009,7 @@ impl IncidentStore for MongoStore {
     ) -> Result<Page<Incident>> {
         self.page(
             self.incidents(),
-            incident_query(filter),
+            live(incident_query(filter)),
             page,
             decode_incident,
             |i| Cursor {
@@ -700,7 +1022,7 @@ impl IncidentStore for MongoStore {
 
     async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
         self.incidents()
-            .count_documents(incident_query(filter))
+            .count_documents(live(incident_query(filter)))
             .await
             .map_err(err)
     }
@@ -714,7 +1036,9 @@ impl IncidentStore for MongoStore {
         let until = date(lease_end(now, lease));
         let candidates: Vec<Document> = self
             .incidents()
-            .find(doc! { "next_due_at": { "$ne": Bson::Null, "$lte": date(now) } })
+            .find(live(
+                doc! { "next_due_at": { "$ne": Bson::Null, "$lte": date(now) } },
+            ))
             .sort(doc! { "next_due_at": 1, "_id": 1 })
             .limit(i64::from(limit))
             .projection(doc! { "_id": 1, "next_due_at": 1 })
@@ -748,7 +1072,7 @@ impl IncidentStore for MongoStore {
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
         let d = self
             .incidents()
-            .find_one(doc! { "next_due_at": { "$ne": Bson::Null } })
+            .find_one(live(doc! { "next_due_at": { "$ne": Bson::Null } }))
             .sort(doc! { "next_due_at": 1 })
             .projection(doc! { "next_due_at": 1 })
             .await
@@ -863,6 +1187,10 @@ impl OutboxStore for MongoStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
+        if self.atomicity == Atomicity::SingleDocument {
+            // Interrupted changes' outbox rows become claimable here.
+            self.recover().await?;
+        }
         let until = date(lease_end(now, lease));
         let candidates: Vec<Document> = self
             .outbox()
@@ -915,5 +1243,142 @@ impl OutboxStore for MongoStore {
             .count_documents(doc! { "delivered": false })
             .await
             .map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Recovery of changes interrupted between their entity write and the move-out
+    //! of their side effects (single-document mode). The interrupted states are
+    //! written here as a crash would leave them.
+
+    use super::*;
+    use imas_core::model::{AuditFilter, IncidentFilter, NotificationIntent, NotificationType};
+    use imas_core::testkit::service_url;
+    use imas_core::testkit::store::{at, incident};
+
+    fn audit_entry(n: i64) -> AuditEntry {
+        AuditEntry::new(
+            AuditAction::IncidentCreated,
+            Actor::System,
+            None,
+            format!("entry {n}"),
+            at(n),
+        )
+    }
+
+    #[tokio::test]
+    async fn recover_finishes_interrupted_changes_once() {
+        let Some(url) = service_url("MONGODB_URL") else {
+            return;
+        };
+        let name = format!("imas_test_{}", Uuid::new_v4().simple());
+        let store = MongoStore::connect_with(&url, &name, Some(Atomicity::SingleDocument))
+            .await
+            .expect("connect");
+        let reporter = UserId::new();
+        let kept = incident(reporter, "kept", at(0));
+        store
+            .commit(Change {
+                incident: Some(IncidentWrite::Insert(kept.clone())),
+                ..Change::default()
+            })
+            .await
+            .expect("insert");
+        let intent = NotificationIntent {
+            key: "k-1".into(),
+            user: reporter,
+            message: "hello".into(),
+            kind: NotificationType::Info,
+            incident_id: Some(kept.id),
+            created_at: at(1),
+        };
+        let (e1, e2, e3) = (audit_entry(1), audit_entry(2), audit_entry(3));
+        // 1. An update whose entity write landed, carrying an audit entry and an
+        //    outbox row, and nothing after.
+        store
+            .incidents()
+            .update_one(
+                doc! { "_id": kept.id.to_string() },
+                doc! { "$push": { "_pending": {
+                    "cid": "c1",
+                    "audit": [audit_doc(&e1)],
+                    "outbox": outbox_docs(std::slice::from_ref(&intent)).expect("outbox"),
+                } } },
+            )
+            .await
+            .expect("interrupted update");
+        // 2. A change without an entity: only its journal document.
+        store
+            .pending_changes()
+            .insert_one(doc! { "_id": "c2", "cid": "c2", "audit": [audit_doc(&e2)], "outbox": [] })
+            .await
+            .expect("journal");
+        // 3. A delete that marked its incident and stopped.
+        let gone = incident(reporter, "gone", at(0));
+        let mut marked = incident_doc(&gone);
+        marked.insert("_deleting", "c3");
+        marked.insert(
+            "_pending",
+            vec![doc! { "cid": "c3", "audit": [audit_doc(&e3)], "outbox": [] }],
+        );
+        store
+            .incidents()
+            .insert_one(marked)
+            .await
+            .expect("interrupted delete");
+
+        let audit_count = |s: &MongoStore| {
+            let s = s.clone();
+            async move {
+                s.list_audit(&AuditFilter::default(), PageRequest::first(50))
+                    .await
+                    .expect("audit")
+                    .items
+                    .len()
+            }
+        };
+        assert_eq!(audit_count(&store).await, 0);
+        assert_eq!(store.pending_outbox().await.expect("pending"), 0);
+        assert!(
+            store.get_incident(gone.id).await.expect("get").is_none(),
+            "an incident being deleted is already invisible"
+        );
+        assert_eq!(
+            store
+                .count_incidents(&IncidentFilter::default())
+                .await
+                .expect("count"),
+            1
+        );
+
+        for _ in 0..2 {
+            store.recover().await.expect("recover");
+            assert_eq!(audit_count(&store).await, 3, "each entry once");
+            assert_eq!(store.pending_outbox().await.expect("pending"), 1);
+        }
+        let left = store
+            .incidents()
+            .count_documents(doc! { "$or": [
+                { "_pending.0": { "$exists": true } },
+                { "_deleting": { "$exists": true } },
+            ] })
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "no pending entry or marked incident is left");
+        assert_eq!(
+            store
+                .pending_changes()
+                .count_documents(doc! {})
+                .await
+                .expect("journal"),
+            0
+        );
+        let claimed = store
+            .claim_outbox(at(10), Duration::from_secs(30), 10)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].intent, intent);
     }
 }
