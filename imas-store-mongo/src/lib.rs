@@ -498,6 +498,7 @@ impl MongoStore {
                 index(doc! { "done": 1, "sla_deadline": 1 }),
                 index(doc! { "search": 1 }),
                 index(doc! { "_pending.cid": 1 }),
+                index(doc! { "_deleting": 1 }),
             ])
             .await
             .map_err(err)?;
@@ -863,11 +864,13 @@ impl MongoStore {
     /// Finishes changes that were interrupted between their entity write and the
     /// move-out of their audit entries and outbox rows (single-document mode; in
     /// transaction mode there are none). Runs at connect time and before every
-    /// outbox claim; safe to run any time, from any node.
+    /// outbox claim; safe to run any time, from any node. Its queries are range
+    /// conditions on indexed fields (`_pending.cid`, `_deleting`), so an idle
+    /// recovery costs a few index lookups, not a scan.
     pub async fn recover(&self) -> Result<()> {
         for coll in [self.users(), self.incidents()] {
             let carriers: Vec<Document> = coll
-                .find(doc! { "_pending.0": { "$exists": true } })
+                .find(doc! { "_pending.cid": { "$gt": "" } })
                 .projection(doc! { "_id": 1, "_pending": 1, "_deleting": 1 })
                 .await
                 .map_err(err)?
@@ -913,9 +916,7 @@ impl MongoStore {
         }
         // Incidents whose deletion was marked and whose entries are moved out.
         self.incidents()
-            .delete_many(
-                doc! { "_deleting": { "$exists": true }, "_pending.0": { "$exists": false } },
-            )
+            .delete_many(doc! { "_deleting": { "$gt": "" }, "_pending.0": { "$exists": false } })
             .await
             .map_err(err)?;
         Ok(())
