@@ -36,6 +36,8 @@ fn free_port() -> u16 {
 async fn start(env: &[(&str, String)]) -> Node {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imas-server"))
+        // The database is the one given here, whatever the test run has.
+        .env_remove("MONGODB_URL")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PORT", port.to_string())
         .env("RUST_LOG", "warn")
@@ -43,13 +45,16 @@ async fn start(env: &[(&str, String)]) -> Node {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn imas-server");
-    let node = Node {
+    let mut node = Node {
         base: format!("http://127.0.0.1:{port}"),
         child,
     };
     let http = Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        if let Ok(Some(status)) = node.child.try_wait() {
+            panic!("imas-server exited at start-up ({status}); its stderr is above");
+        }
         if let Ok(r) = http.get(format!("{}/healthz", node.base)).send().await
             && r.status().is_success()
         {
