@@ -152,6 +152,32 @@ impl Summary {
     }
 }
 
+/// Appends a glyph id as four hex digits.
+fn push_hex(out: &mut Vec<u8>, gid: u16) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[usize::from((gid >> shift) & 0xF)]);
+    }
+}
+
+/// Appends a number as a content-stream operand (at most two decimals).
+fn num(out: &mut Vec<u8>, v: f32) {
+    let hundredths = (v * 100.0).round() as i64;
+    let mut buf = itoa::Buffer::new();
+    if hundredths < 0 {
+        out.push(b'-');
+    }
+    let h = hundredths.unsigned_abs();
+    out.extend_from_slice(buf.format(h / 100).as_bytes());
+    if !h.is_multiple_of(100) {
+        out.push(b'.');
+        out.push(b'0' + (h % 100 / 10) as u8);
+        if !h.is_multiple_of(10) {
+            out.push(b'0' + (h % 10) as u8);
+        }
+    }
+}
+
 /// A human duration: `2 d 3 h`, `1 h 05 min`, `42 min`, `35 s`.
 fn human(ms: i128) -> String {
     let s = ms.max(0) / 1000;
@@ -196,8 +222,10 @@ pub struct PdfReport {
     next_id: i32,
     ids: Ids,
     page_ids: Vec<Ref>,
-    /// The page being filled.
+    /// The page being filled: its graphics (backgrounds, form placements)...
     page: Content,
+    /// ...and its text operators, drawn over them.
+    text: Vec<u8>,
     rows_left: u32,
     y: f32,
     /// Glyphs used (by glyph id), for the font's widths and its
@@ -263,6 +291,7 @@ impl PdfReport {
             ids,
             page_ids: Vec::new(),
             page: Content::new(),
+            text: Vec::with_capacity(64 * 1024),
             rows_left: 0,
             y: 0.0,
             used: vec![None; usize::from(font.face.number_of_glyphs())],
@@ -308,9 +337,9 @@ impl PdfReport {
         self.finish_page()?;
         let total = self.page_ids.len().to_string();
         let total_content = {
-            let mut c = Content::new();
+            let mut c = Vec::new();
             self.text_into(&mut c, 0.0, 2.0, TABLE_SIZE, &total, f32::MAX);
-            c.finish().into_vec()
+            c
         };
         let summary_content = self.summary_content();
         self.form(
@@ -491,13 +520,13 @@ impl PdfReport {
                 s.resolved
             ),
         ];
-        let mut c = Content::new();
+        let mut c = Vec::new();
         let mut y = SUMMARY_H - 11.0;
         for line in lines {
             self.text_into(&mut c, 0.0, y, 9.0, &line, PAGE_W - 2.0 * MARGIN);
             y -= 13.0;
         }
-        c.finish().into_vec()
+        c
     }
 
     fn row(&mut self, i: &Incident) {
@@ -528,41 +557,49 @@ impl PdfReport {
             level.format(i.escalation_level),
         ];
         // One text object per row: the cursor moves from column to column.
-        let mut page = std::mem::replace(&mut self.page, Content::new());
-        page.begin_text()
-            .set_font(Name(b"F1"), TABLE_SIZE)
-            .set_text_matrix([1.0, 0.0, 0.0, 1.0, MARGIN + CELL_PAD, self.y + 3.5]);
+        let mut out = std::mem::take(&mut self.text);
+        out.extend_from_slice(b"BT /F1 ");
+        num(&mut out, TABLE_SIZE);
+        out.extend_from_slice(b" Tf 1 0 0 1 ");
+        num(&mut out, MARGIN + CELL_PAD);
+        out.push(b' ');
+        num(&mut out, self.y + 3.5);
+        out.extend_from_slice(b" Tm");
         let mut moved = 0.0;
         let mut x = 0.0;
         for (text, (_, width)) in cells.into_iter().zip(COLUMNS) {
             self.encode(text, TABLE_SIZE, width - 2.0 * CELL_PAD);
             if !self.cell.is_empty() {
                 if x > moved {
-                    page.next_line(x - moved, 0.0);
+                    out.push(b' ');
+                    num(&mut out, x - moved);
+                    out.extend_from_slice(b" 0 Td");
                     moved = x;
                 }
-                page.show(Str(&self.cell));
+                out.extend_from_slice(b" <");
+                out.extend_from_slice(&self.cell);
+                out.extend_from_slice(b"> Tj");
             }
             x += width;
         }
-        page.end_text();
-        self.page = page;
+        out.extend_from_slice(b" ET\n");
+        self.text = out;
     }
 
     /// Draws `text` on the current page; see [`PdfReport::text_into`].
     fn text(&mut self, x: f32, y: f32, size: f32, text: &str, max_w: f32) -> f32 {
-        let mut page = std::mem::replace(&mut self.page, Content::new());
-        let w = self.text_into(&mut page, x, y, size, text, max_w);
-        self.page = page;
+        let mut out = std::mem::take(&mut self.text);
+        let w = self.text_into(&mut out, x, y, size, text, max_w);
+        self.text = out;
         w
     }
 
-    /// Draws one line of `text` at (`x`, `y`), cut with an ellipsis to fit
-    /// `max_w` points; returns the width drawn. Control characters (a newline in
-    /// a title) are drawn as spaces.
+    /// Appends the operators drawing one line of `text` at (`x`, `y`) to `out`,
+    /// cut with an ellipsis to fit `max_w` points; returns the width drawn.
+    /// Control characters (a newline in a title) are drawn as spaces.
     fn text_into(
         &mut self,
-        c: &mut Content,
+        out: &mut Vec<u8>,
         x: f32,
         y: f32,
         size: f32,
@@ -571,17 +608,22 @@ impl PdfReport {
     ) -> f32 {
         let width = self.encode(text, size, max_w);
         if !self.cell.is_empty() {
-            c.begin_text()
-                .set_font(Name(b"F1"), size)
-                .set_text_matrix([1.0, 0.0, 0.0, 1.0, x, y])
-                .show(Str(&self.cell))
-                .end_text();
+            out.extend_from_slice(b"BT /F1 ");
+            num(out, size);
+            out.extend_from_slice(b" Tf 1 0 0 1 ");
+            num(out, x);
+            out.push(b' ');
+            num(out, y);
+            out.extend_from_slice(b" Tm <");
+            out.extend_from_slice(&self.cell);
+            out.extend_from_slice(b"> Tj ET\n");
         }
         width
     }
 
-    /// Encodes `text` as glyph ids into `self.cell`, cut with an ellipsis to fit
-    /// `max_w` points at `size`; returns the width in points.
+    /// Encodes `text` as glyph ids (hex, four digits each) into `self.cell`, cut
+    /// with an ellipsis to fit `max_w` points at `size`; returns the width in
+    /// points.
     fn encode(&mut self, text: &str, size: f32, max_w: f32) -> f32 {
         let scale = size / self.font.units_per_em;
         let limit = max_w / scale;
@@ -601,7 +643,7 @@ impl PdfReport {
                 break;
             }
             width += adv;
-            self.cell.extend_from_slice(&gid.to_be_bytes());
+            push_hex(&mut self.cell, gid);
             self.mark(gid, ch, adv as u16);
             if width + f32::from(ellipsis.1) <= limit {
                 fits_with_ellipsis = (self.cell.len(), width);
@@ -610,7 +652,7 @@ impl PdfReport {
         if cut {
             self.cell.truncate(fits_with_ellipsis.0);
             width = fits_with_ellipsis.1 + f32::from(ellipsis.1);
-            self.cell.extend_from_slice(&ellipsis.0.to_be_bytes());
+            push_hex(&mut self.cell, ellipsis.0);
             self.mark(ellipsis.0, '…', ellipsis.1);
         }
         width * scale
@@ -631,8 +673,12 @@ impl PdfReport {
     }
 
     fn finish_page(&mut self) -> Result<()> {
-        let content = std::mem::replace(&mut self.page, Content::new()).finish();
-        let data = miniz_oxide::deflate::compress_to_vec_zlib(content.as_slice(), 1);
+        let mut content = std::mem::replace(&mut self.page, Content::new())
+            .finish()
+            .into_vec();
+        content.push(b'\n');
+        content.append(&mut self.text);
+        let data = miniz_oxide::deflate::compress_to_vec_zlib(&content, 1);
         let (page_id, content_id) = (self.alloc(), self.alloc());
         let mut chunk = Chunk::new();
         chunk.stream(content_id, &data).filter(Filter::FlateDecode);
@@ -739,6 +785,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn operands_are_written_with_at_most_two_decimals() {
+        let mut out = Vec::new();
+        for v in [0.0, 7.0, 523.5, -16.0, 3.25, 0.004, 12.999] {
+            num(&mut out, v);
+            out.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "0 7 523.5 -16 3.25 0 13 "
+        );
+        let mut hex = Vec::new();
+        push_hex(&mut hex, 0x0A1F);
+        assert_eq!(hex, b"0A1F");
+    }
+
+    #[test]
     fn durations_read_like_a_person_would_say_them() {
         assert_eq!(human(35_000), "35 s");
         assert_eq!(human(42 * 60_000), "42 min");
@@ -750,14 +812,15 @@ mod tests {
     #[test]
     fn long_text_is_cut_with_an_ellipsis_within_its_width() {
         let mut r = PdfReport::new(PdfMeta::default()).expect("report");
-        let mut c = Content::new();
+        let mut c = Vec::new();
         let w = r.text_into(&mut c, 0.0, 0.0, 7.0, &"wide ".repeat(200), 100.0);
         assert!(w <= 100.0 && w > 90.0, "{w}");
-        assert_eq!(r.cell.len() % 2, 0);
-        let last = u16::from_be_bytes([r.cell[r.cell.len() - 2], r.cell[r.cell.len() - 1]]);
+        assert_eq!(r.cell.len() % 4, 0, "four hex digits a glyph");
+        let hex = std::str::from_utf8(&r.cell[r.cell.len() - 4..]).expect("hex");
+        let last = u16::from_str_radix(hex, 16).expect("glyph id");
         assert_eq!(r.used[usize::from(last)].map(|g| g.0), Some('…'));
         let short = r.text_into(&mut c, 0.0, 0.0, 7.0, "short", 100.0);
         assert!(short < 30.0);
-        assert_eq!(r.cell.len(), 10, "five glyphs, no ellipsis");
+        assert_eq!(r.cell.len(), 20, "five glyphs, no ellipsis");
     }
 }
