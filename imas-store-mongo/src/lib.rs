@@ -277,6 +277,22 @@ fn decode_outbox(d: &Document) -> Result<OutboxEntry> {
     })
 }
 
+/// Inserts `d` carrying a change's pending `entry` (single-document mode); a
+/// unique-index violation is a `Conflict` saying `taken`.
+async fn insert_carrying(
+    coll: &Collection<Document>,
+    mut d: Document,
+    entry: &Document,
+    taken: &str,
+) -> Result<()> {
+    d.insert("_pending", vec![entry.clone()]);
+    match coll.insert_one(d).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_duplicate(&e) => Err(Error::conflict(taken.to_string())),
+        Err(e) => Err(err(e)),
+    }
+}
+
 /// Outbox rows for intents, keyed by the intent's key.
 fn outbox_docs(intents: &[NotificationIntent]) -> Result<Vec<Document>> {
     intents
@@ -296,6 +312,20 @@ fn outbox_docs(intents: &[NotificationIntent]) -> Result<Vec<Document>> {
         .collect()
 }
 
+/// Adds `from <= created_at <= to` for the bounds given.
+fn created_between(q: &mut Document, from: Option<Timestamp>, to: Option<Timestamp>) {
+    let mut range = Document::new();
+    if let Some(t) = from {
+        range.insert("$gte", date(t));
+    }
+    if let Some(t) = to {
+        range.insert("$lte", date(t));
+    }
+    if !range.is_empty() {
+        q.insert("created_at", range);
+    }
+}
+
 /// The incident filter as a query.
 fn incident_query(f: &IncidentFilter) -> Document {
     let mut q = Document::new();
@@ -313,16 +343,7 @@ fn incident_query(f: &IncidentFilter) -> Document {
     if let Some(r) = f.reported_by {
         q.insert("reported_by", r.to_string());
     }
-    let mut created = Document::new();
-    if let Some(t) = f.created_from {
-        created.insert("$gte", date(t));
-    }
-    if let Some(t) = f.created_to {
-        created.insert("$lte", date(t));
-    }
-    if !created.is_empty() {
-        q.insert("created_at", created);
-    }
+    created_between(&mut q, f.created_from, f.created_to);
     match f.escalated {
         Some(true) => {
             q.insert("escalation_level", doc! { "$gt": 0_i64 });
@@ -366,16 +387,7 @@ fn audit_query(f: &AuditFilter) -> Document {
     if let Some(t) = &f.target {
         q.insert("target", t.clone());
     }
-    let mut at = Document::new();
-    if let Some(t) = f.from {
-        at.insert("$gte", date(t));
-    }
-    if let Some(t) = f.to {
-        at.insert("$lte", date(t));
-    }
-    if !at.is_empty() {
-        q.insert("created_at", at);
-    }
+    created_between(&mut q, f.from, f.to);
     q
 }
 
@@ -580,6 +592,48 @@ impl MongoStore {
         Ok(Page { items, next })
     }
 
+    /// Claims up to `limit` documents of `coll` matching `query`, in `order`:
+    /// each is updated with `update` only if it still matches and its `field` (a
+    /// due time) is still the value read, so two nodes never take the same one. Returns the claimed
+    /// documents as updated.
+    async fn claim(
+        &self,
+        coll: Collection<Document>,
+        query: Document,
+        order: Document,
+        field: &str,
+        update: Document,
+        limit: u32,
+    ) -> Result<Vec<Document>> {
+        let candidates: Vec<Document> = coll
+            .find(query.clone())
+            .sort(order)
+            .limit(i64::from(limit))
+            .projection(doc! { "_id": 1, field: 1 })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let (Some(id), Some(read)) = (c.get("_id"), c.get(field)) else {
+                continue;
+            };
+            // Still matching the query, with the very value read.
+            let mut unchanged = query.clone();
+            unchanged.insert("_id", id.clone());
+            unchanged.insert(field, read.clone());
+            let claimed = coll
+                .find_one_and_update(unchanged, update.clone())
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(err)?;
+            out.extend(claimed);
+        }
+        Ok(out)
+    }
+
     /// The writes of a change, inside `session`'s transaction.
     async fn apply(&self, s: &mut ClientSession, change: &Change) -> Result<()> {
         let duplicate = |e: mongodb::error::Error, what: &str| {
@@ -701,15 +755,13 @@ impl MongoStore {
         let mut carrier: Option<(Collection<Document>, Bson)> = None;
         match &change.user {
             Some(UserWrite::Insert(u)) => {
-                let mut d = user_doc(u);
-                d.insert("_pending", vec![entry.clone()]);
-                match self.users().insert_one(d).await {
-                    Ok(_) => {}
-                    Err(e) if is_duplicate(&e) => {
-                        return Err(Error::conflict("username or email already taken"));
-                    }
-                    Err(e) => return Err(err(e)),
-                }
+                insert_carrying(
+                    &self.users(),
+                    user_doc(u),
+                    &entry,
+                    "username or email already taken",
+                )
+                .await?;
                 carrier = Some((self.users(), Bson::String(u.id.to_string())));
             }
             Some(UserWrite::SetRole { id, role }) => {
@@ -731,15 +783,13 @@ impl MongoStore {
         let mut deleting: Option<String> = None;
         match &change.incident {
             Some(IncidentWrite::Insert(i)) => {
-                let mut d = incident_doc(i);
-                d.insert("_pending", vec![entry.clone()]);
-                match self.incidents().insert_one(d).await {
-                    Ok(_) => {}
-                    Err(e) if is_duplicate(&e) => {
-                        return Err(Error::conflict("incident id already exists"));
-                    }
-                    Err(e) => return Err(err(e)),
-                }
+                insert_carrying(
+                    &self.incidents(),
+                    incident_doc(i),
+                    &entry,
+                    "incident id already exists",
+                )
+                .await?;
                 carrier = Some((self.incidents(), Bson::String(i.id.to_string())));
             }
             Some(IncidentWrite::Update {
@@ -1034,40 +1084,17 @@ impl IncidentStore for MongoStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Incident>> {
-        let until = date(lease_end(now, lease));
-        let candidates: Vec<Document> = self
-            .incidents()
-            .find(live(
-                doc! { "next_due_at": { "$ne": Bson::Null, "$lte": date(now) } },
-            ))
-            .sort(doc! { "next_due_at": 1, "_id": 1 })
-            .limit(i64::from(limit))
-            .projection(doc! { "_id": 1, "next_due_at": 1 })
-            .await
-            .map_err(err)?
-            .try_collect()
-            .await
-            .map_err(err)?;
-        let mut out = Vec::with_capacity(candidates.len());
-        for c in candidates {
-            let (Some(id), Some(due)) = (c.get("_id"), c.get("next_due_at")) else {
-                continue;
-            };
-            // Taken only if nobody moved its due time since it was read.
-            let claimed = self
-                .incidents()
-                .find_one_and_update(
-                    doc! { "_id": id.clone(), "next_due_at": due.clone() },
-                    doc! { "$set": { "next_due_at": until } },
-                )
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(err)?;
-            if let Some(d) = claimed {
-                out.push(decode_incident(&d)?);
-            }
-        }
-        Ok(out)
+        let docs = self
+            .claim(
+                self.incidents(),
+                live(doc! { "next_due_at": { "$ne": Bson::Null, "$lte": date(now) } }),
+                doc! { "next_due_at": 1, "_id": 1 },
+                "next_due_at",
+                doc! { "$set": { "next_due_at": date(lease_end(now, lease)) } },
+                limit,
+            )
+            .await?;
+        docs.iter().map(decode_incident).collect()
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
@@ -1192,37 +1219,20 @@ impl OutboxStore for MongoStore {
             // Interrupted changes' outbox rows become claimable here.
             self.recover().await?;
         }
-        let until = date(lease_end(now, lease));
-        let candidates: Vec<Document> = self
-            .outbox()
-            .find(doc! { "delivered": false, "available_at": { "$lte": date(now) } })
-            .sort(doc! { "available_at": 1, "created_at": 1, "_id": 1 })
-            .limit(i64::from(limit))
-            .projection(doc! { "_id": 1, "available_at": 1 })
-            .await
-            .map_err(err)?
-            .try_collect()
-            .await
-            .map_err(err)?;
-        let mut out = Vec::with_capacity(candidates.len());
-        for c in candidates {
-            let (Some(key), Some(at)) = (c.get("_id"), c.get("available_at")) else {
-                continue;
-            };
-            let claimed = self
-                .outbox()
-                .find_one_and_update(
-                    doc! { "_id": key.clone(), "delivered": false, "available_at": at.clone() },
-                    doc! { "$set": { "available_at": until }, "$inc": { "attempts": 1_i64 } },
-                )
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(err)?;
-            if let Some(d) = claimed {
-                out.push(decode_outbox(&d)?);
-            }
-        }
-        Ok(out)
+        let docs = self
+            .claim(
+                self.outbox(),
+                doc! { "delivered": false, "available_at": { "$lte": date(now) } },
+                doc! { "available_at": 1, "created_at": 1, "_id": 1 },
+                "available_at",
+                doc! {
+                    "$set": { "available_at": date(lease_end(now, lease)) },
+                    "$inc": { "attempts": 1_i64 },
+                },
+                limit,
+            )
+            .await?;
+        docs.iter().map(decode_outbox).collect()
     }
 
     async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
