@@ -502,26 +502,38 @@ fn csv_report(
     use futures::StreamExt;
     let header = imas_core::report::csv_header()?;
     let pages = s.engine.export_incidents(who, filter, REPORT_BATCH)?;
-    let rows = pages.map(|page| {
-        page.and_then(|items| imas_core::report::csv_rows(&items))
-            .map_err(|e| {
-                // Headers are gone by now: the client sees a cut-off body.
-                tracing::error!(error = %e, "CSV report failed while streaming");
-                std::io::Error::other(e.to_string())
-            })
+    let rows = pages.map(|page| page.and_then(|items| imas_core::report::csv_rows(&items)));
+    let body = futures::stream::once(async move { Ok(header) }).chain(rows);
+    Ok(attachment(
+        body,
+        "text/csv; charset=utf-8",
+        "attachment; filename=\"incidents.csv\"",
+    ))
+}
+
+/// A report streamed as a download. A failure after the first bytes can only
+/// cut the body short (the status and headers are sent): it is logged.
+#[cfg(any(feature = "csv", feature = "pdf"))]
+fn attachment(
+    body: impl futures::Stream<Item = imas_core::Result<Vec<u8>>> + Send + 'static,
+    content_type: &'static str,
+    disposition: &'static str,
+) -> Response {
+    use futures::StreamExt;
+    let body = body.map(move |bytes| {
+        bytes.map_err(|e| {
+            tracing::error!(error = %e, content_type, "report failed while streaming");
+            std::io::Error::other(e.to_string())
+        })
     });
-    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(header) }).chain(rows);
-    Ok((
+    (
         [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=\"incidents.csv\"",
-            ),
+            (axum::http::header::CONTENT_TYPE, content_type),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
         ],
         axum::body::Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 #[cfg(feature = "pdf")]
@@ -550,25 +562,12 @@ fn pdf_report(
             Some(Err(e)) => Some((Err(e), None)),
             None => Some((report.finish(), None)),
         }
-    })
-    .map(|bytes| {
-        bytes.map_err(|e| {
-            // Headers are gone by now: the client sees a cut-off body.
-            tracing::error!(error = %e, "PDF report failed while streaming");
-            std::io::Error::other(e.to_string())
-        })
     });
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/pdf"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=\"incidents.pdf\"",
-            ),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response())
+    Ok(attachment(
+        body,
+        "application/pdf",
+        "attachment; filename=\"incidents.pdf\"",
+    ))
 }
 
 #[cfg(not(feature = "pdf"))]
