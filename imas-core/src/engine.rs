@@ -6,6 +6,7 @@
 //! only call these steps.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -154,6 +155,7 @@ impl EngineBuilder {
                 channels: self.channels,
                 live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
                 rearm: tokio::sync::Notify::new(),
+                armed_until: AtomicI64::new(i64::MIN),
                 cache: ReadCache::new(),
             }),
         })
@@ -179,6 +181,10 @@ struct Inner {
     /// Wakes the SLA monitor when a change here may have moved a due time
     /// earlier than the one it sleeps towards.
     rearm: tokio::sync::Notify,
+    /// The instant (ms since the epoch) the SLA monitor sleeps towards;
+    /// `i64::MIN` while it is awake (sweeping, or looking up the next due time),
+    /// so that every change made meanwhile wakes it again.
+    armed_until: AtomicI64,
     /// Principals and list pages, valid while the store's generation holds.
     cache: ReadCache,
 }
@@ -426,12 +432,16 @@ impl Engine {
     }
 
     async fn commit(&self, change: Change) -> Result<()> {
-        let rearm = matches!(
-            &change.incident,
-            Some(IncidentWrite::Insert(i) | IncidentWrite::Update { incident: i, .. }) if i.next_due_at.is_some()
-        );
+        let due = match &change.incident {
+            Some(IncidentWrite::Insert(i) | IncidentWrite::Update { incident: i, .. }) => {
+                i.next_due_at
+            }
+            _ => None,
+        };
         self.inner.store.commit(change).await?;
-        if rearm {
+        // Wake the monitor only when this due time comes before the instant it
+        // sleeps towards: it finds later ones when it wakes anyway.
+        if due.is_some_and(|at| at.timestamp_millis() < self.inner.armed_until.load(SeqCst)) {
             self.inner.rearm.notify_one();
         }
         Ok(())
@@ -1492,16 +1502,22 @@ impl Engine {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         while !*shutdown.borrow() {
+            // Awake: a change committed from here on (which the lookup below
+            // may miss) wakes the monitor again.
+            self.inner.armed_until.store(i64::MIN, SeqCst);
             if let Err(e) = self.sweep_all().await {
                 warn!(error = %e, "SLA sweep failed; retrying");
             }
+            let now = self.now();
             let wait = match self.inner.store.next_due_at().await {
-                Ok(Some(at)) => (at - self.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(poll),
+                Ok(Some(at)) => (at - now).to_std().unwrap_or(Duration::ZERO).min(poll),
                 _ => poll,
             };
+            let wake = chrono::Duration::from_std(wait)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .map_or(i64::MAX, |t| t.timestamp_millis());
+            self.inner.armed_until.store(wake, SeqCst);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.inner.rearm.notified() => {}

@@ -30,6 +30,8 @@ use uuid::Uuid;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_SCHEMA, PostgresStore};
@@ -58,17 +60,25 @@ pub(crate) fn db_error(backend: &'static str, e: sqlx::Error) -> Error {
     if let Some(db) = e.as_database_error()
         && db.is_unique_violation()
     {
-        let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
-        let message = if what.contains("username") {
-            "username already taken"
-        } else if what.contains("email") {
-            "email already registered"
-        } else {
-            "a record with this id or key already exists"
-        };
-        return Error::conflict(message);
+        return conflict_for(&format!(
+            "{} {}",
+            db.constraint().unwrap_or_default(),
+            db.message()
+        ));
     }
     Error::backend(backend, e)
+}
+
+/// The `Conflict` for a unique violation, from what the database said about it.
+pub(crate) fn conflict_for(what: &str) -> Error {
+    let message = if what.contains("username") {
+        "username already taken"
+    } else if what.contains("email") {
+        "email already registered"
+    } else {
+        "a record with this id or key already exists"
+    };
+    Error::conflict(message)
 }
 
 /// A conversion failure of a stored value (a corrupt row).

@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: every store port on one SQLite file (WAL mode). Writes go
-//! through a single writer connection, which makes every change and every claim
-//! exclusive; reads use a small pool of readers.
+//! through a single writer thread and connection (see `sqlite_writer`), which
+//! makes every change and every claim exclusive and commits concurrent writes
+//! together; reads use a small pool of readers.
 //!
 //! A database file belongs to one process at a time: `connect` takes an exclusive
 //! lock on `<file>.imas-lock` and refuses a file another process holds. That is
@@ -26,13 +27,15 @@ use imas_core::ports::{
     AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
     NotificationStore, OutboxStore, UserStore, UserWrite,
 };
-use sqlx::query::Query;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
+
+use crate::sqlite_writer::{Writer, rerr};
 
 use crate::{
     Dialect, Positioned, RowExt, db_error, decode_audit, decode_incident, decode_notification,
@@ -60,17 +63,34 @@ fn lease_ms(d: Duration) -> i64 {
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
+    /// A read-write pool of one connection, for migrations and hosts.
+    direct: SqlitePool,
     reader: SqlitePool,
     file: Arc<FileClaim>,
 }
 
 /// This process's hold on a database file: the generation counters of every
 /// store open on it, and the lock that keeps other processes out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FileClaim {
     generations: Generations,
-    _lock: Option<File>,
+    _lock: File,
+    /// The database is a private temporary file (`sqlite::memory:`), removed
+    /// when the last store on it is dropped.
+    temporary: Option<PathBuf>,
+}
+
+impl Drop for FileClaim {
+    fn drop(&mut self) {
+        if let Some(db) = &self.temporary {
+            for suffix in ["", "-wal", "-shm", ".imas-lock"] {
+                let mut path = db.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
 }
 
 /// Database files open in this process, by canonical path.
@@ -79,8 +99,9 @@ static OPEN_FILES: LazyLock<Mutex<HashMap<PathBuf, Weak<FileClaim>>>> =
 
 impl FileClaim {
     /// The claim on `db` (an existing file), shared with the stores already open
-    /// on it here, or new with the lock taken.
-    fn acquire(db: &Path) -> Result<Arc<Self>> {
+    /// on it here, or new with the lock taken. A `temporary` file is removed
+    /// with the claim.
+    fn acquire(db: &Path, temporary: bool) -> Result<Arc<Self>> {
         let path = db.canonicalize().map_err(|e| {
             Error::config(
                 "DATABASE_URL",
@@ -123,7 +144,8 @@ impl FileClaim {
         }
         let claim = Arc::new(FileClaim {
             generations: Generations::new(true),
-            _lock: Some(lock),
+            _lock: lock,
+            temporary: temporary.then(|| path.clone()),
         });
         open.insert(path, Arc::downgrade(&claim));
         Ok(claim)
@@ -132,65 +154,62 @@ impl FileClaim {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database a `sqlite://path` URL names and
-    /// runs the migrations. `sqlite::memory:` gives a private in-memory database.
+    /// runs the migrations. `sqlite::memory:` gives a private database in a
+    /// temporary file, removed when the last clone of the store is dropped.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::config("DATABASE_URL", format!("not a SQLite URL ({e})")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        // One connection that never closes: all writes (and, in memory, all reads).
-        let writer = SqlitePoolOptions::new()
+        let options = if in_memory {
+            let path = std::env::temp_dir().join(format!("imas-{}.db", Uuid::new_v4()));
+            SqliteConnectOptions::new().filename(path)
+        } else {
+            SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::config("DATABASE_URL", format!("not a SQLite URL ({e})")))?
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+        let direct = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
             .connect_with(options.clone())
             .await
             .map_err(err)?;
-        let file = if in_memory {
-            Arc::new(FileClaim::default())
-        } else {
-            FileClaim::acquire(options.get_filename())?
-        };
+        let path = options.get_filename();
+        let file = FileClaim::acquire(path, in_memory)?;
         MIGRATOR
-            .run(&writer)
+            .run(&direct)
             .await
             .map_err(|e| Error::backend(BACKEND, e))?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(4)
-                .connect_with(options.read_only(true))
-                .await
-                .map_err(err)?
-        };
+        let writer = Writer::start(open_writer(path).map_err(rerr)?)?;
+        let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(err)?;
         Ok(Self {
             writer,
+            direct,
             reader,
             file,
         })
     }
 
-    /// The writer pool, for hosts that want to inspect the database.
+    /// A read-write pool on the database, for hosts that want to inspect or
+    /// maintain it (a write through it waits for the store's writer).
     pub fn pool(&self) -> &SqlitePool {
-        &self.writer
+        &self.direct
     }
 
     /// Inserts many incidents in one transaction, without audit or outbox rows:
     /// for imports (e.g. from the original system) and benchmarks.
     pub async fn bulk_insert_incidents(&self, incidents: &[Incident]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for i in incidents {
-            insert_incident(&mut tx, i).await?;
-        }
-        tx.commit().await.map_err(err)?;
+        let incidents = incidents.to_vec();
+        self.writer
+            .write(move |c| incidents.iter().try_for_each(|i| insert_incident(c, i)))
+            .await?;
         self.file.generations.bump(false, true);
         Ok(())
     }
@@ -228,10 +247,24 @@ impl SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         Ok(into_page(items, page.limit))
     }
+}
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(err)
-    }
+/// How long a write waits for a lock another connection holds (a host's
+/// write through [`SqliteStore::pool`]).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The writer thread's connection, configured as the pools' are.
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 impl RowExt for SqliteRow {
@@ -264,6 +297,36 @@ impl RowExt for SqliteRow {
     }
 }
 
+impl RowExt for rusqlite::Row<'_> {
+    const BACKEND: &'static str = BACKEND;
+    fn id(&self, col: &str) -> Result<Uuid> {
+        self.get(col).map_err(rerr)
+    }
+    fn opt_id(&self, col: &str) -> Result<Option<Uuid>> {
+        self.get(col).map_err(rerr)
+    }
+    fn ts(&self, col: &str) -> Result<Timestamp> {
+        self.get::<_, i64>(col).map(from_millis).map_err(rerr)
+    }
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>> {
+        self.get::<_, Option<i64>>(col)
+            .map(|v| v.map(from_millis))
+            .map_err(rerr)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        self.get(col).map_err(rerr)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        self.get(col).map_err(rerr)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        self.get(col).map_err(rerr)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        self.get(col).map_err(rerr)
+    }
+}
+
 struct SqliteDialect;
 
 impl Dialect for SqliteDialect {
@@ -290,37 +353,45 @@ impl Dialect for SqliteDialect {
     }
 }
 
-type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments>;
+fn blob(id: Uuid) -> Value {
+    Value::Blob(id.as_bytes().to_vec())
+}
 
-/// Binds an incident's columns in the order `?1..?27` of [`INSERT_INCIDENT`].
-fn bind_incident<'q>(q: SqliteQuery<'q>, i: &Incident) -> SqliteQuery<'q> {
-    q.bind(i.id.0)
-        .bind(i.title.clone())
-        .bind(i.description.clone())
-        .bind(i.kind.as_str())
-        .bind(i.priority.as_str())
-        .bind(i.status.as_str())
-        .bind(i.assigned_to.map(|u| u.0))
-        .bind(i.reported_by.0)
-        .bind(ms(i.created_at))
-        .bind(ms(i.updated_at))
-        .bind(i.sla_target_ms)
-        .bind(ms(i.sla_deadline))
-        .bind(i.response_target_ms)
-        .bind(ms(i.response_deadline))
-        .bind(i.response_breached_at.map(ms))
-        .bind(i.at_risk_at.map(ms))
-        .bind(i.sla_breached)
-        .bind(i.breached_at.map(ms))
-        .bind(i64::from(i.escalation_level))
-        .bind(i.escalated_at.map(ms))
-        .bind(i.acknowledged_at.map(ms))
-        .bind(i.resolved_at.map(ms))
-        .bind(i.closed_at.map(ms))
-        .bind(i.held_ms)
-        .bind(i.hold_started_at.map(ms))
-        .bind(i.next_due_at.map(ms))
-        .bind(i.version)
+fn int_or_null(v: Option<i64>) -> Value {
+    v.map_or(Value::Null, Value::Integer)
+}
+
+/// An incident's columns in the order `?1..?27` of [`INSERT_INCIDENT`].
+fn incident_values(i: &Incident) -> Vec<Value> {
+    vec![
+        blob(i.id.0),
+        Value::Text(i.title.clone()),
+        Value::Text(i.description.clone()),
+        Value::Text(i.kind.as_str().into()),
+        Value::Text(i.priority.as_str().into()),
+        Value::Text(i.status.as_str().into()),
+        i.assigned_to.map_or(Value::Null, |u| blob(u.0)),
+        blob(i.reported_by.0),
+        Value::Integer(ms(i.created_at)),
+        Value::Integer(ms(i.updated_at)),
+        Value::Integer(i.sla_target_ms),
+        Value::Integer(ms(i.sla_deadline)),
+        Value::Integer(i.response_target_ms),
+        Value::Integer(ms(i.response_deadline)),
+        int_or_null(i.response_breached_at.map(ms)),
+        int_or_null(i.at_risk_at.map(ms)),
+        Value::Integer(i64::from(i.sla_breached)),
+        int_or_null(i.breached_at.map(ms)),
+        Value::Integer(i64::from(i.escalation_level)),
+        int_or_null(i.escalated_at.map(ms)),
+        int_or_null(i.acknowledged_at.map(ms)),
+        int_or_null(i.resolved_at.map(ms)),
+        int_or_null(i.closed_at.map(ms)),
+        Value::Integer(i.held_ms),
+        int_or_null(i.hold_started_at.map(ms)),
+        int_or_null(i.next_due_at.map(ms)),
+        Value::Integer(i.version),
+    ]
 }
 
 const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, kind, priority, status, \
@@ -487,150 +558,150 @@ impl RowExt for JsonRow<'_> {
 }
 
 /// After a versioned write matched no row: NotFound or a stale version.
-async fn missing_or_stale(tx: &mut Transaction<'static, Sqlite>, id: IncidentId) -> Error {
-    match sqlx::query("SELECT version FROM incidents WHERE id = ?")
-        .bind(id.0)
-        .fetch_optional(&mut **tx)
-        .await
-    {
+fn missing_or_stale(c: &Connection, id: IncidentId) -> Error {
+    let found = c
+        .prepare_cached("SELECT version FROM incidents WHERE id = ?1")
+        .and_then(|mut q| q.query_row([id.0], |_| Ok(())).optional());
+    match found {
         Ok(None) => Error::NotFound { entity: "incident" },
-        Ok(Some(_)) => Error::conflict(format!(
+        Ok(Some(())) => Error::conflict(format!(
             "incident {id} was modified concurrently; reload and retry"
         )),
-        Err(e) => err(e),
+        Err(e) => rerr(e),
     }
 }
 
 /// Indexes an incident's search terms under its `seq`; `replace` removes the
 /// terms indexed before (an update), a new row has none.
-async fn write_terms(
-    tx: &mut Transaction<'static, Sqlite>,
-    seq: i64,
-    i: &Incident,
-    replace: bool,
-) -> Result<()> {
+fn write_terms(c: &Connection, seq: i64, i: &Incident, replace: bool) -> Result<()> {
     if replace {
-        sqlx::query("DELETE FROM incident_search WHERE rowid = ?")
-            .bind(seq)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+        delete_terms(c, seq)?;
     }
-    sqlx::query("INSERT INTO incident_search (rowid, terms) VALUES (?, ?)")
-        .bind(seq)
-        .bind(terms_of(i).join(" "))
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+    c.prepare_cached("INSERT INTO incident_search (rowid, terms) VALUES (?1, ?2)")
+        .and_then(|mut q| q.execute(params![seq, terms_of(i).join(" ")]))
+        .map_err(rerr)?;
     Ok(())
 }
 
-async fn insert_incident(tx: &mut Transaction<'static, Sqlite>, i: &Incident) -> Result<()> {
-    let seq: i64 = bind_incident(sqlx::query(INSERT_INCIDENT), i)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)?
-        .try_get("seq")
-        .map_err(err)?;
-    write_terms(tx, seq, i, false).await
+fn delete_terms(c: &Connection, seq: i64) -> Result<()> {
+    c.prepare_cached("DELETE FROM incident_search WHERE rowid = ?1")
+        .and_then(|mut q| q.execute([seq]))
+        .map_err(rerr)?;
+    Ok(())
 }
 
-async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result<()> {
+/// Runs a statement that returns at most one `seq` (RETURNING seq).
+fn returning_seq(c: &Connection, sql: &str, values: Vec<Value>) -> Result<Option<i64>> {
+    c.prepare_cached(sql)
+        .and_then(|mut q| {
+            q.query_row(params_from_iter(values), |r| r.get(0))
+                .optional()
+        })
+        .map_err(rerr)
+}
+
+fn insert_incident(c: &Connection, i: &Incident) -> Result<()> {
+    let seq = returning_seq(c, INSERT_INCIDENT, incident_values(i))?
+        .ok_or_else(|| Error::backend(BACKEND, "an inserted incident returned no row"))?;
+    write_terms(c, seq, i, false)
+}
+
+fn apply(c: &Connection, change: &Change) -> Result<()> {
     match &change.user {
         Some(UserWrite::Insert(u)) => {
-            sqlx::query(
+            c.prepare_cached(
                 "INSERT INTO users (id, name, username, email, password_hash, role, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
-            .bind(u.id.0)
-            .bind(&u.name)
-            .bind(&u.username)
-            .bind(&u.email)
-            .bind(&u.password_hash)
-            .bind(u.role.as_str())
-            .bind(ms(u.created_at))
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+            .and_then(|mut q| {
+                q.execute(params![
+                    u.id.0,
+                    u.name,
+                    u.username,
+                    u.email,
+                    u.password_hash,
+                    u.role.as_str(),
+                    ms(u.created_at)
+                ])
+            })
+            .map_err(rerr)?;
         }
         Some(UserWrite::SetRole { id, role }) => {
-            let done = sqlx::query("UPDATE users SET role = ? WHERE id = ?")
-                .bind(role.as_str())
-                .bind(id.0)
-                .execute(&mut **tx)
-                .await
-                .map_err(err)?;
-            if done.rows_affected() == 0 {
+            let done = c
+                .prepare_cached("UPDATE users SET role = ?1 WHERE id = ?2")
+                .and_then(|mut q| q.execute(params![role.as_str(), id.0]))
+                .map_err(rerr)?;
+            if done == 0 {
                 return Err(Error::NotFound { entity: "user" });
             }
         }
         None => {}
     }
     match &change.incident {
-        Some(IncidentWrite::Insert(i)) => insert_incident(tx, i).await?,
+        Some(IncidentWrite::Insert(i)) => insert_incident(c, i)?,
         Some(IncidentWrite::Update {
             incident,
             expected_version,
         }) => {
-            let row = bind_incident(sqlx::query(UPDATE_INCIDENT), incident)
-                .bind(*expected_version)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(err)?;
-            match row {
-                Some(row) => {
-                    write_terms(tx, row.try_get("seq").map_err(err)?, incident, true).await?
-                }
-                None => return Err(missing_or_stale(tx, incident.id).await),
+            let mut values = incident_values(incident);
+            values.push(Value::Integer(*expected_version));
+            match returning_seq(c, UPDATE_INCIDENT, values)? {
+                Some(seq) => write_terms(c, seq, incident, true)?,
+                None => return Err(missing_or_stale(c, incident.id)),
             }
         }
         Some(IncidentWrite::Delete {
             id,
             expected_version,
         }) => {
-            let row =
-                sqlx::query("DELETE FROM incidents WHERE id = ? AND version = ? RETURNING seq")
-                    .bind(id.0)
-                    .bind(*expected_version)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(err)?;
-            match row {
-                Some(row) => {
-                    let seq: i64 = row.try_get("seq").map_err(err)?;
-                    sqlx::query("DELETE FROM incident_search WHERE rowid = ?")
-                        .bind(seq)
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(err)?;
-                }
-                None => return Err(missing_or_stale(tx, *id).await),
+            let deleted = returning_seq(
+                c,
+                "DELETE FROM incidents WHERE id = ?1 AND version = ?2 RETURNING seq",
+                vec![blob(id.0), Value::Integer(*expected_version)],
+            )?;
+            match deleted {
+                Some(seq) => delete_terms(c, seq)?,
+                None => return Err(missing_or_stale(c, *id)),
             }
         }
         None => {}
     }
-    for e in &change.audit {
-        sqlx::query(
-            "INSERT INTO audit_log (id, action, actor, target, description, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.id.0)
-        .bind(e.action.as_str())
-        .bind(e.actor.to_string())
-        .bind(e.target.clone())
-        .bind(&e.description)
-        .bind(ms(e.created_at))
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+    if !change.audit.is_empty() {
+        let mut insert = c
+            .prepare_cached(
+                "INSERT INTO audit_log (id, action, actor, target, description, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(rerr)?;
+        for e in &change.audit {
+            insert
+                .execute(params![
+                    e.id.0,
+                    e.action.as_str(),
+                    e.actor.to_string(),
+                    e.target,
+                    e.description,
+                    ms(e.created_at)
+                ])
+                .map_err(rerr)?;
+        }
     }
-    for intent in &change.outbox {
-        sqlx::query("INSERT INTO outbox (key, intent, available_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING")
-            .bind(&intent.key)
-            .bind(intent_json(intent)?)
-            .bind(ms(intent.created_at))
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+    if !change.outbox.is_empty() {
+        let mut insert = c
+            .prepare_cached(
+                "INSERT INTO outbox (key, intent, available_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .map_err(rerr)?;
+        for intent in &change.outbox {
+            insert
+                .execute(params![
+                    intent.key,
+                    intent_json(intent)?,
+                    ms(intent.created_at)
+                ])
+                .map_err(rerr)?;
+        }
     }
     Ok(())
 }
@@ -638,10 +709,9 @@ async fn apply(tx: &mut Transaction<'static, Sqlite>, change: &Change) -> Result
 #[async_trait]
 impl ChangeStore for SqliteStore {
     async fn commit(&self, change: Change) -> Result<()> {
-        let mut tx = self.begin().await?;
-        apply(&mut tx, &change).await?;
-        tx.commit().await.map_err(err)?;
-        self.file.generations.bump_for(&change);
+        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
+        self.writer.write(move |c| apply(c, &change)).await?;
+        self.file.generations.bump(users, incidents);
         Ok(())
     }
 
@@ -721,20 +791,30 @@ impl IncidentStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Incident>> {
-        let rows = sqlx::query(
-            "UPDATE incidents SET next_due_at = ?1 WHERE seq IN (\
-                SELECT seq FROM incidents WHERE next_due_at IS NOT NULL AND next_due_at <= ?2 \
-                ORDER BY next_due_at LIMIT ?3) \
-             RETURNING *",
-        )
-        .bind(ms(now).saturating_add(lease_ms(lease)))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(err)?;
-        self.file.generations.bump(false, !rows.is_empty());
-        rows.iter().map(decode_incident).collect()
+        let until = ms(now).saturating_add(lease_ms(lease));
+        let claimed = self
+            .writer
+            .write(move |c| {
+                let mut claim = c
+                    .prepare_cached(
+                        "UPDATE incidents SET next_due_at = ?1 WHERE seq IN (\
+                            SELECT seq FROM incidents WHERE next_due_at IS NOT NULL \
+                            AND next_due_at <= ?2 ORDER BY next_due_at LIMIT ?3) \
+                         RETURNING *",
+                    )
+                    .map_err(rerr)?;
+                let mut rows = claim
+                    .query(params![until, ms(now), i64::from(limit)])
+                    .map_err(rerr)?;
+                let mut claimed = Vec::new();
+                while let Some(row) = rows.next().map_err(rerr)? {
+                    claimed.push(decode_incident(row)?);
+                }
+                Ok(claimed)
+            })
+            .await?;
+        self.file.generations.bump(false, !claimed.is_empty());
+        Ok(claimed)
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
@@ -767,22 +847,31 @@ impl AuditStore for SqliteStore {
 #[async_trait]
 impl NotificationStore for SqliteStore {
     async fn insert_notification(&self, n: &Notification) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO notifications (id, key, user_id, message, kind, incident_id, read, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(n.id.0)
-        .bind(&n.key)
-        .bind(n.user.0)
-        .bind(&n.message)
-        .bind(n.kind.as_str())
-        .bind(n.incident_id.map(|i| i.0))
-        .bind(n.read)
-        .bind(ms(n.created_at))
-        .execute(&self.writer)
-        .await
-        .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        let n = n.clone();
+        let inserted = self
+            .writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO notifications \
+                     (id, key, user_id, message, kind, incident_id, read, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+                )
+                .and_then(|mut q| {
+                    q.execute(params![
+                        n.id.0,
+                        n.key,
+                        n.user.0,
+                        n.message,
+                        n.kind.as_str(),
+                        n.incident_id.map(|i| i.0),
+                        n.read,
+                        ms(n.created_at)
+                    ])
+                })
+                .map_err(rerr)
+            })
+            .await?;
+        Ok(inserted == 1)
     }
 
     async fn list_notifications(
@@ -798,32 +887,39 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
-        let row = sqlx::query(
-            "UPDATE notifications SET read = TRUE WHERE id = ? AND user_id = ? RETURNING *",
-        )
-        .bind(id.0)
-        .bind(user.0)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(err)?;
-        row.as_ref()
-            .map(decode_notification)
-            .transpose()?
-            .ok_or(Error::NotFound {
-                entity: "notification",
+        self.writer
+            .write(move |c| {
+                let mut mark = c
+                    .prepare_cached(
+                        "UPDATE notifications SET read = TRUE WHERE id = ?1 AND user_id = ?2 \
+                         RETURNING *",
+                    )
+                    .map_err(rerr)?;
+                let mut rows = mark.query(params![id.0, user.0]).map_err(rerr)?;
+                match rows.next().map_err(rerr)? {
+                    Some(row) => decode_notification(row),
+                    None => Err(Error::NotFound {
+                        entity: "notification",
+                    }),
+                }
             })
+            .await
     }
 
     async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO channel_deliveries (key, channel) VALUES (?, ?) ON CONFLICT (key, channel) DO NOTHING",
-        )
-        .bind(key)
-        .bind(channel)
-        .execute(&self.writer)
-        .await
-        .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        let (key, channel) = (key.to_owned(), channel.to_owned());
+        let inserted = self
+            .writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO channel_deliveries (key, channel) VALUES (?1, ?2) \
+                     ON CONFLICT (key, channel) DO NOTHING",
+                )
+                .and_then(|mut q| q.execute(params![key, channel]))
+                .map_err(rerr)
+            })
+            .await?;
+        Ok(inserted == 1)
     }
 
     async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool> {
@@ -846,22 +942,28 @@ impl OutboxStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
-        let rows = sqlx::query(
-            "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE seq IN (\
-                SELECT seq FROM outbox WHERE delivered_at IS NULL AND available_at <= ?2 \
-                ORDER BY available_at, seq LIMIT ?3) \
-             RETURNING seq, intent, attempts, available_at",
-        )
-        .bind(ms(now).saturating_add(lease_ms(lease)))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(err)?;
-        let mut keyed = rows
-            .iter()
-            .map(|r| Ok((r.try_get::<i64, _>("seq").map_err(err)?, decode_outbox(r)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let until = ms(now).saturating_add(lease_ms(lease));
+        let mut keyed = self
+            .writer
+            .write(move |c| {
+                let mut claim = c
+                    .prepare_cached(
+                        "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE seq IN (\
+                            SELECT seq FROM outbox WHERE delivered_at IS NULL AND available_at <= ?2 \
+                            ORDER BY available_at, seq LIMIT ?3) \
+                         RETURNING seq, intent, attempts, available_at",
+                    )
+                    .map_err(rerr)?;
+                let mut rows = claim
+                    .query(params![until, ms(now), i64::from(limit)])
+                    .map_err(rerr)?;
+                let mut claimed = Vec::new();
+                while let Some(row) = rows.next().map_err(rerr)? {
+                    claimed.push((row.int("seq")?, decode_outbox(row)?));
+                }
+                Ok(claimed)
+            })
+            .await?;
         keyed.sort_by_key(|(seq, _)| *seq);
         Ok(keyed.into_iter().map(|(_, e)| e).collect())
     }
@@ -870,16 +972,21 @@ impl OutboxStore for SqliteStore {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE outbox SET delivered_at = ");
-        qb.push_bind(chrono::Utc::now().timestamp_millis());
-        qb.push(" WHERE delivered_at IS NULL AND key IN (");
-        let mut keys_list = qb.separated(", ");
-        for k in keys {
-            keys_list.push_bind(k.clone());
-        }
-        qb.push(")");
-        qb.build().execute(&self.writer).await.map_err(err)?;
-        Ok(())
+        let keys = keys.to_vec();
+        let at = chrono::Utc::now().timestamp_millis();
+        self.writer
+            .write(move |c| {
+                let mut complete = c
+                    .prepare_cached(
+                        "UPDATE outbox SET delivered_at = ?1 WHERE key = ?2 AND delivered_at IS NULL",
+                    )
+                    .map_err(rerr)?;
+                for key in &keys {
+                    complete.execute(params![at, key]).map_err(rerr)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn pending_outbox(&self) -> Result<u64> {
