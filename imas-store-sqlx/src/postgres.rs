@@ -29,6 +29,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
@@ -64,6 +65,12 @@ const INCIDENT_COLUMNS: &str = "id, title, description, kind, priority, status, 
 pub struct PostgresStore {
     pool: PgPool,
     generations: Arc<Generations>,
+    /// Insert-only changes, for [`commit_inserts`].
+    inserts: mpsc::UnboundedSender<Pending>,
+}
+
+fn stopped() -> Error {
+    Error::backend(BACKEND, "the PostgreSQL insert batcher has stopped")
 }
 
 /// The channel the `notify_change` trigger (migration 0003) notifies.
@@ -169,7 +176,13 @@ impl PostgresStore {
             schema.to_string(),
             Arc::downgrade(&generations),
         ));
-        Ok(Self { pool, generations })
+        let (inserts, queue) = mpsc::unbounded_channel();
+        tokio::spawn(commit_inserts(pool.clone(), queue));
+        Ok(Self {
+            pool,
+            generations,
+            inserts,
+        })
     }
 
     /// The connection pool, for hosts that want to inspect the database.
@@ -183,43 +196,7 @@ impl PostgresStore {
     pub async fn bulk_insert_incidents(&self, incidents: &[Incident]) -> Result<()> {
         let mut tx = self.begin().await?;
         for chunk in incidents.chunks(5_000) {
-            macro_rules! column {
-                ($f:expr) => {
-                    chunk.iter().map($f).collect::<Vec<_>>()
-                };
-            }
-            sqlx::query(BULK_INSERT)
-                .bind(column!(|i| i.id.0))
-                .bind(column!(|i| i.title.clone()))
-                .bind(column!(|i| i.description.clone()))
-                .bind(column!(|i| i.kind.as_str().to_string()))
-                .bind(column!(|i| i.priority.as_str().to_string()))
-                .bind(column!(|i| i.status.as_str().to_string()))
-                .bind(column!(|i| i.assigned_to.map(|u| u.0)))
-                .bind(column!(|i| i.reported_by.0))
-                .bind(column!(|i| i.created_at))
-                .bind(column!(|i| i.updated_at))
-                .bind(column!(|i| i.sla_target_ms))
-                .bind(column!(|i| i.sla_deadline))
-                .bind(column!(|i| i.response_target_ms))
-                .bind(column!(|i| i.response_deadline))
-                .bind(column!(|i| i.response_breached_at))
-                .bind(column!(|i| i.at_risk_at))
-                .bind(column!(|i| i.sla_breached))
-                .bind(column!(|i| i.breached_at))
-                .bind(column!(|i| i64::from(i.escalation_level)))
-                .bind(column!(|i| i.escalated_at))
-                .bind(column!(|i| i.acknowledged_at))
-                .bind(column!(|i| i.resolved_at))
-                .bind(column!(|i| i.closed_at))
-                .bind(column!(|i| i.held_ms))
-                .bind(column!(|i| i.hold_started_at))
-                .bind(column!(|i| i.next_due_at))
-                .bind(column!(|i| i.version))
-                .bind(column!(|i| terms_of(i).join(" ")))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            insert_incidents(&mut tx, &chunk.iter().collect::<Vec<_>>()).await?;
         }
         tx.commit().await.map_err(err)?;
         self.generations.bump(false, true);
@@ -381,6 +358,174 @@ async fn missing_or_stale(tx: &mut Transaction<'static, Postgres>, id: IncidentI
     }
 }
 
+/// Inserts incidents with one statement (`UNNEST` of one array per column).
+async fn insert_incidents(
+    tx: &mut Transaction<'static, Postgres>,
+    incidents: &[&Incident],
+) -> Result<()> {
+    macro_rules! column {
+        ($f:expr) => {
+            incidents.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(BULK_INSERT)
+        .bind(column!(|i| i.id.0))
+        .bind(column!(|i| i.title.clone()))
+        .bind(column!(|i| i.description.clone()))
+        .bind(column!(|i| i.kind.as_str().to_string()))
+        .bind(column!(|i| i.priority.as_str().to_string()))
+        .bind(column!(|i| i.status.as_str().to_string()))
+        .bind(column!(|i| i.assigned_to.map(|u| u.0)))
+        .bind(column!(|i| i.reported_by.0))
+        .bind(column!(|i| i.created_at))
+        .bind(column!(|i| i.updated_at))
+        .bind(column!(|i| i.sla_target_ms))
+        .bind(column!(|i| i.sla_deadline))
+        .bind(column!(|i| i.response_target_ms))
+        .bind(column!(|i| i.response_deadline))
+        .bind(column!(|i| i.response_breached_at))
+        .bind(column!(|i| i.at_risk_at))
+        .bind(column!(|i| i.sla_breached))
+        .bind(column!(|i| i.breached_at))
+        .bind(column!(|i| i64::from(i.escalation_level)))
+        .bind(column!(|i| i.escalated_at))
+        .bind(column!(|i| i.acknowledged_at))
+        .bind(column!(|i| i.resolved_at))
+        .bind(column!(|i| i.closed_at))
+        .bind(column!(|i| i.held_ms))
+        .bind(column!(|i| i.hold_started_at))
+        .bind(column!(|i| i.next_due_at))
+        .bind(column!(|i| i.version))
+        .bind(column!(|i| terms_of(i).join(" ")))
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Commits changes that only insert (incidents, audit entries, outbox rows) in
+/// one transaction of three statements, whatever their number.
+async fn insert_together(
+    tx: &mut Transaction<'static, Postgres>,
+    changes: &[Change],
+) -> Result<()> {
+    let incidents: Vec<&Incident> = changes
+        .iter()
+        .filter_map(|c| match &c.incident {
+            Some(IncidentWrite::Insert(i)) => Some(i),
+            _ => None,
+        })
+        .collect();
+    for chunk in incidents.chunks(5_000) {
+        insert_incidents(tx, chunk).await?;
+    }
+    let audit: Vec<&AuditEntry> = changes.iter().flat_map(|c| &c.audit).collect();
+    if !audit.is_empty() {
+        sqlx::query(
+            "INSERT INTO audit_log (id, action, actor, target, description, created_at) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::timestamptz[])",
+        )
+        .bind(audit.iter().map(|e| e.id.0).collect::<Vec<_>>())
+        .bind(audit.iter().map(|e| e.action.as_str()).collect::<Vec<_>>())
+        .bind(
+            audit
+                .iter()
+                .map(|e| e.actor.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(audit.iter().map(|e| e.target.clone()).collect::<Vec<_>>())
+        .bind(
+            audit
+                .iter()
+                .map(|e| e.description.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(audit.iter().map(|e| e.created_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    let outbox: Vec<_> = changes.iter().flat_map(|c| &c.outbox).collect();
+    if !outbox.is_empty() {
+        sqlx::query(
+            "INSERT INTO outbox (key, intent, available_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(outbox.iter().map(|o| o.key.clone()).collect::<Vec<_>>())
+        .bind(
+            outbox
+                .iter()
+                .map(|o| intent_json(o))
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .bind(outbox.iter().map(|o| o.created_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+async fn insert_batch(pool: &PgPool, changes: &[Change]) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(err)?;
+    insert_together(&mut tx, changes).await?;
+    tx.commit().await.map_err(err)
+}
+
+/// A change waiting for [`commit_inserts`], and who waits for it.
+type Pending = (Change, oneshot::Sender<Result<()>>);
+
+/// The most changes committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// How many batches may be committing at once (each on its own connection).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Commits insert-only changes (new incidents, registrations' audit entries,
+/// failed logins) as they come, all waiting ones together: one transaction,
+/// three statements and one WAL flush for a burst, instead of one of each per
+/// change. While [`BATCHES_IN_FLIGHT`] batches are committing, new changes wait
+/// and form the next batch. If a batch fails, its changes are committed one by
+/// one so that each gets its own answer. Ends when the store is dropped, after
+/// the changes already handed to it.
+async fn commit_inserts(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit_batch(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
+    let (changes, replies): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
+    if changes.len() > 1 && insert_batch(pool, &changes).await.is_ok() {
+        for reply in replies {
+            let _ = reply.send(Ok(()));
+        }
+        return;
+    }
+    for (change, reply) in changes.into_iter().zip(replies) {
+        let alone = async {
+            let mut tx = pool.begin().await.map_err(err)?;
+            apply(&mut tx, &change).await?;
+            tx.commit().await.map_err(err)
+        };
+        let _ = reply.send(alone.await);
+    }
+}
+
 async fn apply(tx: &mut Transaction<'static, Postgres>, change: &Change) -> Result<()> {
     match &change.user {
         Some(UserWrite::Insert(u)) => {
@@ -478,11 +623,20 @@ async fn apply(tx: &mut Transaction<'static, Postgres>, change: &Change) -> Resu
 #[async_trait]
 impl ChangeStore for PostgresStore {
     async fn commit(&self, change: Change) -> Result<()> {
-        let mut tx = self.begin().await?;
-        apply(&mut tx, &change).await?;
-        tx.commit().await.map_err(err)?;
+        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
+        let insert_only = change.user.is_none()
+            && matches!(change.incident, None | Some(IncidentWrite::Insert(_)));
+        if insert_only {
+            let (reply, answer) = oneshot::channel();
+            self.inserts.send((change, reply)).map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())??;
+        } else {
+            let mut tx = self.begin().await?;
+            apply(&mut tx, &change).await?;
+            tx.commit().await.map_err(err)?;
+        }
         // Other nodes hear of it through the trigger; this one at once.
-        self.generations.bump_for(&change);
+        self.generations.bump(users, incidents);
         Ok(())
     }
 

@@ -83,6 +83,7 @@ macro_rules! store_conformance_tests {
             users_and_uniqueness,
             incident_versions,
             change_is_atomic,
+            concurrent_changes_fail_alone,
             outbox_insert_is_idempotent,
             keyset_pagination,
             incident_filters,

@@ -523,6 +523,75 @@ pub async fn change_is_atomic(store: &dyn Store) {
     );
 }
 
+/// Changes committed at the same time (which a store may write together, in
+/// one transaction) each succeed or fail on their own: a failing one leaves
+/// nothing, and takes nothing of the others with it.
+pub async fn concurrent_changes_fail_alone(store: &dyn Store) {
+    let reporter = user("rep", Role::User);
+    add_user(store, &reporter).await;
+    let existing = audit(AuditAction::IncidentCreated, Actor::System, "x", at(0));
+    commit(
+        store,
+        Change {
+            audit: vec![existing.clone()],
+            ..Change::default()
+        },
+    )
+    .await;
+    let changes: Vec<(bool, Incident, Change)> = (0..60)
+        .map(|n| {
+            let i = incident(reporter.id, &format!("together {n}"), at(n + 1));
+            let mut entry = audit(
+                AuditAction::IncidentCreated,
+                Actor::User(reporter.id),
+                &i.id.to_string(),
+                at(n + 1),
+            );
+            // Every fifth reuses an audit id, so it must fail.
+            let fails = n % 5 == 0;
+            if fails {
+                entry.id = existing.id;
+            }
+            let change = Change {
+                incident: Some(IncidentWrite::Insert(i.clone())),
+                audit: vec![entry],
+                outbox: vec![intent(&format!("together-{n}"), reporter.id, at(n + 1))],
+                ..Change::default()
+            };
+            (fails, i, change)
+        })
+        .collect();
+    let results = join_all(changes.iter().map(|(_, _, c)| store.commit(c.clone()))).await;
+    let mut expected_log = vec![existing];
+    for ((fails, i, change), result) in changes.iter().zip(results) {
+        let found = store.get_incident(i.id).await.expect("get");
+        if *fails {
+            assert!(
+                result.is_err(),
+                "{}: a duplicate audit id must fail",
+                i.title
+            );
+            assert_eq!(found, None, "{}: nothing of a failed change", i.title);
+        } else {
+            assert!(result.is_ok(), "{}: {result:?}", i.title);
+            assert_eq!(found.as_ref(), Some(i));
+            expected_log.extend(change.audit.iter().cloned());
+        }
+    }
+    let mut log = store
+        .list_audit(&AuditFilter::default(), PageRequest::first(500))
+        .await
+        .expect("audit")
+        .items;
+    log.sort_by_key(|e| e.id.0);
+    expected_log.sort_by_key(|e| e.id.0);
+    assert_eq!(
+        log, expected_log,
+        "exactly the audit entries of the changes that succeeded"
+    );
+    assert_eq!(store.pending_outbox().await.expect("pending"), 48);
+}
+
 /// Outbox rows are keyed: a key already written (pending or delivered) is
 /// skipped, and the rest of the change still commits.
 pub async fn outbox_insert_is_idempotent(store: &dyn Store) {
