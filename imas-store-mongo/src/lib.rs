@@ -44,7 +44,9 @@ use imas_core::ports::{
 };
 use imas_core::sla::add_ms;
 use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::error::{
+    ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
+};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use uuid::Uuid;
@@ -995,17 +997,61 @@ impl ChangeStore for MongoStore {
             return self.commit_single_document(&change).await;
         }
         let mut s = self.client.start_session().await.map_err(err)?;
-        s.start_transaction().await.map_err(err)?;
-        match self.apply(&mut s, &change).await {
-            Ok(()) => s.commit_transaction().await.map_err(err),
-            Err(e) => {
-                if let Err(abort) = s.abort_transaction().await {
-                    tracing::warn!(error = %abort, "aborting a failed change");
+        let mut attempt = 1;
+        loop {
+            s.start_transaction().await.map_err(err)?;
+            let outcome = match self.apply(&mut s, &change).await {
+                Ok(()) => commit_transaction(&mut s).await,
+                Err(e) => {
+                    if let Err(abort) = s.abort_transaction().await {
+                        tracing::debug!(error = %abort, "aborting a failed change");
+                    }
+                    Err(e)
                 }
+            };
+            // A transaction that lost a write conflict to a concurrent one did
+            // nothing; the server says so with a label, and it is run again.
+            match outcome {
                 Err(e)
+                    if attempt < TRANSACTION_ATTEMPTS
+                        && has_label(&e, TRANSIENT_TRANSACTION_ERROR) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(2 * attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
             }
         }
     }
+}
+
+/// How many times a change is tried when its transaction keeps losing write
+/// conflicts.
+const TRANSACTION_ATTEMPTS: u64 = 20;
+
+/// Commits the session's transaction, again while the server cannot say
+/// whether it committed (committing twice is safe).
+async fn commit_transaction(s: &mut ClientSession) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match s.commit_transaction().await {
+            Err(e)
+                if attempt < TRANSACTION_ATTEMPTS
+                    && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) =>
+            {
+                attempt += 1;
+            }
+            other => return other.map_err(err),
+        }
+    }
+}
+
+/// Whether a store error carries a driver error with this label.
+fn has_label(e: &Error, label: &str) -> bool {
+    matches!(e, Error::Backend { source, .. }
+        if source
+            .downcast_ref::<mongodb::error::Error>()
+            .is_some_and(|m| m.contains_label(label)))
 }
 
 #[async_trait]
