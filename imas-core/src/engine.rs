@@ -1417,6 +1417,7 @@ impl Engine {
             jobs: jobs.len(),
             ..Default::default()
         };
+        let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             match self.deliver(&job.payload).await {
                 Ok(inserted) => {
@@ -1425,11 +1426,7 @@ impl Engine {
                     } else {
                         report.duplicates += 1;
                     }
-                    self.inner.queue.ack(&job).await?;
-                    self.inner
-                        .store
-                        .complete_outbox(std::slice::from_ref(&job.key))
-                        .await?;
+                    done.push(job);
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -1437,6 +1434,18 @@ impl Engine {
                     self.inner.queue.fail(&job, &e.to_string()).await?;
                 }
             }
+        }
+        if !done.is_empty() {
+            // Delivered: the outbox entries are done and the jobs acked, each
+            // all at once. If this stops half-way, the relay or the queue hands
+            // the work out again and delivery, idempotent by key, repeats
+            // nothing.
+            let keys: Vec<String> = done.iter().map(|j| j.key.clone()).collect();
+            self.inner.store.complete_outbox(&keys).await?;
+            self.inner
+                .queue
+                .ack_and_reserve(&done, 0, cfg.job_visibility)
+                .await?;
         }
         Ok(report)
     }

@@ -473,16 +473,21 @@ pub trait Queue: Send + Sync + Debug + 'static {
     /// Removes a successfully handled job. Returns false for a stale reservation.
     async fn ack(&self, job: &Job) -> Result<bool>;
 
-    /// [`Queue::ack`] of `done`, then [`Queue::reserve`] of up to `max` more: the
-    /// loop of a worker that handles one job at a time. Queues that can do both
-    /// in one step override it (Redis: one round trip instead of two).
+    /// [`Queue::ack`] of each job in `done`, then [`Queue::reserve`] of up to
+    /// `max` more: the loop of a worker, which hands back the jobs it finished
+    /// and takes as many new ones. Returns one flag per job of `done` (false:
+    /// a stale reservation) and the new jobs. Queues that can do it all in one
+    /// step override it (Redis: one round trip).
     async fn ack_and_reserve(
         &self,
-        done: &Job,
+        done: &[Job],
         max: usize,
         visibility: Duration,
-    ) -> Result<(bool, Vec<Job>)> {
-        let acked = self.ack(done).await?;
+    ) -> Result<(Vec<bool>, Vec<Job>)> {
+        let mut acked = Vec::with_capacity(done.len());
+        for job in done {
+            acked.push(self.ack(job).await?);
+        }
         Ok((acked, self.reserve(max, visibility).await?))
     }
 

@@ -97,20 +97,34 @@ for _, id in ipairs(ids) do
 end
 ";
 
-/// ARGV: id, token. Sets `acked` to 1 when the reservation was current.
-const ACK_BODY: &str = r"
-local acked = 0
-if redis.call('HGET', KEYS[4], ARGV[1]) == ARGV[2] then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  acked = 1
+/// `ack(id, token)`: removes the job if the reservation is current; 1 if it
+/// was, else 0.
+const ACK_FN: &str = r"
+local function ack(id, token)
+  if redis.call('HGET', KEYS[4], id) ~= token then return 0 end
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('ZREM', KEYS[1], id)
+  return 1
 end
 ";
 
-/// ARGV of the ack-and-reserve script: id, token, now, max, visibility, max attempts.
-const ACK_RESERVE_ARGS: &str = "local now, max, vis, max_attempts = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n";
+/// After [`RESERVE_ARGS`]: acks the (id, token) pairs from ARGV[5] on into
+/// `acks`.
+const ACK_MANY: &str = r"
+local acks = {}
+for i = 5, #ARGV, 2 do
+  acks[#acks + 1] = ack(ARGV[i], ARGV[i + 1])
+end
+";
+
+/// After the reservation: appends the ack flags and their count to `out`.
+const ACK_RESERVE_ANSWER: &str = r"
+for _, a in ipairs(acks) do out[#out + 1] = a end
+out[#out + 1] = #acks
+return out
+";
 
 /// ARGV: id, token, now, dead (1/0), retry-at, error. Returns 0 stale, 1 retry,
 /// 2 dead-lettered.
@@ -270,9 +284,9 @@ impl RedisQueue {
         let scripts = Arc::new(Scripts {
             enqueue: Script::new(ENQUEUE),
             reserve: Script::new(&format!("{RESERVE_ARGS}{RESERVE_BODY}return out")),
-            ack: Script::new(&format!("{ACK_BODY}return acked")),
+            ack: Script::new(&format!("{ACK_FN}return ack(ARGV[1], ARGV[2])")),
             ack_reserve: Script::new(&format!(
-                "{ACK_BODY}{ACK_RESERVE_ARGS}{RESERVE_BODY}out[#out + 1] = acked\nreturn out"
+                "{ACK_FN}{RESERVE_ARGS}{ACK_MANY}{RESERVE_BODY}{ACK_RESERVE_ANSWER}"
             )),
             fail: Script::new(FAIL),
             dead_list: Script::new(DEAD_LIST),
@@ -348,29 +362,42 @@ impl Queue for RedisQueue {
 
     async fn ack_and_reserve(
         &self,
-        done: &Job,
+        done: &[Job],
         max: usize,
         visibility: Duration,
-    ) -> Result<(bool, Vec<Job>)> {
-        let Some(id) = Self::token_id(done) else {
-            return Ok((false, self.reserve(max, visibility).await?));
-        };
+    ) -> Result<(Vec<bool>, Vec<Job>)> {
         let mut inv = self.invocation(&self.scripts.ack_reserve);
-        inv.arg(id)
-            .arg(&done.token)
-            .arg(self.now_ms())
+        inv.arg(self.now_ms())
             .arg(max)
             .arg(ms(visibility))
             .arg(self.retry.max_attempts);
-        let mut flat: Vec<redis::Value> = inv
+        for job in done {
+            // A token this queue did not hand out matches no job.
+            inv.arg(Self::token_id(job).unwrap_or_default())
+                .arg(&job.token);
+        }
+        let flat: Vec<redis::Value> = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
-        let acked: i64 = match flat.pop() {
-            Some(v) => redis::from_redis_value_ref(&v).map_err(|e| Error::backend(BACKEND, e))?,
+        let int = |v: &redis::Value| -> Result<i64> {
+            redis::from_redis_value_ref(v).map_err(|e| Error::backend(BACKEND, e))
+        };
+        let count = match flat.last() {
+            Some(v) => usize::try_from(int(v)?).unwrap_or(usize::MAX),
             None => return Err(Error::backend(BACKEND, "ack-and-reserve answered nothing")),
         };
-        Ok((acked == 1, decode_jobs(&flat)?))
+        let Some(jobs_end) = flat.len().checked_sub(count + 1) else {
+            return Err(Error::backend(
+                BACKEND,
+                "ack-and-reserve answered too little",
+            ));
+        };
+        let acked = flat[jobs_end..flat.len() - 1]
+            .iter()
+            .map(|v| Ok(int(v)? == 1))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((acked, decode_jobs(&flat[..jobs_end])?))
     }
 
     async fn wait(&self, timeout: Duration) {

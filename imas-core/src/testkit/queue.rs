@@ -287,44 +287,52 @@ pub async fn stale_reservations_change_nothing(queue: &dyn Queue, clock: &Manual
     );
 }
 
-/// `ack_and_reserve` acks the finished job (once: a stale token acks nothing but
-/// still reserves) and hands out the next ones, oldest first, each reserved
-/// like `reserve` would; with nothing left it answers an empty list.
+/// `ack_and_reserve` acks the finished jobs (each once: a stale token acks
+/// nothing, the others still are) and hands out the next ones, oldest first,
+/// each reserved like `reserve` would; with nothing left it answers an empty
+/// list.
 pub async fn ack_and_reserve(queue: &dyn Queue, clock: &ManualClock) {
     let _ = clock;
     queue
-        .enqueue((0..4).map(job).collect())
+        .enqueue((0..6).map(job).collect())
         .await
         .expect("enqueue");
+    let keys = |jobs: &[Job]| jobs.iter().map(|j| j.key.clone()).collect::<Vec<_>>();
     let first = reserve(queue, 1).await;
-    assert_eq!(first[0].key, "job-0");
+    assert_eq!(keys(&first), ["job-0"]);
     let (acked, next) = queue
-        .ack_and_reserve(&first[0], 2, VISIBILITY)
+        .ack_and_reserve(&first, 2, VISIBILITY)
         .await
         .expect("ack and reserve");
-    assert!(acked);
-    assert_eq!(
-        next.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
-        ["job-1", "job-2"]
-    );
+    assert_eq!(acked, [true]);
+    assert_eq!(keys(&next), ["job-1", "job-2"]);
     assert!(next.iter().all(|j| j.attempt == 1));
-    let (stale, last) = queue
-        .ack_and_reserve(&first[0], 5, VISIBILITY)
+    // Two finished jobs and one acked before, handed back together.
+    let mut done = next.clone();
+    done.insert(1, first[0].clone());
+    let (acked, more) = queue
+        .ack_and_reserve(&done, 2, VISIBILITY)
         .await
         .expect("ack and reserve");
-    assert!(!stale, "job-0 was acked already");
-    assert_eq!(
-        last.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
-        ["job-3"]
-    );
-    for j in next.iter().chain(&last) {
-        let (acked, more) = queue
-            .ack_and_reserve(j, 1, VISIBILITY)
-            .await
-            .expect("ack and reserve");
-        assert!(acked, "{} was reserved and is acked", j.key);
-        assert!(more.is_empty(), "nothing is left to reserve");
-    }
+    assert_eq!(acked, [true, false, true], "job-0 was acked already");
+    assert_eq!(keys(&more), ["job-3", "job-4"]);
+    let (acked, last) = queue
+        .ack_and_reserve(&more, 5, VISIBILITY)
+        .await
+        .expect("ack and reserve");
+    assert_eq!(acked, [true, true]);
+    assert_eq!(keys(&last), ["job-5"]);
+    let (acked, none) = queue
+        .ack_and_reserve(&last, 1, VISIBILITY)
+        .await
+        .expect("ack and reserve");
+    assert_eq!(acked, [true]);
+    assert!(none.is_empty(), "nothing is left to reserve");
+    let (acked, none) = queue
+        .ack_and_reserve(&[], 1, VISIBILITY)
+        .await
+        .expect("reserve only");
+    assert!(acked.is_empty() && none.is_empty());
     assert_eq!(
         queue.stats().await.expect("stats"),
         QueueStats::default(),
