@@ -517,13 +517,15 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
         return;
     }
     for (change, reply) in changes.into_iter().zip(replies) {
-        let alone = async {
-            let mut tx = pool.begin().await.map_err(err)?;
-            apply(&mut tx, &change).await?;
-            tx.commit().await.map_err(err)
-        };
-        let _ = reply.send(alone.await);
+        let _ = reply.send(commit_alone(pool, &change).await);
     }
+}
+
+/// Commits one change in a transaction of its own.
+async fn commit_alone(pool: &PgPool, change: &Change) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(err)?;
+    apply(&mut tx, change).await?;
+    tx.commit().await.map_err(err)
 }
 
 async fn apply(tx: &mut Transaction<'static, Postgres>, change: &Change) -> Result<()> {
@@ -631,9 +633,7 @@ impl ChangeStore for PostgresStore {
             self.inserts.send((change, reply)).map_err(|_| stopped())?;
             answer.await.map_err(|_| stopped())??;
         } else {
-            let mut tx = self.begin().await?;
-            apply(&mut tx, &change).await?;
-            tx.commit().await.map_err(err)?;
+            commit_alone(&self.pool, &change).await?;
         }
         // Other nodes hear of it through the trigger; this one at once.
         self.generations.bump(users, incidents);

@@ -28,7 +28,7 @@ use imas_core::ports::{
     NotificationStore, OutboxStore, UserStore, UserWrite,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OpenFlags, Params, params, params_from_iter};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -560,17 +560,43 @@ impl RowExt for JsonRow<'_> {
     }
 }
 
+/// Runs one (cached) statement on the writer; the number of rows it changed.
+fn execute(c: &Connection, sql: &str, params: impl Params) -> Result<usize> {
+    c.prepare_cached(sql)
+        .and_then(|mut q| q.execute(params))
+        .map_err(rerr)
+}
+
+/// Runs one (cached) statement on the writer and decodes every row it returns
+/// (a `RETURNING` clause or a `SELECT`).
+fn query_rows<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut q = c.prepare_cached(sql).map_err(rerr)?;
+    let mut rows = q.query(params).map_err(rerr)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(rerr)? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
 /// After a versioned write matched no row: NotFound or a stale version.
 fn missing_or_stale(c: &Connection, id: IncidentId) -> Error {
-    let found = c
-        .prepare_cached("SELECT version FROM incidents WHERE id = ?1")
-        .and_then(|mut q| q.query_row([id.0], |_| Ok(())).optional());
-    match found {
-        Ok(None) => Error::NotFound { entity: "incident" },
-        Ok(Some(())) => Error::conflict(format!(
+    match query_rows(
+        c,
+        "SELECT version FROM incidents WHERE id = ?1",
+        [id.0],
+        |_| Ok(()),
+    ) {
+        Ok(found) if found.is_empty() => Error::NotFound { entity: "incident" },
+        Ok(_) => Error::conflict(format!(
             "incident {id} was modified concurrently; reload and retry"
         )),
-        Err(e) => rerr(e),
+        Err(e) => e,
     }
 }
 
@@ -580,27 +606,26 @@ fn write_terms(c: &Connection, seq: i64, i: &Incident, replace: bool) -> Result<
     if replace {
         delete_terms(c, seq)?;
     }
-    c.prepare_cached("INSERT INTO incident_search (rowid, terms) VALUES (?1, ?2)")
-        .and_then(|mut q| q.execute(params![seq, terms_of(i).join(" ")]))
-        .map_err(rerr)?;
+    execute(
+        c,
+        "INSERT INTO incident_search (rowid, terms) VALUES (?1, ?2)",
+        params![seq, terms_of(i).join(" ")],
+    )?;
     Ok(())
 }
 
 fn delete_terms(c: &Connection, seq: i64) -> Result<()> {
-    c.prepare_cached("DELETE FROM incident_search WHERE rowid = ?1")
-        .and_then(|mut q| q.execute([seq]))
-        .map_err(rerr)?;
+    execute(c, "DELETE FROM incident_search WHERE rowid = ?1", [seq])?;
     Ok(())
 }
 
 /// Runs a statement that returns at most one `seq` (RETURNING seq).
 fn returning_seq(c: &Connection, sql: &str, values: Vec<Value>) -> Result<Option<i64>> {
-    c.prepare_cached(sql)
-        .and_then(|mut q| {
-            q.query_row(params_from_iter(values), |r| r.get(0))
-                .optional()
-        })
-        .map_err(rerr)
+    Ok(
+        query_rows(c, sql, params_from_iter(values), |r| r.int("seq"))?
+            .into_iter()
+            .next(),
+    )
 }
 
 fn insert_incident(c: &Connection, i: &Incident) -> Result<()> {
@@ -612,12 +637,11 @@ fn insert_incident(c: &Connection, i: &Incident) -> Result<()> {
 fn apply(c: &Connection, change: &Change) -> Result<()> {
     match &change.user {
         Some(UserWrite::Insert(u)) => {
-            c.prepare_cached(
+            execute(
+                c,
                 "INSERT INTO users (id, name, username, email, password_hash, role, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .and_then(|mut q| {
-                q.execute(params![
+                params![
                     u.id.0,
                     u.name,
                     u.username,
@@ -625,15 +649,15 @@ fn apply(c: &Connection, change: &Change) -> Result<()> {
                     u.password_hash,
                     u.role.as_str(),
                     ms(u.created_at)
-                ])
-            })
-            .map_err(rerr)?;
+                ],
+            )?;
         }
         Some(UserWrite::SetRole { id, role }) => {
-            let done = c
-                .prepare_cached("UPDATE users SET role = ?1 WHERE id = ?2")
-                .and_then(|mut q| q.execute(params![role.as_str(), id.0]))
-                .map_err(rerr)?;
+            let done = execute(
+                c,
+                "UPDATE users SET role = ?1 WHERE id = ?2",
+                params![role.as_str(), id.0],
+            )?;
             if done == 0 {
                 return Err(Error::NotFound { entity: "user" });
             }
@@ -669,42 +693,28 @@ fn apply(c: &Connection, change: &Change) -> Result<()> {
         }
         None => {}
     }
-    if !change.audit.is_empty() {
-        let mut insert = c
-            .prepare_cached(
-                "INSERT INTO audit_log (id, action, actor, target, description, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(rerr)?;
-        for e in &change.audit {
-            insert
-                .execute(params![
-                    e.id.0,
-                    e.action.as_str(),
-                    e.actor.to_string(),
-                    e.target,
-                    e.description,
-                    ms(e.created_at)
-                ])
-                .map_err(rerr)?;
-        }
+    for e in &change.audit {
+        execute(
+            c,
+            "INSERT INTO audit_log (id, action, actor, target, description, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                e.id.0,
+                e.action.as_str(),
+                e.actor.to_string(),
+                e.target,
+                e.description,
+                ms(e.created_at)
+            ],
+        )?;
     }
-    if !change.outbox.is_empty() {
-        let mut insert = c
-            .prepare_cached(
-                "INSERT INTO outbox (key, intent, available_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .map_err(rerr)?;
-        for intent in &change.outbox {
-            insert
-                .execute(params![
-                    intent.key,
-                    intent_json(intent)?,
-                    ms(intent.created_at)
-                ])
-                .map_err(rerr)?;
-        }
+    for intent in &change.outbox {
+        execute(
+            c,
+            "INSERT INTO outbox (key, intent, available_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO NOTHING",
+            params![intent.key, intent_json(intent)?, ms(intent.created_at)],
+        )?;
     }
     Ok(())
 }
@@ -798,22 +808,15 @@ impl IncidentStore for SqliteStore {
         let claimed = self
             .writer
             .write(move |c| {
-                let mut claim = c
-                    .prepare_cached(
-                        "UPDATE incidents SET next_due_at = ?1 WHERE seq IN (\
-                            SELECT seq FROM incidents WHERE next_due_at IS NOT NULL \
-                            AND next_due_at <= ?2 ORDER BY next_due_at LIMIT ?3) \
-                         RETURNING *",
-                    )
-                    .map_err(rerr)?;
-                let mut rows = claim
-                    .query(params![until, ms(now), i64::from(limit)])
-                    .map_err(rerr)?;
-                let mut claimed = Vec::new();
-                while let Some(row) = rows.next().map_err(rerr)? {
-                    claimed.push(decode_incident(row)?);
-                }
-                Ok(claimed)
+                query_rows(
+                    c,
+                    "UPDATE incidents SET next_due_at = ?1 WHERE seq IN (\
+                        SELECT seq FROM incidents WHERE next_due_at IS NOT NULL \
+                        AND next_due_at <= ?2 ORDER BY next_due_at LIMIT ?3) \
+                     RETURNING *",
+                    params![until, ms(now), i64::from(limit)],
+                    |r| decode_incident(r),
+                )
             })
             .await?;
         self.file.generations.bump(false, !claimed.is_empty());
@@ -854,13 +857,12 @@ impl NotificationStore for SqliteStore {
         let inserted = self
             .writer
             .write(move |c| {
-                c.prepare_cached(
+                execute(
+                    c,
                     "INSERT INTO notifications \
                      (id, key, user_id, message, kind, incident_id, read, created_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING",
-                )
-                .and_then(|mut q| {
-                    q.execute(params![
+                    params![
                         n.id.0,
                         n.key,
                         n.user.0,
@@ -869,9 +871,8 @@ impl NotificationStore for SqliteStore {
                         n.incident_id.map(|i| i.0),
                         n.read,
                         ms(n.created_at)
-                    ])
-                })
-                .map_err(rerr)
+                    ],
+                )
             })
             .await?;
         Ok(inserted == 1)
@@ -892,19 +893,17 @@ impl NotificationStore for SqliteStore {
     async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
         self.writer
             .write(move |c| {
-                let mut mark = c
-                    .prepare_cached(
-                        "UPDATE notifications SET read = TRUE WHERE id = ?1 AND user_id = ?2 \
-                         RETURNING *",
-                    )
-                    .map_err(rerr)?;
-                let mut rows = mark.query(params![id.0, user.0]).map_err(rerr)?;
-                match rows.next().map_err(rerr)? {
-                    Some(row) => decode_notification(row),
-                    None => Err(Error::NotFound {
-                        entity: "notification",
-                    }),
-                }
+                query_rows(
+                    c,
+                    "UPDATE notifications SET read = TRUE WHERE id = ?1 AND user_id = ?2 \
+                     RETURNING *",
+                    params![id.0, user.0],
+                    |r| decode_notification(r),
+                )?
+                .pop()
+                .ok_or(Error::NotFound {
+                    entity: "notification",
+                })
             })
             .await
     }
@@ -914,12 +913,12 @@ impl NotificationStore for SqliteStore {
         let inserted = self
             .writer
             .write(move |c| {
-                c.prepare_cached(
+                execute(
+                    c,
                     "INSERT INTO channel_deliveries (key, channel) VALUES (?1, ?2) \
                      ON CONFLICT (key, channel) DO NOTHING",
+                    params![key, channel],
                 )
-                .and_then(|mut q| q.execute(params![key, channel]))
-                .map_err(rerr)
             })
             .await?;
         Ok(inserted == 1)
@@ -949,22 +948,15 @@ impl OutboxStore for SqliteStore {
         let mut keyed = self
             .writer
             .write(move |c| {
-                let mut claim = c
-                    .prepare_cached(
-                        "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE seq IN (\
-                            SELECT seq FROM outbox WHERE delivered_at IS NULL AND available_at <= ?2 \
-                            ORDER BY available_at, seq LIMIT ?3) \
-                         RETURNING seq, intent, attempts, available_at",
-                    )
-                    .map_err(rerr)?;
-                let mut rows = claim
-                    .query(params![until, ms(now), i64::from(limit)])
-                    .map_err(rerr)?;
-                let mut claimed = Vec::new();
-                while let Some(row) = rows.next().map_err(rerr)? {
-                    claimed.push((row.int("seq")?, decode_outbox(row)?));
-                }
-                Ok(claimed)
+                query_rows(
+                    c,
+                    "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE seq IN (\
+                        SELECT seq FROM outbox WHERE delivered_at IS NULL AND available_at <= ?2 \
+                        ORDER BY available_at, seq LIMIT ?3) \
+                     RETURNING seq, intent, attempts, available_at",
+                    params![until, ms(now), i64::from(limit)],
+                    |r| Ok((r.int("seq")?, decode_outbox(r)?)),
+                )
             })
             .await?;
         keyed.sort_by_key(|(seq, _)| *seq);
@@ -979,13 +971,12 @@ impl OutboxStore for SqliteStore {
         let at = chrono::Utc::now().timestamp_millis();
         self.writer
             .write(move |c| {
-                let mut complete = c
-                    .prepare_cached(
-                        "UPDATE outbox SET delivered_at = ?1 WHERE key = ?2 AND delivered_at IS NULL",
-                    )
-                    .map_err(rerr)?;
                 for key in &keys {
-                    complete.execute(params![at, key]).map_err(rerr)?;
+                    execute(
+                        c,
+                        "UPDATE outbox SET delivered_at = ?1 WHERE key = ?2 AND delivered_at IS NULL",
+                        params![at, key],
+                    )?;
                 }
                 Ok(())
             })

@@ -97,6 +97,17 @@ async fn add_incident(store: &dyn Store, i: &Incident) {
     .await;
 }
 
+async fn add_audit(store: &dyn Store, e: &AuditEntry) {
+    commit(
+        store,
+        Change {
+            audit: vec![e.clone()],
+            ..Change::default()
+        },
+    )
+    .await;
+}
+
 fn is_conflict<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Conflict { .. }))
 }
@@ -416,14 +427,7 @@ pub async fn change_is_atomic(store: &dyn Store) {
         "x",
         at(1),
     );
-    commit(
-        store,
-        Change {
-            audit: vec![existing.clone()],
-            ..Change::default()
-        },
-    )
-    .await;
+    add_audit(store, &existing).await;
 
     // 1. The audit insert violates its unique id: the new incident and the
     //    outbox row must not appear.
@@ -530,14 +534,7 @@ pub async fn concurrent_changes_fail_alone(store: &dyn Store) {
     let reporter = user("rep", Role::User);
     add_user(store, &reporter).await;
     let existing = audit(AuditAction::IncidentCreated, Actor::System, "x", at(0));
-    commit(
-        store,
-        Change {
-            audit: vec![existing.clone()],
-            ..Change::default()
-        },
-    )
-    .await;
+    add_audit(store, &existing).await;
     let changes: Vec<(bool, Incident, Change)> = (0..60)
         .map(|n| {
             let i = incident(reporter.id, &format!("together {n}"), at(n + 1));
@@ -1038,14 +1035,7 @@ pub async fn audit_log(store: &dyn Store) {
             &format!("target-{}", n % 4),
             at((n / 2) * 1000),
         );
-        commit(
-            store,
-            Change {
-                audit: vec![e.clone()],
-                ..Change::default()
-            },
-        )
-        .await;
+        add_audit(store, &e).await;
         all.push(e);
     }
     let filters = [
