@@ -5,17 +5,19 @@
 //! be listed and re-driven; delayed jobs wait in the same schedule. Acked jobs
 //! are deleted at once, so Redis memory stays flat over a long run.
 //!
-//! Every operation is one Lua script, atomic on the server. Time comes from the
+//! Every operation is one Lua script or one MULTI, atomic on the server, with a
+//! fixed number of Redis commands per call however many jobs it carries. Time comes from the
 //! engine's [`Clock`], so tests drive visibility and backoff with a manual clock.
 //! `ack` and `fail` are safe to retry (a stale or repeated token changes
 //! nothing); `enqueue` retried after a dropped connection may enqueue twice, which
 //! idempotent delivery absorbs.
 //!
 //! Keys, under a prefix (default `imas:queue`): `sched` (sorted set: job id by the
-//! instant it can be reserved), `jobs` (id → job), `attempts`, `tokens` (current
-//! reservation), `seq`, `signal` (a short list an enqueue pushes to, so idle
-//! workers blocked in `BLPOP` wake at once), and for dead letters `dead:jobs`,
-//! `dead:errors`, `dead:index` (sorted by failure time).
+//! instant it can be reserved), `jobs` (id → job), `state` (id → attempts and
+//! the current reservation's token), `wake` (a sorted set of at most one
+//! member that an enqueue adds, so an idle worker blocked in `BZPOPMIN` wakes
+//! at once), and for dead letters
+//! `dead:jobs`, `dead:errors`, `dead:index` (sorted by failure time).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,77 +49,111 @@ struct StoredJob {
     payload: serde_json::Value,
 }
 
-const ENQUEUE: &str = r"
-local now = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
-  local id = redis.call('INCR', KEYS[5])
-  redis.call('HSET', KEYS[2], id, ARGV[i])
-  redis.call('HSET', KEYS[3], id, 0)
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[i + 1]), id)
+/// The most jobs one script call reserves or acks: Lua's `unpack` takes a few
+/// thousand values at most, so bigger requests are split (acks) or capped
+/// (reservations; the port hands out "up to" `max`).
+const MAX_BATCH: usize = 1_000;
+
+// KEYS, in every script: 1 sched, 2 jobs, 3 state, 4 dead:jobs, 5 dead:errors,
+// 6 dead:index, 7 wake. A job's state is "attempt" between attempts and
+// "attempt token" while reserved; a job never reserved has none (attempt 0).
+// Each `redis.call` costs a few microseconds of the script's time whatever
+// it does, so the scripts make as few as they can: one command per structure
+// per call, over all the jobs the call carries.
+
+/// `state(v)`: a state value as attempt, token (nil when not reserved).
+const STATE_FN: &str = r"
+local function state(v)
+  if not v then return 0, nil end
+  local sp = string.find(v, ' ', 1, true)
+  if not sp then return tonumber(v), nil end
+  return tonumber(string.sub(v, 1, sp - 1)), string.sub(v, sp + 1)
 end
-redis.call('LPUSH', KEYS[9], 1)
-redis.call('LTRIM', KEYS[9], 0, 63)
-return 1
 ";
 
-/// ARGV: now, max, visibility, max attempts. Returns job, attempt, token triples.
-const RESERVE_ARGS: &str = "local now, max, vis, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n";
+/// ARGV: now, max, visibility (≥ 1 ms), max attempts, a nonce unique to the
+/// call. Returns job, attempt, token triples.
+const RESERVE_ARGS: &str = "local now, max, vis, max_attempts, nonce = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]\n";
 
-/// The reservation, after `now, max, vis, max_attempts` are set; leaves the
-/// triples in `out`.
+/// The reservation, after [`RESERVE_ARGS`]; leaves the triples in `out`. The
+/// candidates' jobs and states are read with one `HMGET` each and the
+/// reservations written with one `HSET` and one `ZADD`; only when some
+/// candidates turn out gone (or go to the dead letters) does another round
+/// fill `max`. Tokens are `id:nonce`, so no two reservations share one.
 const RESERVE_BODY: &str = r"
 local out, taken = {}, 0
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max + 16)
-for _, id in ipairs(ids) do
-  if taken >= max then break end
-  local job = redis.call('HGET', KEYS[2], id)
-  if not job then
-    redis.call('ZREM', KEYS[1], id)
-  else
-    local attempt = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-    if redis.call('HEXISTS', KEYS[4], id) == 1 and attempt >= max_attempts then
-      redis.call('HSET', KEYS[6], id, job)
-      redis.call('HSET', KEYS[7], id, 'reservation expired on the last attempt')
-      redis.call('ZADD', KEYS[8], now, id)
+while taken < max do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max - taken)
+  if #ids == 0 then break end
+  local jobs = redis.call('HMGET', KEYS[2], unpack(ids))
+  local states = redis.call('HMGET', KEYS[3], unpack(ids))
+  local gone, reserved, sched = {}, {}, {}
+  for i, id in ipairs(ids) do
+    local job = jobs[i]
+    local attempt, token = state(states[i])
+    if not job then
+      gone[#gone + 1] = id
+    elseif token and attempt >= max_attempts then
+      redis.call('HSET', KEYS[4], id, job)
+      redis.call('HSET', KEYS[5], id, 'reservation expired on the last attempt')
+      redis.call('ZADD', KEYS[6], now, id)
       redis.call('HDEL', KEYS[2], id)
-      redis.call('HDEL', KEYS[4], id)
-      redis.call('ZREM', KEYS[1], id)
+      redis.call('HSET', KEYS[3], id, attempt)
+      gone[#gone + 1] = id
     else
       attempt = attempt + 1
-      local token = id .. ':' .. redis.call('INCR', KEYS[5])
-      redis.call('HSET', KEYS[3], id, attempt)
-      redis.call('HSET', KEYS[4], id, token)
-      redis.call('ZADD', KEYS[1], now + vis, id)
+      token = id .. ':' .. nonce
+      reserved[#reserved + 1] = id
+      reserved[#reserved + 1] = attempt .. ' ' .. token
+      sched[#sched + 1] = now + vis
+      sched[#sched + 1] = id
       out[#out + 1] = job
       out[#out + 1] = attempt
       out[#out + 1] = token
       taken = taken + 1
     end
   end
+  if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+  if #reserved > 0 then
+    redis.call('HSET', KEYS[3], unpack(reserved))
+    redis.call('ZADD', KEYS[1], unpack(sched))
+  end
 end
 ";
 
-/// `ack(id, token)`: removes the job if the reservation is current; 1 if it
-/// was, else 0.
+/// `ack_from(first)`: acks the (id, token) pairs in ARGV from `first` on and
+/// returns a flag per pair: 1 if the reservation was current (the job is then
+/// removed), else 0. One `HMGET` reads the states, one command per structure
+/// removes all acked jobs.
 const ACK_FN: &str = r"
-local function ack(id, token)
-  if redis.call('HGET', KEYS[4], id) ~= token then return 0 end
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('ZREM', KEYS[1], id)
-  return 1
+local function ack_from(first)
+  local ids, acks = {}, {}
+  for i = first, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+  if #ids == 0 then return acks end
+  local states = redis.call('HMGET', KEYS[3], unpack(ids))
+  local gone, seen = {}, {}
+  for i, id in ipairs(ids) do
+    local _, token = state(states[i])
+    if token and token == ARGV[first + 2 * i - 1] and not seen[id] then
+      seen[id] = true
+      gone[#gone + 1] = id
+      acks[i] = 1
+    else
+      acks[i] = 0
+    end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[2], unpack(gone))
+    redis.call('HDEL', KEYS[3], unpack(gone))
+    redis.call('ZREM', KEYS[1], unpack(gone))
+  end
+  return acks
 end
 ";
 
-/// After [`RESERVE_ARGS`]: acks the (id, token) pairs from ARGV[5] on into
+/// After [`RESERVE_ARGS`]: acks the (id, token) pairs from ARGV[6] on into
 /// `acks`.
-const ACK_MANY: &str = r"
-local acks = {}
-for i = 5, #ARGV, 2 do
-  acks[#acks + 1] = ack(ARGV[i], ARGV[i + 1])
-end
-";
+const ACK_MANY: &str = "local acks = ack_from(6)\n";
 
 /// After the reservation: appends the ack flags and their count to `out`.
 const ACK_RESERVE_ANSWER: &str = r"
@@ -127,15 +163,16 @@ return out
 ";
 
 /// ARGV: id, token, now, dead (1/0), retry-at, error. Returns 0 stale, 1 retry,
-/// 2 dead-lettered.
+/// 2 dead-lettered. The attempt count stays in the state either way.
 const FAIL: &str = r"
 local id = ARGV[1]
-if redis.call('HGET', KEYS[4], id) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[4], id)
+local attempt, token = state(redis.call('HGET', KEYS[3], id))
+if token ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[3], id, attempt)
 if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[6], id, redis.call('HGET', KEYS[2], id))
-  redis.call('HSET', KEYS[7], id, ARGV[6])
-  redis.call('ZADD', KEYS[8], tonumber(ARGV[3]), id)
+  redis.call('HSET', KEYS[4], id, redis.call('HGET', KEYS[2], id))
+  redis.call('HSET', KEYS[5], id, ARGV[6])
+  redis.call('ZADD', KEYS[6], tonumber(ARGV[3]), id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
   return 2
@@ -146,50 +183,54 @@ return 1
 
 const DEAD_LIST: &str = r"
 local out = {}
-local ids = redis.call('ZRANGE', KEYS[8], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local ids = redis.call('ZRANGE', KEYS[6], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 for i = 1, #ids, 2 do
   local id = ids[i]
-  out[#out + 1] = redis.call('HGET', KEYS[6], id) or ''
-  out[#out + 1] = redis.call('HGET', KEYS[7], id) or ''
-  out[#out + 1] = redis.call('HGET', KEYS[3], id) or '0'
+  out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
+  out[#out + 1] = tostring(state(redis.call('HGET', KEYS[3], id)))
   out[#out + 1] = ids[i + 1]
 end
 return out
 ";
 
 const REDRIVE: &str = r"
-local ids = redis.call('ZRANGE', KEYS[8], 0, -1)
+local ids = redis.call('ZRANGE', KEYS[6], 0, -1)
 for _, id in ipairs(ids) do
-  local job = redis.call('HGET', KEYS[6], id)
+  local job = redis.call('HGET', KEYS[4], id)
   if job and cjson.decode(job).key == ARGV[1] then
     redis.call('HSET', KEYS[2], id, job)
-    redis.call('HSET', KEYS[3], id, 0)
-    redis.call('HDEL', KEYS[6], id)
-    redis.call('HDEL', KEYS[7], id)
-    redis.call('ZREM', KEYS[8], id)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('ZREM', KEYS[6], id)
     redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), id)
-    redis.call('LPUSH', KEYS[9], 1)
-    redis.call('LTRIM', KEYS[9], 0, 63)
+    redis.call('ZADD', KEYS[7], 0, 1)
     return 1
   end
 end
 return 0
 ";
 
+/// Ready, delayed, in flight (reserved, lease not over), dead. Walks the
+/// states, i.e. the jobs reserved, retrying or dead — not the whole backlog.
 const STATS: &str = r"
 local now = tonumber(ARGV[1])
 local ready = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 local live = 0
-for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do
-  local at = redis.call('ZSCORE', KEYS[1], id)
-  if at and tonumber(at) > now then live = live + 1 end
+local states = redis.call('HGETALL', KEYS[3])
+for i = 1, #states, 2 do
+  local _, token = state(states[i + 1])
+  if token then
+    local at = redis.call('ZSCORE', KEYS[1], states[i])
+    if at and tonumber(at) > now then live = live + 1 end
+  end
 end
 local total = redis.call('ZCARD', KEYS[1])
-return { ready, total - ready - live, live, redis.call('ZCARD', KEYS[8]) }
+return { ready, total - ready - live, live, redis.call('ZCARD', KEYS[6]) }
 ";
 
 struct Scripts {
-    enqueue: Script,
     reserve: Script,
     ack: Script,
     ack_reserve: Script,
@@ -226,11 +267,11 @@ fn decode_jobs(flat: &[redis::Value]) -> Result<Vec<Job>> {
 pub struct RedisQueue {
     conn: ConnectionManager,
     client: redis::Client,
-    /// A connection of its own for the blocking wait (BLPOP), made on first use.
+    /// A connection of its own for the blocking wait (BZPOPMIN), made on first use.
     waiter: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
-    keys: [String; 9],
+    keys: [String; 7],
     scripts: Arc<Scripts>,
 }
 
@@ -273,25 +314,22 @@ impl RedisQueue {
         let keys = [
             key("sched"),
             key("jobs"),
-            key("attempts"),
-            key("tokens"),
-            key("seq"),
+            key("state"),
             key("dead:jobs"),
             key("dead:errors"),
             key("dead:index"),
-            key("signal"),
+            key("wake"),
         ];
         let scripts = Arc::new(Scripts {
-            enqueue: Script::new(ENQUEUE),
-            reserve: Script::new(&format!("{RESERVE_ARGS}{RESERVE_BODY}return out")),
-            ack: Script::new(&format!("{ACK_FN}return ack(ARGV[1], ARGV[2])")),
+            reserve: Script::new(&format!("{STATE_FN}{RESERVE_ARGS}{RESERVE_BODY}return out")),
+            ack: Script::new(&format!("{STATE_FN}{ACK_FN}return ack_from(1)[1]")),
             ack_reserve: Script::new(&format!(
-                "{ACK_FN}{RESERVE_ARGS}{ACK_MANY}{RESERVE_BODY}{ACK_RESERVE_ANSWER}"
+                "{STATE_FN}{ACK_FN}{RESERVE_ARGS}{ACK_MANY}{RESERVE_BODY}{ACK_RESERVE_ANSWER}"
             )),
-            fail: Script::new(FAIL),
-            dead_list: Script::new(DEAD_LIST),
+            fail: Script::new(&format!("{STATE_FN}{FAIL}")),
+            dead_list: Script::new(&format!("{STATE_FN}{DEAD_LIST}")),
             redrive: Script::new(REDRIVE),
-            stats: Script::new(STATS),
+            stats: Script::new(&format!("{STATE_FN}{STATS}")),
         });
         Ok(Self {
             conn,
@@ -316,61 +354,23 @@ impl RedisQueue {
         inv
     }
 
-    fn token_id(job: &Job) -> Option<&str> {
-        job.token.split_once(':').map(|(id, _)| id)
-    }
-}
-
-#[async_trait]
-impl Queue for RedisQueue {
-    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut inv = self.invocation(&self.scripts.enqueue);
-        inv.arg(self.now_ms());
-        for j in jobs {
-            let stored = serde_json::to_string(&StoredJob {
-                key: j.key,
-                payload: j.payload,
-            })
-            .map_err(|e| Error::backend("serde_json", e))?;
-            inv.arg(stored).arg(ms(j.delay));
-        }
-        let _: i64 = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        Ok(())
-    }
-
-    async fn reserve(&self, max: usize, visibility: Duration) -> Result<Vec<Job>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let mut inv = self.invocation(&self.scripts.reserve);
-        inv.arg(self.now_ms())
-            .arg(max)
-            .arg(ms(visibility))
-            .arg(self.retry.max_attempts);
-        let flat: Vec<redis::Value> = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        decode_jobs(&flat)
-    }
-
-    async fn ack_and_reserve(
+    /// One script call: acks at most [`MAX_BATCH`] jobs, reserves up to
+    /// `max` (at most [`MAX_BATCH`]).
+    async fn ack_and_reserve_once(
         &self,
         done: &[Job],
         max: usize,
         visibility: Duration,
     ) -> Result<(Vec<bool>, Vec<Job>)> {
+        if done.is_empty() && max == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let mut inv = self.invocation(&self.scripts.ack_reserve);
         inv.arg(self.now_ms())
-            .arg(max)
-            .arg(ms(visibility))
-            .arg(self.retry.max_attempts);
+            .arg(max.min(MAX_BATCH))
+            .arg(ms(visibility).max(1))
+            .arg(self.retry.max_attempts)
+            .arg(uuid::Uuid::new_v4().simple().to_string());
         for job in done {
             // A token this queue did not hand out matches no job.
             inv.arg(Self::token_id(job).unwrap_or_default())
@@ -398,6 +398,86 @@ impl Queue for RedisQueue {
             .map(|v| Ok(int(v)? == 1))
             .collect::<Result<Vec<_>>>()?;
         Ok((acked, decode_jobs(&flat[..jobs_end])?))
+    }
+
+    fn token_id(job: &Job) -> Option<&str> {
+        job.token.split_once(':').map(|(id, _)| id)
+    }
+}
+
+#[async_trait]
+impl Queue for RedisQueue {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // Ids are made here (time-ordered, so jobs due at the same instant go
+        // out in the order they came), which lets the whole enqueue be a
+        // handful of plain commands in one MULTI, whatever the number of jobs.
+        let now = self.now_ms();
+        let mut stored = Vec::with_capacity(jobs.len());
+        let mut due = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            let json = serde_json::to_string(&StoredJob {
+                key: j.key,
+                payload: j.payload,
+            })
+            .map_err(|e| Error::backend("serde_json", e))?;
+            due.push((now.saturating_add(ms(j.delay)), id.clone()));
+            stored.push((id, json));
+        }
+        let [sched, jobs_key, .., wake] = &self.keys;
+        redis::pipe()
+            .atomic()
+            .hset_multiple(jobs_key, &stored)
+            .ignore()
+            .zadd_multiple(sched, &due)
+            .ignore()
+            .zadd(wake, 1, 0)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(err)
+    }
+
+    async fn reserve(&self, max: usize, visibility: Duration) -> Result<Vec<Job>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.invocation(&self.scripts.reserve);
+        inv.arg(self.now_ms())
+            .arg(max.min(MAX_BATCH))
+            .arg(ms(visibility).max(1))
+            .arg(self.retry.max_attempts)
+            .arg(uuid::Uuid::new_v4().simple().to_string());
+        let flat: Vec<redis::Value> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        decode_jobs(&flat)
+    }
+
+    async fn ack_and_reserve(
+        &self,
+        done: &[Job],
+        max: usize,
+        visibility: Duration,
+    ) -> Result<(Vec<bool>, Vec<Job>)> {
+        // All but the last slice of a long hand-back are only acked.
+        let mut acked = Vec::with_capacity(done.len());
+        let mut slices = done.chunks(MAX_BATCH).peekable();
+        while let Some(slice) = slices.next() {
+            if slices.peek().is_some() {
+                acked.extend(self.ack_and_reserve_once(slice, 0, visibility).await?.0);
+            } else {
+                let (last, jobs) = self.ack_and_reserve_once(slice, max, visibility).await?;
+                acked.extend(last);
+                return Ok((acked, jobs));
+            }
+        }
+        let (_, jobs) = self.ack_and_reserve_once(&[], max, visibility).await?;
+        Ok((acked, jobs))
     }
 
     async fn wait(&self, timeout: Duration) {
@@ -433,8 +513,8 @@ impl Queue for RedisQueue {
             return;
         };
         let seconds = timeout.as_secs_f64().max(0.001);
-        let popped: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
-            .arg(&self.keys[8])
+        let popped: redis::RedisResult<redis::Value> = redis::cmd("BZPOPMIN")
+            .arg(&self.keys[6])
             .arg(seconds)
             .query_async(conn)
             .await;

@@ -287,8 +287,8 @@ pub async fn stale_reservations_change_nothing(queue: &dyn Queue, clock: &Manual
     );
 }
 
-/// `ack_and_reserve` acks the finished jobs (each once: a stale token acks
-/// nothing, the others still are) and hands out the next ones, oldest first,
+/// `ack_and_reserve` acks the finished jobs (each once: a stale token or a
+/// job handed back twice acks nothing, the others still are) and hands out the next ones, oldest first,
 /// each reserved like `reserve` would; with nothing left it answers an empty
 /// list.
 pub async fn ack_and_reserve(queue: &dyn Queue, clock: &ManualClock) {
@@ -307,14 +307,19 @@ pub async fn ack_and_reserve(queue: &dyn Queue, clock: &ManualClock) {
     assert_eq!(acked, [true]);
     assert_eq!(keys(&next), ["job-1", "job-2"]);
     assert!(next.iter().all(|j| j.attempt == 1));
-    // Two finished jobs and one acked before, handed back together.
+    // Two finished jobs, one acked before and one handed back twice, together.
     let mut done = next.clone();
     done.insert(1, first[0].clone());
+    done.push(next[0].clone());
     let (acked, more) = queue
         .ack_and_reserve(&done, 2, VISIBILITY)
         .await
         .expect("ack and reserve");
-    assert_eq!(acked, [true, false, true], "job-0 was acked already");
+    assert_eq!(
+        acked,
+        [true, false, true, false],
+        "job-0 was acked before, job-1 is acked once"
+    );
     assert_eq!(keys(&more), ["job-3", "job-4"]);
     let (acked, last) = queue
         .ack_and_reserve(&more, 5, VISIBILITY)
