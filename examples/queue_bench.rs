@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use imas::ports::{Job, NewJob, Queue, RetryPolicy, SystemClock};
 use imas::queue_redis::RedisQueue;
 
@@ -31,13 +32,14 @@ fn micros_now() -> u128 {
         .unwrap_or_default()
 }
 
-/// A worker with up to `concurrency` jobs in flight, each handled in a task of
-/// its own (here a handler that does nothing): the jobs finished meanwhile are
+/// A worker with up to `concurrency` jobs in flight, handled concurrently
+/// within the worker's task (here by a handler that does nothing), as a Node
+/// worker's handlers share its event loop: the jobs finished meanwhile are
 /// handed back, and as many new ones taken, in one round trip.
 async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> Duration {
     let start = Instant::now();
     let visibility = Duration::from_secs(60);
-    let mut handlers = tokio::task::JoinSet::new();
+    let mut handlers = FuturesUnordered::new();
     let mut finished: Vec<Job> = Vec::new();
     loop {
         let free = concurrency - handlers.len();
@@ -48,15 +50,15 @@ async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> Duration {
         assert!(acked.iter().all(|a| *a), "every finished job is acked");
         finished.clear();
         for job in jobs {
-            handlers.spawn(async move { job });
+            handlers.push(async move { job });
         }
         // Nothing in flight and nothing reserved: the queue is drained.
-        let Some(done) = handlers.join_next().await else {
+        let Some(done) = handlers.next().await else {
             break;
         };
-        finished.push(done.expect("handler"));
-        while let Some(done) = handlers.try_join_next() {
-            finished.push(done.expect("handler"));
+        finished.push(done);
+        while let Some(Some(done)) = handlers.next().now_or_never() {
+            finished.push(done);
         }
     }
     start.elapsed()
@@ -64,6 +66,11 @@ async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    // Host code calls the queue from tasks on the runtime's workers.
+    tokio::spawn(run()).await.expect("benchmark");
+}
+
+async fn run() {
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
