@@ -29,7 +29,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
@@ -480,31 +480,19 @@ type Pending = (Change, oneshot::Sender<Result<()>>);
 /// The most changes committed in one transaction.
 const MAX_BATCH: usize = 256;
 
-/// How many batches may be committing at once (each on its own connection).
-const BATCHES_IN_FLIGHT: usize = 4;
-
 /// Commits insert-only changes (new incidents, registrations' audit entries,
 /// failed logins) as they come, all waiting ones together: one transaction,
 /// three statements and one WAL flush for a burst, instead of one of each per
-/// change. While [`BATCHES_IN_FLIGHT`] batches are committing, new changes wait
-/// and form the next batch. If a batch fails, its changes are committed one by
-/// one so that each gets its own answer. Ends when the store is dropped, after
-/// the changes already handed to it.
+/// change. One batch commits at a time; the changes that come meanwhile form
+/// the next one (under load, one batch at a time gave more throughput and a
+/// lower p99 than two or four in flight: bigger batches, fewer flushes, no
+/// two transactions contending for the same index pages). If a batch fails,
+/// its changes are committed one by one so that each gets its own answer.
+/// Ends when the store is dropped, after the changes already handed to it.
 async fn commit_inserts(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::new();
-        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
-        }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            commit_batch(&pool, batch).await;
-            drop(slot);
-        });
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&pool, std::mem::take(&mut batch)).await;
     }
 }
 
