@@ -231,8 +231,6 @@ return { ready, total - ready - live, live, redis.call('ZCARD', KEYS[6]) }
 ";
 
 struct Scripts {
-    reserve: Script,
-    ack: Script,
     ack_reserve: Script,
     fail: Script,
     dead_list: Script,
@@ -321,8 +319,6 @@ impl RedisQueue {
             key("wake"),
         ];
         let scripts = Arc::new(Scripts {
-            reserve: Script::new(&format!("{STATE_FN}{RESERVE_ARGS}{RESERVE_BODY}return out")),
-            ack: Script::new(&format!("{STATE_FN}{ACK_FN}return ack_from(1)[1]")),
             ack_reserve: Script::new(&format!(
                 "{STATE_FN}{ACK_FN}{RESERVE_ARGS}{ACK_MANY}{RESERVE_BODY}{ACK_RESERVE_ANSWER}"
             )),
@@ -442,20 +438,7 @@ impl Queue for RedisQueue {
     }
 
     async fn reserve(&self, max: usize, visibility: Duration) -> Result<Vec<Job>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let mut inv = self.invocation(&self.scripts.reserve);
-        inv.arg(self.now_ms())
-            .arg(max.min(MAX_BATCH))
-            .arg(ms(visibility).max(1))
-            .arg(self.retry.max_attempts)
-            .arg(uuid::Uuid::new_v4().simple().to_string());
-        let flat: Vec<redis::Value> = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        decode_jobs(&flat)
+        Ok(self.ack_and_reserve_once(&[], max, visibility).await?.1)
     }
 
     async fn ack_and_reserve(
@@ -524,16 +507,10 @@ impl Queue for RedisQueue {
     }
 
     async fn ack(&self, job: &Job) -> Result<bool> {
-        let Some(id) = Self::token_id(job) else {
-            return Ok(false);
-        };
-        let mut inv = self.invocation(&self.scripts.ack);
-        inv.arg(id).arg(&job.token);
-        let done: i64 = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err)?;
-        Ok(done == 1)
+        let (acked, _) = self
+            .ack_and_reserve_once(std::slice::from_ref(job), 0, Duration::ZERO)
+            .await?;
+        Ok(acked.first().copied().unwrap_or(false))
     }
 
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome> {
