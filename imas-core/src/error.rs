@@ -62,6 +62,24 @@ pub enum Error {
         /// What was expected.
         message: String,
     },
+    /// Too many attempts or requests: the caller may try again after
+    /// `retry_after` (HTTP 429 with `Retry-After`).
+    #[error("too many requests: {message}")]
+    RateLimited {
+        /// What was limited.
+        message: String,
+        /// When the caller may try again.
+        retry_after: std::time::Duration,
+    },
+    /// The engine is momentarily out of capacity for this (e.g. the password
+    /// hashing pool is full): HTTP 503 with `Retry-After`. Nothing was changed.
+    #[error("unavailable: {message}")]
+    Unavailable {
+        /// What is out of capacity.
+        message: String,
+        /// When the caller may try again.
+        retry_after: std::time::Duration,
+    },
     /// A store, queue or channel failed.
     #[error("{backend} error: {source}")]
     Backend {
@@ -100,6 +118,22 @@ impl Error {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Error::Unauthorized {
             message: message.into(),
+        }
+    }
+
+    /// A rate limit was hit; try again after `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Error::RateLimited {
+            message: message.into(),
+            retry_after,
+        }
+    }
+
+    /// Out of capacity for now; try again after `retry_after`.
+    pub fn unavailable(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Error::Unavailable {
+            message: message.into(),
+            retry_after,
         }
     }
 

@@ -15,6 +15,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<String>,
+    /// Seconds for `Retry-After` (429 and 503 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +26,15 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After` (whole seconds, at least 1) to the answer.
+    pub fn retry_after(mut self, after: std::time::Duration) -> Self {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// A 400 naming the field at fault.
@@ -34,6 +44,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: format!("invalid {field}: {message}"),
             field: Some(field),
+            retry_after: None,
         }
     }
 
@@ -51,8 +62,20 @@ impl From<Error> for ApiError {
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Validation { .. } => StatusCode::BAD_REQUEST,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let retry_after = match &e {
+            Error::RateLimited { retry_after, .. } | Error::Unavailable { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        };
+        if let (Some(after), Error::Unavailable { message, .. }) = (retry_after, &e) {
+            tracing::warn!(%message, "request refused: out of capacity");
+            return Self::new(status, e.to_string()).retry_after(after);
+        }
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
             return Self::new(status, "internal error; see the server log");
@@ -61,10 +84,15 @@ impl From<Error> for ApiError {
             Error::Validation { field, .. } => Some(field.clone()),
             _ => None,
         };
-        Self {
+        let answer = Self {
             status,
             message: e.to_string(),
             field,
+            retry_after: None,
+        };
+        match retry_after {
+            Some(after) => answer.retry_after(after),
+            None => answer,
         }
     }
 }
@@ -113,7 +141,13 @@ impl IntoResponse for ApiError {
             Some(field) => json!({ "error": self.message, "field": field }),
             None => json!({ "error": self.message }),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
