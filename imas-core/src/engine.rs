@@ -23,7 +23,8 @@ use crate::model::{
     PageRequest, Priority, Role, Status, Timestamp, User, UserId,
 };
 use crate::ports::{
-    Change, Channel, Clock, IncidentWrite, NewJob, Queue, Store, SystemClock, UserWrite,
+    Change, Channel, Clock, DeadLetter, FailOutcome, IncidentWrite, NewJob, Queue, Store,
+    SystemClock, UserWrite,
 };
 use crate::rbac::{self, Permission};
 use crate::sla::{self, SlaPolicy};
@@ -56,6 +57,9 @@ pub struct EngineConfig {
     pub notify_batch: u32,
     /// How long a reserved job stays invisible to other workers.
     pub job_visibility: Duration,
+    /// Live notification streams one user may hold open at once; one more is
+    /// refused ([`Error::RateLimited`]) until one of them ends.
+    pub max_streams_per_user: usize,
 }
 
 impl Default for EngineConfig {
@@ -68,9 +72,16 @@ impl Default for EngineConfig {
             outbox_lease: Duration::from_secs(30),
             notify_batch: 100,
             job_visibility: Duration::from_secs(30),
+            max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
         }
     }
 }
+
+/// Default of [`EngineConfig::max_streams_per_user`].
+pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 3;
+
+/// How long a caller refused a live stream is told to wait before trying again.
+const STREAM_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Builds an [`Engine`]. Only the store is required: the clock defaults to the
 /// system clock, the queue to an in-process [`MemoryQueue`], and the JWT keys to a
@@ -157,6 +168,7 @@ impl EngineBuilder {
                 rearm: tokio::sync::Notify::new(),
                 armed_until: AtomicI64::new(i64::MIN),
                 cache: ReadCache::new(),
+                streams: Arc::default(),
             }),
         })
     }
@@ -187,6 +199,55 @@ struct Inner {
     armed_until: AtomicI64,
     /// Principals and list pages, valid while the store's generation holds.
     cache: ReadCache,
+    /// Live streams open per user.
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<UserId, usize>>>,
+}
+
+/// One open live stream of a user: taken from [`Inner::streams`], given back
+/// when the stream is dropped (it ended, or its client went away).
+#[derive(Debug)]
+struct StreamSlot {
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<UserId, usize>>>,
+    user: UserId,
+}
+
+impl StreamSlot {
+    fn take(
+        streams: &Arc<std::sync::Mutex<std::collections::HashMap<UserId, usize>>>,
+        user: UserId,
+        max: usize,
+    ) -> Result<Self> {
+        let mut open = streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(user).or_insert(0);
+        if *n >= max {
+            return Err(Error::rate_limited(
+                format!("at most {max} live notification streams per user are open at once"),
+                STREAM_RETRY_AFTER,
+            ));
+        }
+        *n += 1;
+        Ok(Self {
+            streams: streams.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// How many undelivered live notifications a slow stream may fall behind by
@@ -279,6 +340,9 @@ pub struct DeliveryReport {
     pub duplicates: usize,
     /// Jobs that failed (retried or dead-lettered by the queue).
     pub failed: usize,
+    /// Of those, jobs that went to the dead letters (a failure retrying cannot
+    /// fix, or the last attempt); their outbox entries are completed.
+    pub dead_lettered: usize,
 }
 
 const MAX_NAME: usize = 100;
@@ -1349,22 +1413,89 @@ impl Engine {
     /// The caller's new notifications as they are delivered by this process, for
     /// live streams (Server-Sent Events). Only the caller's own ever appear. A
     /// stream that falls far behind skips ahead; `list_notifications` has all.
+    ///
+    /// A user holds at most [`EngineConfig::max_streams_per_user`] streams at
+    /// once: one more is [`Error::RateLimited`] until one is dropped.
     pub fn subscribe_notifications(
         &self,
         who: &Principal,
-    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static> {
+    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static + use<>> {
         rbac::require(who.role, Permission::ReadOwnNotifications)?;
+        let slot = StreamSlot::take(
+            &self.inner.streams,
+            who.id,
+            self.inner.config.max_streams_per_user,
+        )?;
         let me = who.id;
         let rx = self.inner.live.subscribe();
-        Ok(futures::stream::unfold(rx, move |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(n) if n.user == me => return Some((n, rx)),
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        Ok(futures::stream::unfold(
+            (rx, slot),
+            move |(mut rx, slot)| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(n) if n.user == me => return Some((n, (rx, slot))),
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            continue;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
                 }
-            }
-        }))
+            },
+        ))
+    }
+
+    /// The live stream of the bearer of `token` ([`Engine::subscribe_notifications`]
+    /// after [`Engine::authenticate`]), which ends when the token expires: a
+    /// stream never outlives the credentials that opened it.
+    pub async fn open_notification_stream(
+        &self,
+        token: &str,
+    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static + use<>> {
+        let claims = self.inner.keys.verify(token, self.now())?;
+        let who = self.authenticate(token).await?;
+        let events = self.subscribe_notifications(&who)?;
+        let left_ms = claims
+            .exp
+            .saturating_mul(1000)
+            .saturating_sub(self.now().timestamp_millis())
+            .max(0);
+        let expiry = tokio::time::sleep(Duration::from_millis(left_ms as u64));
+        Ok(futures::StreamExt::take_until(events, expiry))
+    }
+
+    /// Dead-lettered notifications, oldest first, at most `limit` (1..=500):
+    /// deliveries that failed in a way retrying cannot fix, or ran out of
+    /// attempts (admin).
+    pub async fn list_dead_letters(&self, who: &Principal, limit: u32) -> Result<Vec<DeadLetter>> {
+        rbac::require(who.role, Permission::ManageDeadLetters)?;
+        PageRequest::first(limit).validate()?;
+        self.inner.queue.dead_letters(limit as usize).await
+    }
+
+    /// Hands the dead-lettered notification `key` to the workers again, with
+    /// fresh attempts (admin; audited as `DEAD_LETTER_REDRIVEN`). Channels
+    /// that had already delivered it do not send it again. `NotFound` when no
+    /// dead letter has this key.
+    pub async fn redrive_dead_letter(&self, who: &Principal, key: &str) -> Result<()> {
+        rbac::require(who.role, Permission::ManageDeadLetters)?;
+        if !self.inner.queue.redrive(key).await? {
+            return Err(Error::NotFound {
+                entity: "dead letter",
+            });
+        }
+        let target: String = key.chars().take(200).collect();
+        let audit = AuditEntry::new(
+            AuditAction::DeadLetterRedriven,
+            Actor::User(who.id),
+            Some(target.clone()),
+            format!("dead-lettered notification {target} redriven"),
+            self.now(),
+        );
+        self.commit(Change {
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await
     }
 
     /// Marks one of the caller's notifications read; anybody else's is `NotFound`.
@@ -1418,6 +1549,7 @@ impl Engine {
             ..Default::default()
         };
         let mut done = Vec::with_capacity(jobs.len());
+        let mut dead = Vec::new();
         for job in jobs {
             match self.deliver(&job.payload).await {
                 Ok(inserted) => {
@@ -1430,10 +1562,26 @@ impl Engine {
                 }
                 Err(e) => {
                     report.failed += 1;
-                    warn!(key = %job.key, attempt = job.attempt, error = %e, "notification delivery failed");
-                    self.inner.queue.fail(&job, &e.to_string()).await?;
+                    let message = e.to_string();
+                    let outcome = if e.is_permanent() {
+                        warn!(key = %job.key, attempt = job.attempt, error = %e, "notification undeliverable: dead-lettered");
+                        self.inner.queue.dead_letter(&job, &message).await?
+                    } else {
+                        warn!(key = %job.key, attempt = job.attempt, error = %e, "notification delivery failed");
+                        self.inner.queue.fail(&job, &message).await?
+                    };
+                    if outcome == FailOutcome::DeadLettered {
+                        dead.push(job.key);
+                    }
                 }
             }
+        }
+        if !dead.is_empty() {
+            // Dead letters wait in the queue for an admin's redrive: the relay
+            // must not publish them again. If this stops before it, the relay
+            // publishes an entry once more and its job is dead-lettered again.
+            report.dead_lettered = dead.len();
+            self.inner.store.complete_outbox(&dead).await?;
         }
         if !done.is_empty() {
             // Delivered: the outbox entries are done and the jobs acked, each
@@ -1453,13 +1601,20 @@ impl Engine {
     /// Delivers one intent: the in-app record (idempotent), then every channel.
     /// Returns whether the in-app record was new.
     async fn deliver(&self, payload: &serde_json::Value) -> Result<bool> {
+        // A payload that is not an intent never will be: no retry helps.
         let intent: NotificationIntent = serde_json::from_value(payload.clone()).map_err(|e| {
-            Error::validation("job payload", format!("not a notification intent: {e}"))
+            Error::undeliverable(
+                "queue",
+                format!("job payload is not a notification intent: {e}"),
+            )
         })?;
         let n = Notification::from_intent(&intent, self.now());
         let inserted = self.inner.store.insert_notification(&n).await?;
         // Each channel at most once per key: a retry caused by one failing
-        // channel does not send again through the others.
+        // channel does not send again through the others. One channel's
+        // failure does not keep the others from delivering; the job is
+        // dead-lettered at once only when every failure is permanent.
+        let mut failure: Option<Error> = None;
         for channel in &self.inner.channels {
             if self
                 .inner
@@ -1469,15 +1624,28 @@ impl Engine {
             {
                 continue;
             }
-            channel.deliver(&n).await?;
-            self.inner
-                .store
-                .record_delivery(&n.key, channel.name())
-                .await?;
+            match channel.deliver(&n).await {
+                Ok(()) => {
+                    self.inner
+                        .store
+                        .record_delivery(&n.key, channel.name())
+                        .await?;
+                }
+                Err(e) => {
+                    failure = Some(match failure {
+                        Some(first) if first.is_permanent() && !e.is_permanent() => e,
+                        Some(first) => first,
+                        None => e,
+                    });
+                }
+            }
         }
         if inserted {
             // Nobody listening is fine.
-            let _ = self.inner.live.send(n);
+            let _ = self.inner.live.send(n.clone());
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         Ok(inserted)
     }
@@ -1493,6 +1661,7 @@ impl Engine {
             total.delivered += r.delivered;
             total.duplicates += r.duplicates;
             total.failed += r.failed;
+            total.dead_lettered += r.dead_lettered;
             if relayed == 0 && r.jobs == 0 {
                 return Ok(total);
             }

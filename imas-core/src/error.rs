@@ -80,6 +80,17 @@ pub enum Error {
         /// When the caller may try again.
         retry_after: std::time::Duration,
     },
+    /// A delivery that can never succeed, whatever the retries: an invalid
+    /// recipient address, an SMTP server's permanent (5xx) rejection, a webhook
+    /// answering 4xx other than 408 and 429. A [`crate::ports::Channel`] returns
+    /// it so that the engine dead-letters the job at once instead of retrying.
+    #[error("undeliverable through {channel}: {message}")]
+    Undeliverable {
+        /// The channel that refused.
+        channel: &'static str,
+        /// Why.
+        message: String,
+    },
     /// A store, queue or channel failed.
     #[error("{backend} error: {source}")]
     Backend {
@@ -143,6 +154,19 @@ impl Error {
             backend,
             source: source.into(),
         }
+    }
+
+    /// A delivery through `channel` that retrying cannot fix.
+    pub fn undeliverable(channel: &'static str, message: impl Into<String>) -> Self {
+        Error::Undeliverable {
+            channel,
+            message: message.into(),
+        }
+    }
+
+    /// Whether retrying cannot help ([`Error::Undeliverable`]).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Undeliverable { .. })
     }
 
     /// A bad configuration value.

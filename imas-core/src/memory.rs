@@ -543,7 +543,7 @@ impl MemoryQueue {
         Some(q)
     }
 
-    fn dead_letter(&self, inner: &mut QueueInner, id: u64, q: QueuedJob, error: &str) {
+    fn bury(&self, inner: &mut QueueInner, id: u64, q: QueuedJob, error: &str) {
         let failed_at = self.clock.now();
         inner.dead.insert(
             id,
@@ -603,7 +603,7 @@ impl Queue for MemoryQueue {
             };
             if q.token.is_some() && q.attempt >= self.retry.max_attempts {
                 // Its worker died on every attempt: a poison job.
-                self.dead_letter(inner, id, q, "reservation expired on the last attempt");
+                self.bury(inner, id, q, "reservation expired on the last attempt");
                 continue;
             }
             inner.reservations += 1;
@@ -654,7 +654,7 @@ impl Queue for MemoryQueue {
                 return Ok(FailOutcome::Stale);
             };
             if q.attempt >= self.retry.max_attempts {
-                self.dead_letter(inner, id, q, error);
+                self.bury(inner, id, q, error);
                 FailOutcome::DeadLettered
             } else {
                 q.visible_at = self
@@ -669,6 +669,19 @@ impl Queue for MemoryQueue {
         };
         self.wake();
         Ok(outcome)
+    }
+
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<FailOutcome> {
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        let Some(id) = Self::parse_token(job) else {
+            return Ok(FailOutcome::Stale);
+        };
+        let Some(q) = Self::take_reserved(inner, job) else {
+            return Ok(FailOutcome::Stale);
+        };
+        self.bury(inner, id, q, error);
+        Ok(FailOutcome::DeadLettered)
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

@@ -434,6 +434,8 @@ pub enum AuditAction {
     SlaResponseBreach,
     /// The escalation level rose.
     Escalation,
+    /// An admin redrove a dead-lettered notification.
+    DeadLetterRedriven,
 }
 string_enum!(AuditAction, "action", {
     UserRegistered => "USER_REGISTERED",
@@ -448,6 +450,7 @@ string_enum!(AuditAction, "action", {
     SlaBreach => "SLA_BREACH",
     SlaResponseBreach => "SLA_RESPONSE_BREACH",
     Escalation => "ESCALATION",
+    DeadLetterRedriven => "DEAD_LETTER_REDRIVEN",
 });
 
 /// Who did something: a user, or the system (the SLA monitor).

@@ -396,7 +396,7 @@ pub enum FailOutcome {
     Stale,
 }
 
-/// A job that exhausted its attempts.
+/// A job that exhausted its attempts, or failed in a way retrying cannot fix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
     /// Idempotency key.
@@ -494,6 +494,12 @@ pub trait Queue: Send + Sync + Debug + 'static {
     /// Reports a failed attempt: retried after backoff, or dead-lettered when
     /// attempts are exhausted.
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome>;
+
+    /// Reports a failure that retrying cannot fix: the job goes to the
+    /// dead-letter list at once, whatever attempts it has left
+    /// ([`FailOutcome::DeadLettered`]), or nothing changes for a stale
+    /// reservation ([`FailOutcome::Stale`]).
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<FailOutcome>;
 
     /// Dead-lettered jobs, oldest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;

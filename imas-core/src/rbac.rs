@@ -34,6 +34,8 @@ pub enum Permission {
     ReadAudit,
     /// `PATCH /users/{id}/role`.
     ChangeRole,
+    /// `GET /admin/dead-letters`, `POST /admin/dead-letters/{key}/redrive`.
+    ManageDeadLetters,
 }
 
 use Permission::*;
@@ -54,6 +56,7 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ExportReports, &[Admin, Engineer]),
     (ReadAudit, &[Admin, Engineer]),
     (ChangeRole, &[Admin]),
+    (ManageDeadLetters, &[Admin]),
 ];
 
 /// The roles holding a permission.
@@ -97,5 +100,6 @@ fn describe(p: Permission) -> &'static str {
         ExportReports => "export reports",
         ReadAudit => "read the audit log",
         ChangeRole => "change roles",
+        ManageDeadLetters => "list or redrive dead letters",
     }
 }

@@ -69,6 +69,11 @@ const SPEC: &[(&str, Permission, &[Role])] = &[
         Permission::ChangeRole,
         &[Role::Admin],
     ),
+    (
+        "GET /admin/dead-letters, POST /admin/dead-letters/{key}/redrive",
+        Permission::ManageDeadLetters,
+        &[Role::Admin],
+    ),
 ];
 
 #[test]

@@ -26,7 +26,8 @@ pub struct JsonBody<T>(pub T);
 #[derive(Debug, Clone, Copy)]
 pub struct Auth(pub Principal);
 
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+/// The token of `Authorization: Bearer <token>`, `None` without the header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

@@ -144,6 +144,11 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .route("/reports/incidents", get(routes::report))
         .route("/audit", get(routes::list_audit))
         .route("/users/{id}/role", patch(routes::change_role))
+        .route("/admin/dead-letters", get(routes::list_dead_letters))
+        .route(
+            "/admin/dead-letters/{key}/redrive",
+            post(routes::redrive_dead_letter),
+        )
         .route("/healthz", get(routes::healthz))
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::no_route)

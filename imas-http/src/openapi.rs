@@ -29,6 +29,8 @@ use crate::routes;
         routes::list_audit,
         routes::report,
         routes::healthz,
+        routes::list_dead_letters,
+        routes::redrive_dead_letter,
     ),
     modifiers(&BearerAuth)
 )]

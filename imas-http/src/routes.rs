@@ -407,14 +407,20 @@ pub(crate) async fn list_audit(
     ))
 }
 
-#[utoipa::path(get, path = "/notifications/stream", responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: one `notification` event (JSON) per new notification of the caller"), (status = 401, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/notifications/stream", responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: one `notification` event (JSON) per new notification of the caller; comments keep an idle stream alive; the stream ends when the token expires"), (status = 401, body = ErrorAnswer), (status = 429, body = ErrorAnswer, description = "the caller already has the most live streams open at once", headers(("Retry-After" = u64, description = "seconds")))), security(("bearer" = [])))]
 pub(crate) async fn notification_stream(
     State(s): State<AppState>,
-    Auth(who): Auth,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
-    let events = s.engine.subscribe_notifications(&who)?.map(|n| {
+    let token = crate::extract::bearer(&headers)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token>",
+        )
+    })?;
+    let events = s.engine.open_notification_stream(token).await?.map(|n| {
         Event::default()
             .event("notification")
             .json_data(&n)
@@ -432,6 +438,82 @@ pub(crate) async fn notification_stream(
     };
     Ok(Sse::new(events.take_until(stop))
         .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+// ----- dead letters ----------------------------------------------------------------
+
+/// Query of `GET /admin/dead-letters`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeadLetterParams {
+    /// How many, oldest first (1..=500, default 50).
+    limit: Option<String>,
+}
+
+/// A notification whose delivery failed for good (or ran out of attempts).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeadLetterAnswer {
+    /// The notification's idempotency key: what to redrive.
+    key: String,
+    /// The last error.
+    error: String,
+    /// Deliveries tried.
+    attempts: u32,
+    /// When it was dead-lettered.
+    dead_at: chrono::DateTime<chrono::Utc>,
+    /// The notification intent (recipient, message, type, incident).
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+}
+
+#[utoipa::path(get, path = "/admin/dead-letters", params(DeadLetterParams), responses((status = 200, body = [DeadLetterAnswer]), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+pub(crate) async fn list_dead_letters(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Query(p): Query<DeadLetterParams>,
+) -> ApiResult<Json<Vec<DeadLetterAnswer>>> {
+    let page = ListParams {
+        limit: p.limit,
+        ..ListParams::default()
+    }
+    .page()?;
+    let dead = s.engine.list_dead_letters(&who, page.limit).await?;
+    Ok(Json(
+        dead.into_iter()
+            .map(|d| DeadLetterAnswer {
+                key: d.key,
+                error: d.error,
+                attempts: d.attempts,
+                dead_at: d.failed_at,
+                payload: d.payload,
+            })
+            .collect(),
+    ))
+}
+
+/// Answer of `POST /admin/dead-letters/{key}/redrive`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RedriveAnswer {
+    key: String,
+    message: String,
+}
+
+#[utoipa::path(post, path = "/admin/dead-letters/{key}/redrive", params(("key" = String, Path, description = "the dead letter's key")), responses((status = 202, body = RedriveAnswer, description = "handed to the workers again"), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+pub(crate) async fn redrive_dead_letter(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(key): Path<String>,
+) -> ApiResult<Response> {
+    s.engine.redrive_dead_letter(&who, &key).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RedriveAnswer {
+            key,
+            message: "redriven: the workers will deliver it again".into(),
+        }),
+    )
         .into_response())
 }
 

@@ -396,6 +396,34 @@ impl RedisQueue {
         Ok((acked, decode_jobs(&flat[..jobs_end])?))
     }
 
+    /// One FAIL script call: the job retries after backoff, or goes to the
+    /// dead letters when `dead`.
+    async fn fail_once(&self, job: &Job, error: &str, dead: bool) -> Result<FailOutcome> {
+        let Some(id) = Self::token_id(job) else {
+            return Ok(FailOutcome::Stale);
+        };
+        let now = self.now_ms();
+        let at = now.saturating_add(ms(self.retry.backoff(job.attempt)));
+        let mut inv = self.invocation(&self.scripts.fail);
+        inv.arg(id)
+            .arg(&job.token)
+            .arg(now)
+            .arg(if dead { "1" } else { "0" })
+            .arg(at)
+            .arg(error);
+        let outcome: i64 = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(match outcome {
+            1 => FailOutcome::Retry {
+                at: from_millis(at),
+            },
+            2 => FailOutcome::DeadLettered,
+            _ => FailOutcome::Stale,
+        })
+    }
+
     fn token_id(job: &Job) -> Option<&str> {
         job.token.split_once(':').map(|(id, _)| id)
     }
@@ -514,30 +542,12 @@ impl Queue for RedisQueue {
     }
 
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome> {
-        let Some(id) = Self::token_id(job) else {
-            return Ok(FailOutcome::Stale);
-        };
-        let now = self.now_ms();
-        let dead = job.attempt >= self.retry.max_attempts;
-        let at = now.saturating_add(ms(self.retry.backoff(job.attempt)));
-        let mut inv = self.invocation(&self.scripts.fail);
-        inv.arg(id)
-            .arg(&job.token)
-            .arg(now)
-            .arg(if dead { "1" } else { "0" })
-            .arg(at)
-            .arg(error);
-        let outcome: i64 = inv
-            .invoke_async(&mut self.conn.clone())
+        self.fail_once(job, error, job.attempt >= self.retry.max_attempts)
             .await
-            .map_err(err)?;
-        Ok(match outcome {
-            1 => FailOutcome::Retry {
-                at: from_millis(at),
-            },
-            2 => FailOutcome::DeadLettered,
-            _ => FailOutcome::Stale,
-        })
+    }
+
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<FailOutcome> {
+        self.fail_once(job, error, true).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

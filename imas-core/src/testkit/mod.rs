@@ -95,6 +95,7 @@ macro_rules! store_conformance_tests {
             channel_receipts,
             outbox_relay_contract,
             generations,
+            every_audit_action_round_trips,
         );
     };
 }
@@ -114,6 +115,7 @@ macro_rules! queue_conformance_tests {
             concurrent_reservers_share_nothing,
             stale_reservations_change_nothing,
             ack_and_reserve,
+            permanent_failure_dead_letters_at_once,
         );
     };
 }

@@ -344,3 +344,65 @@ pub async fn ack_and_reserve(queue: &dyn Queue, clock: &ManualClock) {
         "every job is gone"
     );
 }
+
+/// A failure retrying cannot fix goes to the dead letters on the first attempt
+/// (attempts left or not) with its error; a stale reservation changes nothing;
+/// the others keep flowing; a redrive hands it out again with fresh attempts.
+pub async fn permanent_failure_dead_letters_at_once(queue: &dyn Queue, clock: &ManualClock) {
+    queue.enqueue(vec![job(0), job(1)]).await.expect("enqueue");
+    let jobs = reserve(queue, 1).await;
+    let first = jobs.first().expect("a job is ready");
+    assert_eq!((first.key.as_str(), first.attempt), ("job-0", 1));
+    assert_eq!(
+        queue
+            .dead_letter(first, "the endpoint answered 410 Gone")
+            .await
+            .expect("dead letter"),
+        FailOutcome::DeadLettered
+    );
+    assert_eq!(
+        queue.dead_letter(first, "again").await.expect("stale"),
+        FailOutcome::Stale,
+        "a reservation already dead-lettered is stale"
+    );
+    assert!(!queue.ack(first).await.expect("ack"), "nor can it be acked");
+    let dead = queue.dead_letters(10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].key.as_str(),
+            dead[0].attempts,
+            dead[0].error.as_str()
+        ),
+        ("job-0", 1, "the endpoint answered 410 Gone")
+    );
+    assert_eq!(dead[0].payload, job(0).payload);
+    assert_eq!(dead[0].failed_at, crate::ports::Clock::now(clock));
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!((stats.dead, stats.ready), (1, 1));
+
+    clock.advance(Duration::from_secs(3600));
+    let rest = reserve(queue, 10).await;
+    assert_eq!(
+        rest.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
+        ["job-1"],
+        "the dead job never comes back by itself"
+    );
+    queue.ack(&rest[0]).await.expect("ack");
+
+    // A stale reservation (its visibility ran out, another worker has the
+    // job) cannot dead-letter it.
+    assert!(queue.redrive("job-0").await.expect("redrive"));
+    let old = reserve(queue, 1).await;
+    assert_eq!(old[0].attempt, 1, "fresh attempts after a redrive");
+    clock.advance(VISIBILITY + Duration::from_secs(1));
+    let new = reserve(queue, 1).await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        queue.dead_letter(&old[0], "late").await.expect("stale"),
+        FailOutcome::Stale
+    );
+    assert!(queue.dead_letters(10).await.expect("dead").is_empty());
+    assert!(queue.ack(&new[0]).await.expect("ack"));
+    assert_eq!(queue.stats().await.expect("stats"), QueueStats::default());
+}

@@ -1081,6 +1081,42 @@ pub async fn audit_log(store: &dyn Store) {
     }
 }
 
+/// Every audit action (the ones added since the first schema too) is stored
+/// and read back as itself, and found by its action filter.
+pub async fn every_audit_action_round_trips(store: &dyn Store) {
+    let entries: Vec<AuditEntry> = AuditAction::ALL
+        .iter()
+        .enumerate()
+        .map(|(n, a)| {
+            AuditEntry::new(
+                *a,
+                Actor::System,
+                Some(format!("target-{n}")),
+                format!("entry for {a}"),
+                at(n as i64),
+            )
+        })
+        .collect();
+    store
+        .commit(Change {
+            audit: entries.clone(),
+            ..Change::default()
+        })
+        .await
+        .expect("commit every action");
+    for e in &entries {
+        let f = AuditFilter {
+            action: Some(e.action),
+            ..Default::default()
+        };
+        let got = store
+            .list_audit(&f, PageRequest::first(10))
+            .await
+            .expect("list by action");
+        assert_eq!(got.items, vec![e.clone()], "action {}", e.action);
+    }
+}
+
 /// In-app notifications: insert is idempotent by key; lists are per user,
 /// newest first, paginated; only the owner can mark one read.
 pub async fn notifications(store: &dyn Store) {
