@@ -1061,3 +1061,155 @@ async fn the_monitor_wakes_for_a_new_incident_instead_of_waiting_for_its_poll() 
     let _ = stop_tx.send(true);
     monitor.await.expect("monitor");
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_three_live_streams() {
+    let w = world();
+    let eng = w.user("eng", Role::Engineer).await;
+    let other = w.user("other", Role::User).await;
+    let mut open: Vec<_> = (0..3)
+        .map(|_| w.engine.subscribe_notifications(&eng).expect("stream"))
+        .collect();
+    let refused = w.engine.subscribe_notifications(&eng).map(|_| ());
+    assert!(
+        matches!(refused, Err(Error::RateLimited { retry_after, .. }) if !retry_after.is_zero()),
+        "{refused:?}"
+    );
+    let theirs = w
+        .engine
+        .subscribe_notifications(&other)
+        .expect("another user");
+    drop(open.pop());
+    open.push(
+        w.engine
+            .subscribe_notifications(&eng)
+            .expect("a place came back"),
+    );
+    assert!(w.engine.subscribe_notifications(&eng).is_err());
+    drop(open);
+    drop(theirs);
+    let back: Vec<_> = (0..3)
+        .map(|_| w.engine.subscribe_notifications(&eng).expect("all back"))
+        .collect();
+    assert_eq!(back.len(), 3);
+}
+
+/// A channel that refuses for good until told otherwise.
+#[derive(Debug, Default)]
+struct Gone {
+    fixed: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl imas_core::ports::Channel for Gone {
+    fn name(&self) -> &'static str {
+        "gone"
+    }
+    async fn deliver(&self, _: &imas_core::model::Notification) -> imas_core::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        if self.fixed.load(SeqCst) {
+            Ok(())
+        } else {
+            Err(Error::undeliverable(
+                "gone",
+                "the endpoint answered 410 Gone",
+            ))
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_undeliverable_notification_is_dead_lettered_at_once_and_redriven_by_an_admin() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = imas_core::ports::ManualClock::new(imas_core::testkit::store::t0());
+    let store = Arc::new(MemoryStore::new());
+    let channel = Arc::new(Gone::default());
+    let engine = imas_core::Engine::builder(store.clone())
+        .clock(Arc::new(clock.clone()))
+        .queue(Arc::new(imas_core::memory::MemoryQueue::new(
+            Arc::new(clock.clone()),
+            Default::default(),
+        )))
+        .channel(channel.clone())
+        .build()
+        .expect("engine");
+    let w = common::World {
+        engine,
+        clock,
+        store,
+    };
+    let root = w.root().await;
+    let eng = w.user("eng", Role::Engineer).await;
+    let mut input = titled("gone", Priority::Low);
+    input.assigned_to = Some(eng.id);
+    w.engine
+        .create_incident(&root, input)
+        .await
+        .expect("create");
+    let r = w.engine.flush_notifications().await.expect("flush");
+    assert_eq!((r.failed, r.dead_lettered), (1, 1));
+    assert_eq!(channel.calls.load(SeqCst), 1);
+    assert_eq!(w.store.pending_outbox().await.expect("pending"), 0);
+    // However long one waits, nothing publishes or retries it again.
+    for _ in 0..5 {
+        w.advance(Duration::from_secs(3600));
+        let r = w.engine.flush_notifications().await.expect("flush");
+        assert_eq!(r.jobs, 0);
+    }
+    assert_eq!(channel.calls.load(SeqCst), 1);
+    let dead = w.engine.list_dead_letters(&root, 50).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1);
+    assert!(dead[0].error.contains("410"), "{}", dead[0].error);
+    let key = dead[0].key.clone();
+
+    assert!(matches!(
+        w.engine.list_dead_letters(&eng, 50).await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        w.engine.redrive_dead_letter(&eng, &key).await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        w.engine.list_dead_letters(&root, 0).await,
+        Err(Error::Validation { .. })
+    ));
+    assert!(matches!(
+        w.engine.redrive_dead_letter(&root, "nope").await,
+        Err(Error::NotFound { .. })
+    ));
+
+    channel.fixed.store(true, SeqCst);
+    w.engine
+        .redrive_dead_letter(&root, &key)
+        .await
+        .expect("redrive");
+    let r = w.engine.flush_notifications().await.expect("flush");
+    assert_eq!((r.jobs, r.failed, r.duplicates), (1, 0, 1));
+    assert_eq!(channel.calls.load(SeqCst), 2);
+    assert!(
+        w.engine
+            .list_dead_letters(&root, 50)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(w.notes(eng.id).await.len(), 1, "one in-app notification");
+    let audit = w
+        .engine
+        .list_audit(
+            &root,
+            &imas_core::model::AuditFilter {
+                action: Some(AuditAction::DeadLetterRedriven),
+                ..Default::default()
+            },
+            PageRequest::first(10),
+        )
+        .await
+        .expect("audit");
+    assert_eq!(audit.items.len(), 1);
+    assert_eq!(audit.items[0].target.as_deref(), Some(key.as_str()));
+}
