@@ -151,3 +151,70 @@ async fn each_notification_is_mailed_once() {
         "{mail}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_address_is_dead_lettered_at_once_without_a_call() {
+    // A server that would see any attempt (none must come).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let store = Arc::new(MemoryStore::new());
+    let mut bad = imas_core::testkit::store::user("commas", Role::Engineer);
+    // Accepted before addresses were validated on registration.
+    bad.email = "a,b@example.com".into();
+    store
+        .commit(Change {
+            user: Some(UserWrite::Insert(bad.clone())),
+            ..Change::default()
+        })
+        .await
+        .expect("user");
+    let email = EmailChannel::new(
+        &format!("smtp://127.0.0.1:{port}"),
+        "IMAS <imas@example.com>",
+        store.clone(),
+    )
+    .expect("channel");
+    let engine = Engine::builder(store.clone())
+        .channel(Arc::new(email))
+        .build()
+        .expect("engine");
+    store
+        .commit(Change {
+            outbox: vec![NotificationIntent {
+                key: "inc-2:breach:commas".into(),
+                user: bad.id,
+                message: "SLA violated".into(),
+                kind: NotificationType::Escalation,
+                incident_id: None,
+                created_at: imas::model::truncate_millis(chrono::Utc::now()),
+            }],
+            ..Change::default()
+        })
+        .await
+        .expect("commit");
+    let r = engine.flush_notifications().await.expect("flush");
+    assert_eq!((r.failed, r.dead_lettered), (1, 1), "{r:?}");
+    let dead = engine.queue().dead_letters(10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].key.as_str(), dead[0].attempts),
+        ("inc-2:breach:commas", 1)
+    );
+    assert!(
+        dead[0].error.contains("recipient address"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(
+        imas::ports::OutboxStore::pending_outbox(store.as_ref())
+            .await
+            .expect("pending"),
+        0,
+        "not republished"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "no SMTP connection was attempted"
+    );
+}
