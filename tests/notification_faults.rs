@@ -294,6 +294,9 @@ impl Channel for Counting {
         "counting"
     }
     async fn deliver(&self, n: &Notification) -> imas::Result<()> {
+        // A little latency, as a real endpoint has, widens the window in
+        // which two workers could deliver one key at once.
+        tokio::time::sleep(Duration::from_millis(2)).await;
         *self
             .0
             .lock()
@@ -429,14 +432,14 @@ async fn redis_connections_killed_mid_operation_lose_and_double_nothing() {
     };
     let drain_deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let stats = engines[0].queue().stats().await.expect("stats");
-        if stats.ready + stats.delayed + stats.in_flight == 0 {
-            break;
+        // The first command on a connection killed by the last round fails
+        // (then the connection manager reconnects).
+        if let Ok(stats) = engines[0].queue().stats().await {
+            if stats.ready + stats.delayed + stats.in_flight == 0 {
+                break;
+            }
         }
-        assert!(
-            Instant::now() < drain_deadline,
-            "the queue never drained: {stats:?}"
-        );
+        assert!(Instant::now() < drain_deadline, "the queue never drained");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_tx.send(true);
@@ -460,12 +463,10 @@ async fn redis_connections_killed_mid_operation_lose_and_double_nothing() {
         "sent twice through the channel: {doubled:?}"
     );
     assert_eq!(store.pending_outbox().await.expect("pending"), 0);
-    assert!(
-        engines[0]
-            .queue()
-            .dead_letters(10)
-            .await
-            .expect("dead")
-            .is_empty()
-    );
+    let dead = loop {
+        if let Ok(dead) = engines[0].queue().dead_letters(10).await {
+            break dead;
+        }
+    };
+    assert!(dead.is_empty(), "{dead:?}");
 }
