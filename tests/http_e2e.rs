@@ -1179,6 +1179,8 @@ async fn openapi_describes_every_route() {
         ("get", "/reports/incidents"),
         ("patch", "/users/{id}/role"),
         ("get", "/healthz"),
+        ("get", "/admin/dead-letters"),
+        ("post", "/admin/dead-letters/{key}/redrive"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     let described: usize = paths
