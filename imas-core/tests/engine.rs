@@ -1213,3 +1213,82 @@ async fn an_undeliverable_notification_is_dead_lettered_at_once_and_redriven_by_
     assert_eq!(audit.items.len(), 1);
     assert_eq!(audit.items[0].target.as_deref(), Some(key.as_str()));
 }
+
+/// A channel that always fails in a way a retry might fix.
+#[derive(Debug, Default)]
+struct Down(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl imas_core::ports::Channel for Down {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    async fn deliver(&self, _: &imas_core::model::Notification) -> imas_core::Result<()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(Error::backend("down", "connection refused"))
+    }
+}
+
+#[tokio::test]
+async fn a_transient_failure_retries_then_dead_letters_and_the_relay_stops() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = imas_core::ports::ManualClock::new(imas_core::testkit::store::t0());
+    let store = Arc::new(MemoryStore::new());
+    let channel = Arc::new(Down::default());
+    let retry = imas_core::ports::RetryPolicy {
+        max_attempts: 3,
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(1),
+    };
+    let engine = imas_core::Engine::builder(store.clone())
+        .clock(Arc::new(clock.clone()))
+        .queue(Arc::new(imas_core::memory::MemoryQueue::new(
+            Arc::new(clock.clone()),
+            retry,
+        )))
+        .channel(channel.clone())
+        .config(EngineConfig {
+            outbox_lease: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .build()
+        .expect("engine");
+    let w = common::World {
+        engine,
+        clock,
+        store,
+    };
+    let root = w.root().await;
+    let eng = w.user("eng", Role::Engineer).await;
+    let mut input = titled("down", Priority::Low);
+    input.assigned_to = Some(eng.id);
+    w.engine
+        .create_incident(&root, input)
+        .await
+        .expect("create");
+    let first = w.engine.flush_notifications().await.expect("flush");
+    assert_eq!(
+        (first.failed, first.dead_lettered),
+        (1, 0),
+        "retried, not dead"
+    );
+    assert_eq!(w.store.pending_outbox().await.expect("pending"), 1);
+    for _ in 0..2 {
+        w.advance(Duration::from_secs(1));
+        w.engine.flush_notifications().await.expect("flush");
+    }
+    assert_eq!(channel.0.load(SeqCst), 3, "three attempts");
+    let dead = w.engine.list_dead_letters(&root, 10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(
+        w.store.pending_outbox().await.expect("pending"),
+        0,
+        "the last attempt completes the outbox entry"
+    );
+    for _ in 0..5 {
+        w.advance(Duration::from_secs(3600));
+        assert_eq!(w.engine.flush_notifications().await.expect("flush").jobs, 0);
+    }
+    assert_eq!(channel.0.load(SeqCst), 3, "never republished");
+}
