@@ -434,10 +434,10 @@ async fn redis_connections_killed_mid_operation_lose_and_double_nothing() {
     loop {
         // The first command on a connection killed by the last round fails
         // (then the connection manager reconnects).
-        if let Ok(stats) = engines[0].queue().stats().await {
-            if stats.ready + stats.delayed + stats.in_flight == 0 {
-                break;
-            }
+        if let Ok(stats) = engines[0].queue().stats().await
+            && stats.ready + stats.delayed + stats.in_flight == 0
+        {
+            break;
         }
         assert!(Instant::now() < drain_deadline, "the queue never drained");
         tokio::time::sleep(Duration::from_millis(50)).await;
