@@ -425,6 +425,7 @@ pub async fn serve(
             let _ = stop_tx.send(true);
         }
     };
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await;
