@@ -142,6 +142,19 @@ fn retry_after(r: &reqwest::Response) -> u64 {
         .unwrap_or_else(|| panic!("{} without a numeric Retry-After", r.status()))
 }
 
+/// `VmRSS` of a process, from /proc (0 once it is gone).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// `VmHWM` (peak resident set) and `Threads` of a process, from /proc.
 fn peak_rss_kb_and_threads(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -305,11 +318,15 @@ async fn a_sign_in_flood_is_answered_and_memory_stays_bounded() {
     register(&setup, &base, "bystander", "bystander words").await;
     let (rss_before, threads_before) = peak_rss_kb_and_threads(pid);
 
-    // /healthz every 20 ms throughout.
+    // /healthz every 20 ms throughout. The poller also watches the server's
+    // resident memory: should it run away (as before the bounded pool), the
+    // server is killed long before it can take the machine down, and the test
+    // fails.
     let stop = Arc::new(AtomicBool::new(false));
     let health = {
         let (stop, base) = (Arc::clone(&stop), base.clone());
         tokio::spawn(async move {
+            let runaway_kb = 8 * peak_rss_bound_kb();
             let http = Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -326,6 +343,11 @@ async fn a_sign_in_flood_is_answered_and_memory_stays_bounded() {
                 }
                 slowest = slowest.max(took);
                 polls += 1;
+                let rss = rss_kb(pid);
+                if rss > runaway_kb {
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                    panic!("the server's resident memory ran away ({rss} KB): killed it");
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             (polls, slowest)
