@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 /// machine. Measured here, debug build: 71 MB before the flood, 87 MB at its
 /// peak. Before the bounded pool, 1,200 sign-ins took the process to 21.6 GB.
 fn peak_rss_bound_kb() -> u64 {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) as u64;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4) as u64;
     (70 + 20 * workers) * 1024
 }
 
@@ -295,7 +297,9 @@ async fn reporting_roles_and_addresses_are_enforced_over_http() {
     ] {
         let r = http
             .post(format!("{base}/auth/register"))
-            .json(&json!({"name": "N", "username": "newcomer", "password": password, "email": email}))
+            .json(
+                &json!({"name": "N", "username": "newcomer", "password": password, "email": email}),
+            )
             .send()
             .await
             .expect("register");
@@ -402,7 +406,10 @@ async fn a_sign_in_flood_is_answered_and_memory_stays_bounded() {
             "every answer is 401, 429 or 503: {status}"
         );
         if status.as_u16() != 401 {
-            assert!(after.is_some_and(|s| s >= 1), "{status} carries Retry-After");
+            assert!(
+                after.is_some_and(|s| s >= 1),
+                "{status} carries Retry-After"
+            );
         }
     }
     eprintln!(
@@ -431,5 +438,11 @@ async fn a_sign_in_flood_is_answered_and_memory_stays_bounded() {
         "peak resident memory {peak_kb} KB, bound {bound} KB"
     );
     // Still serving: a user nobody attacked signs in.
-    token(&client_from("127.0.9.9"), &base, "bystander", "bystander words").await;
+    token(
+        &client_from("127.0.9.9"),
+        &base,
+        "bystander",
+        "bystander words",
+    )
+    .await;
 }

@@ -698,7 +698,8 @@ impl Engine {
         if user.role == role {
             return Ok(user);
         }
-        if user.role == Role::Admin && self.inner.store.users_with_role(Role::Admin).await?.len() <= 1
+        if user.role == Role::Admin
+            && self.inner.store.users_with_role(Role::Admin).await?.len() <= 1
         {
             return Err(Error::conflict(format!(
                 "{} is the last admin and cannot be demoted; make another admin first",
@@ -814,7 +815,9 @@ impl Engine {
         let window = chrono::Duration::from_std(limit.window).unwrap_or(chrono::TimeDelta::MAX);
         let since = now
             .checked_sub_signed(window)
-            .map_or(Timestamp::MIN_UTC, |t| t + chrono::Duration::milliseconds(1));
+            .map_or(Timestamp::MIN_UTC, |t| {
+                t + chrono::Duration::milliseconds(1)
+            });
         let filter = IncidentFilter {
             reported_by: Some(who.id),
             created_from: Some(since),

@@ -102,7 +102,12 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 /// characters (so a long or case-varied name is no way around the limit, and
 /// no way to use memory).
 pub fn username_key(username: &str) -> String {
-    username.trim().chars().take(64).flat_map(char::to_lowercase).collect()
+    username
+        .trim()
+        .chars()
+        .take(64)
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -219,7 +224,10 @@ impl<K: Hash + Eq + Clone> Counter<K> {
     /// call frees at least a tenth of the table, so its cost is amortised.
     fn make_room(slots: &mut HashMap<K, Slot>, max_keys: usize, now: i64, window: i64) {
         slots.retain(|_, s| {
-            s.pending > 0 || s.failures.last().is_some_and(|t| now.saturating_sub(*t) < window)
+            s.pending > 0
+                || s.failures
+                    .last()
+                    .is_some_and(|t| now.saturating_sub(*t) < window)
         });
         let target = max_keys - max_keys / 10;
         if slots.len() <= target {
@@ -282,10 +290,7 @@ impl SignInGuard {
         let addr = client.map(address_key);
         let now = ms(now);
         let refused = |wait: Duration| {
-            Error::rate_limited(
-                "too many failed sign-in attempts; try again later",
-                wait,
-            )
+            Error::rate_limited("too many failed sign-in attempts; try again later", wait)
         };
         self.usernames.admit(&user, now).map_err(refused)?;
         if let Some(a) = &addr

@@ -134,8 +134,16 @@ fn hashes_are_interchangeable_with_the_argon2_crates_own() {
     // ...and ours verifies with the crate's verifier.
     let ours = hash_password("made here").expect("hash");
     let parsed = PasswordHash::new(&ours).expect("phc");
-    assert!(argon2::Argon2::default().verify_password(b"made here", &parsed).is_ok());
-    assert!(argon2::Argon2::default().verify_password(b"made there", &parsed).is_err());
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"made here", &parsed)
+            .is_ok()
+    );
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"made there", &parsed)
+            .is_err()
+    );
 }
 
 #[tokio::test]

@@ -674,8 +674,14 @@ async fn validation_names_the_field_and_changes_nothing() {
     let bad = [
         (user("", "okname", "a@b.co", "tulip kettle 42"), "name"),
         (user("N", "ab", "a@b.co", "tulip kettle 42"), "username"),
-        (user("N", "has space", "a@b.co", "tulip kettle 42"), "username"),
-        (user("N", "okname", "not-an-email", "tulip kettle 42"), "email"),
+        (
+            user("N", "has space", "a@b.co", "tulip kettle 42"),
+            "username",
+        ),
+        (
+            user("N", "okname", "not-an-email", "tulip kettle 42"),
+            "email",
+        ),
         (user("N", "okname", "a@b", "tulip kettle 42"), "email"),
         (user("N", "okname", "a@b.co", "short"), "password"),
     ];

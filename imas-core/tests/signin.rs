@@ -51,17 +51,32 @@ async fn the_sixth_failed_attempt_is_refused_until_the_window_passes() {
     let w = world();
     w.user("alice", Role::User).await;
     for n in 1..=5 {
-        let r = w.engine.login_from("alice", "wrong guess!", ip("192.0.2.1")).await;
+        let r = w
+            .engine
+            .login_from("alice", "wrong guess!", ip("192.0.2.1"))
+            .await;
         assert!(is_unauthorized(&r), "attempt {n}: {r:?}");
         w.advance(Duration::from_secs(60));
     }
     // Five failures at 0..4 minutes; the sixth attempt, even with the right
     // password, is refused without being checked.
-    let wait = retry_after(w.engine.login_from("alice", PASSWORD, ip("192.0.2.1")).await);
+    let wait = retry_after(
+        w.engine
+            .login_from("alice", PASSWORD, ip("192.0.2.1"))
+            .await,
+    );
     assert_eq!(wait, mins(15) - mins(5), "until the first failure leaves");
-    assert_eq!(audit(&w, AuditAction::LoginFailed).await.len(), 5, "refusals are not audited");
+    assert_eq!(
+        audit(&w, AuditAction::LoginFailed).await.len(),
+        5,
+        "refusals are not audited"
+    );
     // From another address too: the limit is the username's.
-    retry_after(w.engine.login_from("alice", PASSWORD, ip("198.51.100.7")).await);
+    retry_after(
+        w.engine
+            .login_from("alice", PASSWORD, ip("198.51.100.7"))
+            .await,
+    );
     w.advance(wait - Duration::from_millis(1));
     retry_after(w.engine.login("alice", PASSWORD).await);
     w.advance(Duration::from_millis(1));
@@ -78,7 +93,10 @@ async fn a_success_clears_the_usernames_failures_and_does_not_count() {
     for _ in 0..4 {
         assert!(is_unauthorized(&w.engine.login("bob", "not the one").await));
     }
-    w.engine.login("bob", PASSWORD).await.expect("fifth attempt succeeds");
+    w.engine
+        .login("bob", PASSWORD)
+        .await
+        .expect("fifth attempt succeeds");
     // The four failures are forgotten: five more may fail.
     for n in 0..5 {
         let r = w.engine.login("bob", "not the one").await;
@@ -121,7 +139,11 @@ async fn the_address_limit_holds_across_usernames() {
     );
     assert_eq!(wait, mins(15));
     // Even a right password from that address waits...
-    retry_after(w.engine.login_from("dave", PASSWORD, ip("203.0.113.5")).await);
+    retry_after(
+        w.engine
+            .login_from("dave", PASSWORD, ip("203.0.113.5"))
+            .await,
+    );
     // ...while other addresses (and the same /64 of IPv6 counts as one) are free.
     w.engine
         .login_from("dave", PASSWORD, ip("203.0.113.6"))
@@ -156,14 +178,21 @@ async fn sign_ins_are_audited_with_the_client_address() {
         .login_from("erin", PASSWORD, ip("192.0.2.44"))
         .await
         .expect("login");
-    let _ = w.engine.login_from("erin", "bad password!", ip("2001:db8::77")).await;
+    let _ = w
+        .engine
+        .login_from("erin", "bad password!", ip("2001:db8::77"))
+        .await;
     let _ = w.engine.login_from("nobody", "bad password!", None).await;
     let logins = audit(&w, AuditAction::Login).await;
     assert_eq!(logins.len(), 1, "{logins:?}");
     let login = &logins[0];
     assert_eq!(login.actor, imas_core::model::Actor::User(erin.id));
     assert_eq!(login.target.as_deref(), Some(erin.id.to_string().as_str()));
-    assert!(login.description.contains("192.0.2.44"), "{}", login.description);
+    assert!(
+        login.description.contains("192.0.2.44"),
+        "{}",
+        login.description
+    );
     assert_eq!(
         serde_json::to_value(login).expect("json")["action"],
         "LOGIN",
@@ -178,7 +207,11 @@ async fn sign_ins_are_audited_with_the_client_address() {
             .map(|e| e.description.clone())
             .expect("entry")
     };
-    assert!(by_target("erin").contains("2001:db8::77"), "{}", by_target("erin"));
+    assert!(
+        by_target("erin").contains("2001:db8::77"),
+        "{}",
+        by_target("erin")
+    );
     assert!(by_target("nobody").contains("unknown address"));
 }
 
@@ -199,7 +232,11 @@ async fn a_full_hashing_pool_refuses_at_once() {
         let engine = w.engine.clone();
         async move {
             engine
-                .login_from(&format!("user{n}"), "wrong password", ip(&format!("10.0.0.{n}")))
+                .login_from(
+                    &format!("user{n}"),
+                    "wrong password",
+                    ip(&format!("10.0.0.{n}")),
+                )
                 .await
         }
     });
@@ -220,9 +257,14 @@ async fn a_full_hashing_pool_refuses_at_once() {
     assert!(unavailable >= 30, "the rest is refused: {unavailable}");
     // A refusal counted nothing: the pool is free again and the users may try.
     assert!(is_unauthorized(
-        &w.engine.login_from("user39", "wrong password", ip("10.0.0.39")).await
+        &w.engine
+            .login_from("user39", "wrong password", ip("10.0.0.39"))
+            .await
     ));
-    w.engine.login("frank", PASSWORD).await.expect("the pool is free again");
+    w.engine
+        .login("frank", PASSWORD)
+        .await
+        .expect("the pool is free again");
 }
 
 #[tokio::test]
@@ -260,12 +302,10 @@ async fn a_user_cannot_assign_when_reporting() {
         .await
         .expect_err("403");
     assert!(matches!(e, Error::Forbidden { .. }), "{e:?}");
-    let stored = imas_core::ports::IncidentStore::count_incidents(
-        w.store.as_ref(),
-        &Default::default(),
-    )
-    .await
-    .expect("count");
+    let stored =
+        imas_core::ports::IncidentStore::count_incidents(w.store.as_ref(), &Default::default())
+            .await
+            .expect("count");
     assert_eq!(stored, 0, "nothing was created");
     // Unassigned is fine; an engineer may assign.
     w.engine
@@ -396,7 +436,13 @@ async fn addresses_and_passwords_are_validated_on_registration() {
             "{email}: {e:?}"
         );
     }
-    for password in ["password123", "iloveyou", "Password1", "qwertyuiop", "12345678"] {
+    for password in [
+        "password123",
+        "iloveyou",
+        "Password1",
+        "qwertyuiop",
+        "12345678",
+    ] {
         let e = w
             .engine
             .register(user("okname", "ok@example.com", password))
@@ -416,7 +462,11 @@ async fn addresses_and_passwords_are_validated_on_registration() {
     assert!(matches!(&e, Error::Validation { field, .. } if field == "password"));
     let (u, _) = w
         .engine
-        .register(user("okname", "O'Brien+tag@Mail.Example.org", "tulip kettle 42"))
+        .register(user(
+            "okname",
+            "O'Brien+tag@Mail.Example.org",
+            "tulip kettle 42",
+        ))
         .await
         .expect("a valid address and an uncommon password");
     assert_eq!(u.email, "o'brien+tag@mail.example.org");
@@ -437,7 +487,11 @@ async fn many_distinct_usernames_and_addresses_keep_memory_bounded() {
     for n in 0..300 {
         let r = w
             .engine
-            .login_from(&format!("u{n}"), "nope nope", ip(&format!("10.1.{}.{}", n / 256, n % 256)))
+            .login_from(
+                &format!("u{n}"),
+                "nope nope",
+                ip(&format!("10.1.{}.{}", n / 256, n % 256)),
+            )
             .await;
         assert!(is_unauthorized(&r), "{n}: {r:?}");
     }

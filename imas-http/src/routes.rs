@@ -14,9 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{
-    Auth, ClientAddr, JsonBody, ListParams, date, priorities, statuses, user_id,
-};
+use crate::extract::{Auth, ClientAddr, JsonBody, ListParams, date, priorities, statuses, user_id};
 
 /// A JSON array answer with `Link: <...>; rel="next"` when there is a next page.
 fn paged<T: Serialize>(uri: &Uri, page: Page<T>) -> Response {
