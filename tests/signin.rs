@@ -446,3 +446,44 @@ async fn a_sign_in_flood_is_answered_and_memory_stays_bounded() {
     )
     .await;
 }
+
+#[test]
+fn the_server_reads_the_protection_settings() {
+    use std::collections::HashMap;
+    let config = |vars: &[(&str, &str)]| {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        imas::server::ServerConfig::from_vars(|k| vars.get(k).cloned())
+    };
+    let c = config(&[
+        ("IMAS_LOGIN_LIMIT", "3/10m"),
+        ("IMAS_LOGIN_ADDRESS_LIMIT", "100/15m"),
+        ("IMAS_REPORT_LIMIT", "off"),
+        ("IMAS_HASH_WORKERS", "1"),
+        ("IMAS_HASH_QUEUE", "8"),
+    ])
+    .expect("config");
+    let e = &c.engine;
+    assert_eq!(
+        (e.sign_in.per_username.max, e.sign_in.per_username.window),
+        (3, Duration::from_secs(600))
+    );
+    assert_eq!(e.sign_in.per_address.max, 100);
+    assert_eq!(e.report_limit, None);
+    assert_eq!((e.hash_pool.workers, e.hash_pool.queue), (1, 8));
+    let d = config(&[]).expect("defaults");
+    assert_eq!(d.engine.sign_in.per_username.max, 5);
+    assert_eq!(d.engine.report_limit.map(|l| l.max), Some(60));
+    for (name, value) in [
+        ("IMAS_LOGIN_LIMIT", "five"),
+        ("IMAS_LOGIN_ADDRESS_LIMIT", "0/15m"),
+        ("IMAS_REPORT_LIMIT", "60"),
+        ("IMAS_HASH_WORKERS", "0"),
+        ("IMAS_HASH_QUEUE", "lots"),
+    ] {
+        let err = config(&[(name, value)]).expect_err(name).to_string();
+        assert!(err.contains(name), "{err}");
+    }
+}

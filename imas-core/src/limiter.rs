@@ -30,6 +30,27 @@ impl RateLimit {
     pub const fn new(max: u32, window: Duration) -> Self {
         Self { max, window }
     }
+
+    /// Parses `N/DURATION` (e.g. `5/15m`, `60/1h`); the error names `setting`.
+    pub fn parse(setting: &str, spec: &str) -> Result<Self> {
+        let bad = || {
+            Error::config(
+                setting,
+                "expected COUNT/DURATION with a count of at least 1, e.g. 5/15m",
+            )
+        };
+        let (count, window) = spec.trim().split_once('/').ok_or_else(bad)?;
+        let max = count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(bad)?;
+        let window = crate::sla::parse_duration(window)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(bad)?;
+        Ok(Self { max, window })
+    }
 }
 
 /// Limits on failed sign-in attempts.
@@ -476,6 +497,22 @@ mod tests {
             c.finish(&k, 10_000, Outcome::Failed, true);
         }
         assert!(c.admit(&k, 10_000).is_err());
+    }
+
+    #[test]
+    fn limits_parse_from_text() {
+        assert_eq!(
+            RateLimit::parse("X", " 5/15m ").expect("parse"),
+            RateLimit::new(5, WIN)
+        );
+        assert_eq!(
+            RateLimit::parse("X", "60/1h").expect("parse"),
+            RateLimit::new(60, Duration::from_secs(3600))
+        );
+        for bad in ["", "5", "0/1m", "5/0s", "x/1m", "5/soon", "-1/1m"] {
+            let e = RateLimit::parse("IMAS_X", bad).expect_err(bad);
+            assert!(e.to_string().contains("IMAS_X"), "{e}");
+        }
     }
 
     #[test]
