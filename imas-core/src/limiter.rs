@@ -63,9 +63,12 @@ pub struct SignInLimits {
     /// (default 20 in 15 minutes; IPv6 addresses count per /64). Successful
     /// sign-ins neither count nor clear it.
     pub per_address: RateLimit,
-    /// Most usernames, and most addresses, tracked at once (default 50,000
-    /// each). When full, entries whose window has passed go first, then the
-    /// least recently failed.
+    /// Most usernames, and most addresses, tracked at once (default 20,000
+    /// each: at most a few hundred bytes an entry, so under 10 MB in all).
+    /// When full, entries whose window has passed go first, then the least
+    /// recently active. Every tracked failure cost one argon2 verification on
+    /// the bounded pool, so filling the table takes minutes of the pool's
+    /// whole capacity.
     pub max_tracked: usize,
 }
 
@@ -74,7 +77,7 @@ impl Default for SignInLimits {
         Self {
             per_username: RateLimit::new(5, Duration::from_secs(15 * 60)),
             per_address: RateLimit::new(20, Duration::from_secs(15 * 60)),
-            max_tracked: 50_000,
+            max_tracked: 20_000,
         }
     }
 }
