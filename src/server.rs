@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use imas_core::auth::{DEFAULT_TOKEN_TTL, JwtKeys};
 use imas_core::escalation::EscalationPolicy;
+use imas_core::limiter::RateLimit;
 use imas_core::sla::SlaPolicy;
 use imas_core::{Engine, EngineConfig, Error, Result};
 use tokio::net::TcpListener;
@@ -274,6 +275,33 @@ impl ServerConfig {
                 })?,
             None => EngineConfig::default().claim_lease,
         };
+        let mut sign_in = imas_core::limiter::SignInLimits::default();
+        if let Some(spec) = get("IMAS_LOGIN_LIMIT") {
+            sign_in.per_username = RateLimit::parse("IMAS_LOGIN_LIMIT", &spec)?;
+        }
+        if let Some(spec) = get("IMAS_LOGIN_ADDRESS_LIMIT") {
+            sign_in.per_address = RateLimit::parse("IMAS_LOGIN_ADDRESS_LIMIT", &spec)?;
+        }
+        let report_limit = match get("IMAS_REPORT_LIMIT") {
+            Some(off) if off == "off" => None,
+            Some(spec) => Some(RateLimit::parse("IMAS_REPORT_LIMIT", &spec)?),
+            None => EngineConfig::default().report_limit,
+        };
+        let mut hash_pool = imas_core::limiter::HashPoolConfig::default();
+        for (name, slot, min) in [
+            ("IMAS_HASH_WORKERS", &mut hash_pool.workers, 1),
+            ("IMAS_HASH_QUEUE", &mut hash_pool.queue, 0),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (min..=4096).contains(n))
+                    .ok_or_else(|| {
+                        Error::config(name, format!("expected a number from {min} to 4096"))
+                    })?;
+            }
+        }
         let escalation = match get("IMAS_ESCALATION_DELAYS") {
             Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec)?,
             None => EscalationPolicy::default(),
@@ -293,6 +321,9 @@ impl ServerConfig {
                 sla,
                 escalation,
                 claim_lease,
+                sign_in,
+                hash_pool,
+                report_limit,
                 ..EngineConfig::default()
             },
             monitor_poll: Duration::from_secs(1),
@@ -425,6 +456,7 @@ pub async fn serve(
             let _ = stop_tx.send(true);
         }
     };
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await;

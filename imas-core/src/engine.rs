@@ -6,6 +6,7 @@
 //! only call these steps.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::auth::{self, DEFAULT_TOKEN_TTL, JwtKeys};
 use crate::cache::ReadCache;
 use crate::error::{Error, Result};
 use crate::escalation::{self, EscalationPolicy, Step, Target};
+use crate::limiter::{HashPool, HashPoolConfig, RateLimit, SignInGuard, SignInLimits};
 use crate::memory::MemoryQueue;
 use crate::model::{
     Actor, AuditAction, AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId,
@@ -60,6 +62,13 @@ pub struct EngineConfig {
     /// Live notification streams one user may hold open at once; one more is
     /// refused ([`Error::RateLimited`]) until one of them ends.
     pub max_streams_per_user: usize,
+    /// Failed sign-in attempts allowed per username and per client address.
+    pub sign_in: SignInLimits,
+    /// The bounded pool that hashes and verifies passwords.
+    pub hash_pool: HashPoolConfig,
+    /// Incidents a caller with role `user` may report per window (default 60
+    /// an hour; `None`: no limit). Admins and engineers are not limited.
+    pub report_limit: Option<RateLimit>,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +82,9 @@ impl Default for EngineConfig {
             notify_batch: 100,
             job_visibility: Duration::from_secs(30),
             max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
+            sign_in: SignInLimits::default(),
+            hash_pool: HashPoolConfig::default(),
+            report_limit: Some(RateLimit::new(60, Duration::from_secs(3600))),
         }
     }
 }
@@ -153,11 +165,19 @@ impl EngineBuilder {
         if self.config.sweep_batch == 0 || self.config.notify_batch == 0 {
             return Err(Error::config("batch size", "expected at least 1"));
         }
+        if self.config.report_limit.is_some_and(|l| l.max == 0) {
+            return Err(Error::config("report limit", "expected at least 1"));
+        }
+        let hash_pool = HashPool::new(&self.config.hash_pool)?;
+        let sign_in = Arc::new(SignInGuard::new(&self.config.sign_in));
         let queue = self
             .queue
             .unwrap_or_else(|| Arc::new(MemoryQueue::new(self.clock.clone(), Default::default())));
         Ok(Engine {
             inner: Arc::new(Inner {
+                hash_pool,
+                sign_in,
+                role_change: tokio::sync::Mutex::new(()),
                 store: self.store,
                 queue,
                 clock: self.clock,
@@ -201,6 +221,13 @@ struct Inner {
     cache: ReadCache,
     /// Live streams open per user.
     streams: Arc<std::sync::Mutex<std::collections::HashMap<UserId, usize>>>,
+    /// Where every password is hashed and verified.
+    hash_pool: HashPool,
+    /// Failed sign-in attempts per username and per address.
+    sign_in: Arc<SignInGuard>,
+    /// Serialises role changes in this process, so that two admins demoting
+    /// each other at once cannot leave no admin.
+    role_change: tokio::sync::Mutex<()>,
 }
 
 /// One open live stream of a user: taken from [`Inner::streams`], given back
@@ -390,27 +417,8 @@ fn validate_new_user(u: &NewUser) -> Result<NewUser> {
             "expected only letters, digits, '.', '_' and '-'",
         ));
     }
-    let email = u.email.trim().to_lowercase();
-    check_len("email", &email, 3, 254)?;
-    let valid_email = match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(char::is_whitespace)
-        }
-        None => false,
-    };
-    if !valid_email {
-        return Err(Error::validation(
-            "email",
-            "expected an email address such as ada@example.com",
-        ));
-    }
-    check_len("password", &u.password, MIN_PASSWORD, MAX_PASSWORD)?;
+    let email = validate_email(&u.email)?;
+    validate_password(&u.password)?;
     Ok(NewUser {
         name,
         username,
@@ -419,30 +427,59 @@ fn validate_new_user(u: &NewUser) -> Result<NewUser> {
     })
 }
 
-/// Hashes off the async executor.
-async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| Error::backend("argon2", e.to_string()))?
+/// An email address as stored (trimmed, lower-cased), if lettre's parser
+/// accepts it (one address of the form `local@domain`: no list, no display
+/// name, so that every stored address can be mailed) and its domain has a dot.
+pub fn validate_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_lowercase();
+    check_len("email", &email, 3, 254)?;
+    let expected = "expected one email address such as ada@example.com";
+    let address = email
+        .parse::<lettre::Address>()
+        .map_err(|e| Error::validation("email", format!("{expected} ({e})")))?;
+    // A domain of one label (`a@b`) is no address mail can reach from outside;
+    // an address literal (`a@[192.0.2.1]`) is accepted as lettre parses it.
+    let domain = address.domain();
+    if !domain.starts_with('[') && !domain.trim_end_matches('.').contains('.') {
+        return Err(Error::validation(
+            "email",
+            format!("{expected} (the domain has no dot)"),
+        ));
+    }
+    Ok(email)
 }
 
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
+/// A password's length, and that it is not among the commonly used passwords
+/// (the table of the `passwords` crate, about 100,000 entries; compared as
+/// typed and lower-cased).
+pub fn validate_password(password: &str) -> Result<()> {
+    check_len("password", password, MIN_PASSWORD, MAX_PASSWORD)?;
+    let lower = password.to_lowercase();
+    if passwords::analyzer::is_common_password(password)
+        || passwords::analyzer::is_common_password(&lower)
+        || passwords::analyzer::is_common_password(lower.trim())
+    {
+        return Err(Error::validation(
+            "password",
+            "this password is among the most commonly used ones; choose another",
+        ));
+    }
+    Ok(())
 }
 
 /// A fixed hash verified when the username is unknown, so that a wrong username
-/// and a wrong password take the same time.
-async fn dummy_hash() -> String {
+/// and a wrong password take the same time. Computed on a hashing thread the
+/// first time it is needed.
+fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    if let Some(h) = HASH.get() {
-        return h.clone();
+    HASH.get_or_init(|| auth::hash_password("imas-timing-equaliser").unwrap_or_default())
+}
+
+fn from_where(client: Option<IpAddr>) -> String {
+    match client {
+        Some(ip) => format!("from {ip}"),
+        None => "from an unknown address".to_string(),
     }
-    let h = hash_password("imas-timing-equaliser".into())
-        .await
-        .unwrap_or_default();
-    HASH.get_or_init(|| h).clone()
 }
 
 fn quoted(title: &str) -> String {
@@ -539,7 +576,7 @@ impl Engine {
             name: input.name,
             username: input.username,
             email: input.email,
-            password_hash: hash_password(input.password).await?,
+            password_hash: self.hash_password(input.password).await?,
             role,
             created_at: now,
         };
@@ -595,25 +632,75 @@ impl Engine {
         }
     }
 
-    /// Signs in. A wrong password and an unknown user get the same error, after
-    /// the same work; both are audited as `LOGIN_FAILED`.
+    /// Hashes a password on the bounded pool.
+    async fn hash_password(&self, password: String) -> Result<String> {
+        self.inner
+            .hash_pool
+            .run(move || auth::hash_password(&password))
+            .await?
+    }
+
+    /// Signs in from an unknown client address; see [`Engine::login_from`].
     pub async fn login(&self, username: &str, password: &str) -> Result<String> {
+        self.login_from(username, password, None).await
+    }
+
+    /// Signs in a client at `client` (when known). A wrong password and an
+    /// unknown user get the same error, after the same work; both are audited
+    /// as `LOGIN_FAILED`, a success as `LOGIN`, each with the client address in
+    /// its description. After too many failures for the username or the
+    /// address ([`EngineConfig::sign_in`]) an attempt is refused at once with
+    /// [`Error::RateLimited`], without checking the password; when the hashing
+    /// pool is full, with [`Error::Unavailable`]. Neither refusal is audited or
+    /// counted.
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<String> {
+        let attempt = self.inner.sign_in.admit(username, client, self.now())?;
         let user = self.inner.store.user_by_username(username).await?;
-        let hash = match &user {
-            Some(u) => u.password_hash.clone(),
-            None => dummy_hash().await,
-        };
-        let ok = verify_password(password.to_string(), hash).await;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_string();
+        let ok = self
+            .inner
+            .hash_pool
+            .run(move || match hash {
+                Some(h) => auth::verify_password(&password, &h),
+                None => {
+                    let _ = auth::verify_password(&password, dummy_hash());
+                    false
+                }
+            })
+            .await?;
+        let now = self.now();
         match user {
-            Some(u) if ok => self.inner.keys.issue(u.id, u.role, self.now()),
+            Some(u) if ok => {
+                attempt.succeeded(now);
+                let audit = AuditEntry::new(
+                    AuditAction::Login,
+                    Actor::User(u.id),
+                    Some(u.id.to_string()),
+                    format!("{} signed in {}", u.username, from_where(client)),
+                    now,
+                );
+                self.commit(Change {
+                    audit: vec![audit],
+                    ..Change::default()
+                })
+                .await?;
+                self.inner.keys.issue(u.id, u.role, now)
+            }
             _ => {
+                attempt.failed(now);
                 let target: String = username.chars().take(100).collect();
                 let audit = AuditEntry::new(
                     AuditAction::LoginFailed,
                     Actor::System,
                     Some(target),
-                    "failed sign-in",
-                    self.now(),
+                    format!("failed sign-in {}", from_where(client)),
+                    now,
                 );
                 self.commit(Change {
                     audit: vec![audit],
@@ -665,6 +752,7 @@ impl Engine {
     /// Changes a user's role (admin).
     pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
         rbac::require(who.role, Permission::ChangeRole)?;
+        let _serialised = self.inner.role_change.lock().await;
         let mut user = self
             .inner
             .store
@@ -673,6 +761,14 @@ impl Engine {
             .ok_or(Error::NotFound { entity: "user" })?;
         if user.role == role {
             return Ok(user);
+        }
+        if user.role == Role::Admin
+            && self.inner.store.users_with_role(Role::Admin).await?.len() <= 1
+        {
+            return Err(Error::conflict(format!(
+                "{} is the last admin and cannot be demoted; make another admin first",
+                user.username
+            )));
         }
         let audit = AuditEntry::new(
             AuditAction::RoleChanged,
@@ -725,6 +821,9 @@ impl Engine {
     /// Creates an incident reported by the caller; its SLA follows its priority.
     pub async fn create_incident(&self, who: &Principal, input: NewIncident) -> Result<Incident> {
         rbac::require(who.role, Permission::CreateIncident)?;
+        if input.assigned_to.is_some() {
+            rbac::require(who.role, Permission::AssignOnReport)?;
+        }
         validate_title(&input.title)?;
         let description = input.description.unwrap_or_default();
         check_len("description", &description, 0, MAX_DESCRIPTION)?;
@@ -732,6 +831,7 @@ impl Engine {
             self.require_user("assignedTo", a).await?;
         }
         let now = self.now();
+        self.check_report_limit(who, now).await?;
         let mut incident = Incident::open(input.title, who.id, now);
         incident.description = description;
         incident.kind = input.kind.unwrap_or_default();
@@ -764,6 +864,55 @@ impl Engine {
         })
         .await?;
         Ok(incident)
+    }
+
+    /// Refuses a report by a `user` who reached [`EngineConfig::report_limit`].
+    /// Counted from the store (the incidents the caller reported within the
+    /// window), so the limit holds across nodes and restarts.
+    async fn check_report_limit(&self, who: &Principal, now: Timestamp) -> Result<()> {
+        let Some(limit) = self.inner.config.report_limit else {
+            return Ok(());
+        };
+        if who.role != Role::User {
+            return Ok(());
+        }
+        let window = chrono::Duration::from_std(limit.window).unwrap_or(chrono::TimeDelta::MAX);
+        let since = now
+            .checked_sub_signed(window)
+            .map_or(Timestamp::MIN_UTC, |t| {
+                t + chrono::Duration::milliseconds(1)
+            });
+        let filter = IncidentFilter {
+            reported_by: Some(who.id),
+            created_from: Some(since),
+            ..Default::default()
+        };
+        let count = self.inner.store.count_incidents(&filter).await?;
+        if count < u64::from(limit.max) {
+            return Ok(());
+        }
+        // The next report may come when the oldest of the last `max` leaves
+        // the window.
+        let wait = match Some(limit.max).filter(|m| *m <= crate::model::MAX_LIMIT) {
+            Some(max) => self
+                .inner
+                .store
+                .list_incidents(&filter, PageRequest::first(max))
+                .await?
+                .items
+                .last()
+                .and_then(|oldest| (oldest.created_at + window - now).to_std().ok())
+                .unwrap_or(limit.window),
+            None => limit.window,
+        };
+        Err(Error::rate_limited(
+            format!(
+                "at most {} incidents may be reported per {} s; try again later",
+                limit.max,
+                limit.window.as_secs()
+            ),
+            wait.max(Duration::from_secs(1)),
+        ))
     }
 
     /// One incident: admins and engineers read any; other callers only those they

@@ -35,6 +35,7 @@ mod cache;
 pub mod engine;
 pub mod error;
 pub mod escalation;
+pub mod limiter;
 pub mod memory;
 pub mod model;
 pub mod ports;

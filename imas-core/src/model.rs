@@ -414,6 +414,8 @@ pub enum AuditAction {
     UserRegistered,
     /// A sign-in failed.
     LoginFailed,
+    /// A user signed in.
+    Login,
     /// An admin changed a user's role.
     RoleChanged,
     /// An incident was created.
@@ -440,6 +442,7 @@ pub enum AuditAction {
 string_enum!(AuditAction, "action", {
     UserRegistered => "USER_REGISTERED",
     LoginFailed => "LOGIN_FAILED",
+    Login => "LOGIN",
     RoleChanged => "ROLE_CHANGED",
     IncidentCreated => "INCIDENT_CREATED",
     IncidentUpdated => "INCIDENT_UPDATED",

@@ -14,6 +14,8 @@ pub enum Permission {
     ReadAnyIncident,
     /// `POST /incidents`.
     CreateIncident,
+    /// `assignedTo` in `POST /incidents` (assigning while reporting).
+    AssignOnReport,
     /// `PUT /incidents/{id}`.
     UpdateIncident,
     /// `DELETE /incidents/{id}`.
@@ -46,6 +48,7 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ListIncidents, &[Admin, Engineer]),
     (ReadAnyIncident, &[Admin, Engineer]),
     (CreateIncident, &[Admin, Engineer, User]),
+    (AssignOnReport, &[Admin, Engineer]),
     (UpdateIncident, &[Admin, Engineer]),
     (DeleteIncident, &[Admin]),
     (AssignSla, &[Admin]),
@@ -90,6 +93,7 @@ fn describe(p: Permission) -> &'static str {
         ListIncidents => "list incidents",
         ReadAnyIncident => "read incidents reported by others",
         CreateIncident => "create incidents",
+        AssignOnReport => "assign the incidents they report",
         UpdateIncident => "update incidents",
         DeleteIncident => "delete incidents",
         AssignSla => "assign SLAs",

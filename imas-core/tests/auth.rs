@@ -114,6 +114,38 @@ fn passwords_hash_with_argon2id() {
     assert_ne!(hash_password("correct horse").expect("hash"), h, "salted");
 }
 
+#[test]
+fn hashes_are_interchangeable_with_the_argon2_crates_own() {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+    // A hash stored before the engine reused its argon2 memory still verifies...
+    let theirs = argon2::Argon2::default()
+        .hash_password(b"stored long ago")
+        .expect("hash")
+        .to_string();
+    assert!(verify_password("stored long ago", &theirs));
+    assert!(!verify_password("stored long ag0", &theirs));
+    // ...with other parameters too (they come from the PHC string)...
+    let params = argon2::Params::new(8 * 1024, 3, 1, None).expect("params");
+    let small = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(b"other parameters")
+        .expect("hash")
+        .to_string();
+    assert!(verify_password("other parameters", &small));
+    // ...and ours verifies with the crate's verifier.
+    let ours = hash_password("made here").expect("hash");
+    let parsed = PasswordHash::new(&ours).expect("phc");
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"made here", &parsed)
+            .is_ok()
+    );
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"made there", &parsed)
+            .is_err()
+    );
+}
+
 #[tokio::test]
 async fn login_fails_the_same_way_for_unknown_users_and_wrong_passwords() {
     let w = common::world();

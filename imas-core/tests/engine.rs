@@ -29,7 +29,7 @@ fn titled(title: &str, priority: Priority) -> NewIncident {
 #[tokio::test]
 async fn breach_is_recorded_exactly_once_after_one_at_risk_warning() {
     let w = world();
-    let reporter = w.user("rep", Role::User).await;
+    let reporter = w.user("rep", Role::Engineer).await;
     let eng = w.user("eng", Role::Engineer).await;
     let mut input = titled("API down", Priority::Critical);
     input.assigned_to = Some(eng.id);
@@ -672,11 +672,17 @@ async fn validation_names_the_field_and_changes_nothing() {
         password: password.into(),
     };
     let bad = [
-        (user("", "okname", "a@b.co", "password1"), "name"),
-        (user("N", "ab", "a@b.co", "password1"), "username"),
-        (user("N", "has space", "a@b.co", "password1"), "username"),
-        (user("N", "okname", "not-an-email", "password1"), "email"),
-        (user("N", "okname", "a@b", "password1"), "email"),
+        (user("", "okname", "a@b.co", "tulip kettle 42"), "name"),
+        (user("N", "ab", "a@b.co", "tulip kettle 42"), "username"),
+        (
+            user("N", "has space", "a@b.co", "tulip kettle 42"),
+            "username",
+        ),
+        (
+            user("N", "okname", "not-an-email", "tulip kettle 42"),
+            "email",
+        ),
+        (user("N", "okname", "a@b", "tulip kettle 42"), "email"),
         (user("N", "okname", "a@b.co", "short"), "password"),
     ];
     for (input, field) in bad {
@@ -688,20 +694,20 @@ async fn validation_names_the_field_and_changes_nothing() {
     }
     let (u, token) = w
         .engine
-        .register(user("Ada", "ada", "Ada@Example.COM", "password1"))
+        .register(user("Ada", "ada", "Ada@Example.COM", "tulip kettle 42"))
         .await
         .expect("register");
     assert_eq!((u.role, u.email.as_str()), (Role::User, "ada@example.com"));
     assert!(!token.is_empty());
     let e = w
         .engine
-        .register(user("Ada", "ada", "other@example.com", "password1"))
+        .register(user("Ada", "ada", "other@example.com", "tulip kettle 42"))
         .await
         .expect_err("taken");
     assert!(matches!(e, Error::Conflict { .. }));
     let e = w
         .engine
-        .register(user("Ada", "ada2", "ADA@example.com", "password1"))
+        .register(user("Ada", "ada2", "ADA@example.com", "tulip kettle 42"))
         .await
         .expect_err("taken");
     assert!(

@@ -24,6 +24,11 @@ const SPEC: &[(&str, Permission, &[Role])] = &[
     ),
     ("POST /incidents", Permission::CreateIncident, ALL),
     (
+        "POST /incidents with assignedTo",
+        Permission::AssignOnReport,
+        &[Role::Admin, Role::Engineer],
+    ),
+    (
         "PUT /incidents/{id}",
         Permission::UpdateIncident,
         &[Role::Admin, Role::Engineer],
@@ -135,6 +140,21 @@ async fn the_engine_enforces_the_matrix() {
                             &who,
                             NewIncident {
                                 title: "x".into(),
+                                ..Default::default()
+                            },
+                        )
+                        .await,
+                ),
+            ),
+            (
+                Permission::AssignOnReport,
+                forbidden(
+                    &w.engine
+                        .create_incident(
+                            &who,
+                            NewIncident {
+                                title: "assigned".into(),
+                                assigned_to: Some(victim.id),
                                 ..Default::default()
                             },
                         )

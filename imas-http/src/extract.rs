@@ -22,6 +22,25 @@ use crate::error::ApiError;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct JsonBody<T>(pub T);
 
+/// The client's address, from the connection (`ConnectInfo<SocketAddr>`, which
+/// the server inserts); `None` when the host serves without it. Forwarding
+/// headers are not trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The authenticated caller: `Authorization: Bearer <jwt>`, else 401.
 #[derive(Debug, Clone, Copy)]
 pub struct Auth(pub Principal);

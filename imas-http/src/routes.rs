@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, JsonBody, ListParams, date, priorities, statuses, user_id};
+use crate::extract::{Auth, ClientAddr, JsonBody, ListParams, date, priorities, statuses, user_id};
 
 /// A JSON array answer with `Link: <...>; rel="next"` when there is a next page.
 fn paged<T: Serialize>(uri: &Uri, page: Page<T>) -> Response {
@@ -93,7 +93,7 @@ pub(crate) struct ErrorAnswer {
     field: Option<String>,
 }
 
-#[utoipa::path(post, path = "/auth/register", request_body = RegisterBody, responses((status = 201, body = Registered), (status = 400, body = ErrorAnswer), (status = 409, body = ErrorAnswer)))]
+#[utoipa::path(post, path = "/auth/register", request_body = RegisterBody, responses((status = 201, body = Registered), (status = 400, body = ErrorAnswer), (status = 409, body = ErrorAnswer), (status = 503, body = ErrorAnswer, description = "password hashing at capacity; see Retry-After")))]
 pub(crate) async fn register(
     State(s): State<AppState>,
     JsonBody(b): JsonBody<RegisterBody>,
@@ -117,12 +117,16 @@ pub(crate) struct LoginBody {
     password: String,
 }
 
-#[utoipa::path(post, path = "/auth/login", request_body = LoginBody, responses((status = 200, body = TokenAnswer), (status = 401, body = ErrorAnswer)))]
+#[utoipa::path(post, path = "/auth/login", request_body = LoginBody, responses((status = 200, body = TokenAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 429, body = ErrorAnswer, description = "too many failed attempts for the username or the address; see Retry-After"), (status = 503, body = ErrorAnswer, description = "password hashing at capacity; see Retry-After")))]
 pub(crate) async fn login(
     State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
     JsonBody(b): JsonBody<LoginBody>,
 ) -> ApiResult<Response> {
-    let token = s.engine.login(&b.username, &b.password).await?;
+    let token = s
+        .engine
+        .login_from(&b.username, &b.password, client)
+        .await?;
     Ok(Json(TokenAnswer { token }).into_response())
 }
 
@@ -132,7 +136,7 @@ pub(crate) struct RoleBody {
     role: Role,
 }
 
-#[utoipa::path(patch, path = "/users/{id}/role", params(("id" = String, Path, description = "user id")), request_body = RoleBody, responses((status = 200, body = User), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/users/{id}/role", params(("id" = String, Path, description = "user id")), request_body = RoleBody, responses((status = 200, body = User), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "the last admin cannot be demoted")), security(("bearer" = [])))]
 pub(crate) async fn change_role(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -156,7 +160,7 @@ pub(crate) struct CreateIncidentBody {
     assigned_to: Option<UserId>,
 }
 
-#[utoipa::path(post, path = "/incidents", request_body = CreateIncidentBody, responses((status = 201, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/incidents", request_body = CreateIncidentBody, responses((status = 201, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer, description = "role not allowed, or a `user` setting assignedTo"), (status = 429, body = ErrorAnswer, description = "reporting limit reached; see Retry-After")), security(("bearer" = [])))]
 pub(crate) async fn create_incident(
     State(s): State<AppState>,
     Auth(who): Auth,

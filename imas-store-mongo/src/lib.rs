@@ -509,6 +509,7 @@ impl MongoStore {
                 index(doc! { "status": 1, "created_at": -1, "_id": -1 }),
                 index(doc! { "priority": 1, "created_at": -1, "_id": -1 }),
                 index(doc! { "assigned_to": 1, "created_at": -1, "_id": -1 }),
+                index(doc! { "reported_by": 1, "created_at": -1, "_id": -1 }),
                 index(doc! { "done": 1, "sla_deadline": 1 }),
                 index(doc! { "search": 1 }),
                 index(doc! { "_pending.cid": 1 }),
