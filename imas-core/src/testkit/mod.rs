@@ -95,6 +95,7 @@ macro_rules! store_conformance_tests {
             channel_receipts,
             outbox_relay_contract,
             generations,
+            retention_prunes_delivered,
         );
     };
 }
