@@ -36,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod escalation;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod rbac;

@@ -478,11 +478,7 @@ impl OutboxStore for MemoryStore {
             .min())
     }
 
-    async fn prune_delivered(
-        &self,
-        before: Timestamp,
-        limit: u32,
-    ) -> Result<crate::ports::Pruned> {
+    async fn prune_delivered(&self, before: Timestamp, limit: u32) -> Result<crate::ports::Pruned> {
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;
         let old: Vec<(Timestamp, String)> = inner

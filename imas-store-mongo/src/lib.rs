@@ -1342,7 +1342,10 @@ impl OutboxStore for MongoStore {
             .try_collect()
             .await
             .map_err(err)?;
-        let keys: Vec<Bson> = old.into_iter().filter_map(|d| d.get("_id").cloned()).collect();
+        let keys: Vec<Bson> = old
+            .into_iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
         if keys.is_empty() {
             return Ok(imas_core::ports::Pruned::default());
         }

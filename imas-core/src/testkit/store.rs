@@ -1323,7 +1323,10 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
         Some(at(0))
     );
     let lease = Duration::from_secs(10);
-    let claimed = store.claim_outbox(at(1_000), lease, 10).await.expect("claim");
+    let claimed = store
+        .claim_outbox(at(1_000), lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 4);
     let old_keys: Vec<String> = old.iter().map(|i| i.key.clone()).collect();
     store.complete_outbox(&old_keys).await.expect("complete");
@@ -1341,9 +1344,15 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
         },
     )
     .await;
-    let claimed = store.claim_outbox(at(60_000), lease, 10).await.expect("claim");
+    let claimed = store
+        .claim_outbox(at(60_000), lease, 10)
+        .await
+        .expect("claim");
     assert!(claimed.iter().any(|e| e.intent.key == "r"));
-    store.complete_outbox(&["r".to_string()]).await.expect("complete");
+    store
+        .complete_outbox(&["r".to_string()])
+        .await
+        .expect("complete");
     for (key, channel) in [
         ("o0", "webhook"),
         ("o0", "email"),
@@ -1363,7 +1372,11 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
     assert_eq!(second.outbox, 1, "the rest of the old deliveries");
     assert_eq!(first.receipts + second.receipts, 3, "their receipts go too");
     let again = store.prune_delivered(at(11_001), 10).await.expect("prune");
-    assert_eq!(again, crate::ports::Pruned::default(), "nothing left to prune");
+    assert_eq!(
+        again,
+        crate::ports::Pruned::default(),
+        "nothing left to prune"
+    );
     for (key, channel) in [("o0", "webhook"), ("o0", "email"), ("o1", "webhook")] {
         assert!(
             !store.was_delivered(key, channel).await.expect("check"),
@@ -1382,7 +1395,10 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
         .await
         .expect("claim");
     assert_eq!(
-        later.iter().map(|e| e.intent.key.as_str()).collect::<Vec<_>>(),
+        later
+            .iter()
+            .map(|e| e.intent.key.as_str())
+            .collect::<Vec<_>>(),
         vec!["p"],
         "the pending entry stays; delivered ones never come back"
     );
@@ -1390,7 +1406,11 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
         .list_audit(&AuditFilter::default(), PageRequest::first(10))
         .await
         .expect("audit");
-    assert_eq!(audit_page.items, vec![entry], "the audit log is never pruned");
+    assert_eq!(
+        audit_page.items,
+        vec![entry],
+        "the audit log is never pruned"
+    );
 
     // The recent delivery goes once its lease is older than the cut-off.
     let recent = store.prune_delivered(at(70_001), 10).await.expect("prune");
