@@ -29,6 +29,7 @@ use crate::routes;
         routes::list_audit,
         routes::report,
         routes::healthz,
+        routes::metrics,
     ),
     modifiers(&BearerAuth)
 )]
