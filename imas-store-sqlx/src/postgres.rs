@@ -894,13 +894,15 @@ impl OutboxStore for PostgresStore {
         before: Timestamp,
         limit: u32,
     ) -> Result<imas_core::ports::Pruned> {
-        // One statement, so it commits whole (index `outbox_delivered`;
-        // receipts by their primary key).
+        // One statement, so it commits whole. Index `outbox_delivered` finds
+        // the rows; `= ANY(ARRAY(...))` deletes them by primary key (an `IN`
+        // subquery is planned as a join that scans the table); receipts go by
+        // their primary key.
         let row = sqlx::query(
             "WITH gone AS (\
-                DELETE FROM outbox WHERE seq IN (\
+                DELETE FROM outbox WHERE seq = ANY(ARRAY(\
                     SELECT seq FROM outbox WHERE delivered_at IS NOT NULL AND available_at < $1 \
-                    ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                    ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)) \
                 RETURNING key), \
              receipts AS (\
                 DELETE FROM channel_deliveries WHERE key IN (SELECT key FROM gone) RETURNING 1) \
