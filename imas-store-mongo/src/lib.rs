@@ -544,6 +544,13 @@ impl MongoStore {
             .create_indexes([index(doc! { "key": 1 })])
             .await
             .map_err(err)?;
+        // /metrics counts open incidents per (status, priority) at every scrape.
+        self.incidents()
+            .create_indexes([index(
+                doc! { "status": 1, "priority": 1, "sla_breached": 1 },
+            )])
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
