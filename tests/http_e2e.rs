@@ -1179,6 +1179,7 @@ async fn openapi_describes_every_route() {
         ("get", "/reports/incidents"),
         ("patch", "/users/{id}/role"),
         ("get", "/healthz"),
+        ("get", "/metrics"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     let described: usize = paths
