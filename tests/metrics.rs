@@ -482,6 +482,17 @@ async fn a_real_prometheus_scrapes_and_reads_back_the_metrics() {
         )
         .await;
     assert_eq!(buckets, 15.0, "14 latency buckets and +Inf");
+    let took = prom
+        .value_when(
+            "max_over_time(scrape_duration_seconds{job=\"imas\"}[1m])",
+            |_| true,
+        )
+        .await;
+    eprintln!(
+        "slowest scrape of the token server: {:.1} ms",
+        took * 1000.0
+    );
+    assert!(took < 1.0, "a scrape stays well inside its 1 s timeout");
     drop(prom);
     guarded.stop().await;
     open.stop().await;
