@@ -70,6 +70,14 @@ pub struct ServerConfig {
     pub monitor_poll: Duration,
     /// Longest idle wait of the notification worker.
     pub notifier_poll: Duration,
+    /// `IMAS_METRICS_TOKEN`: when set, `GET /metrics` requires it as a bearer
+    /// token; unset, `/metrics` is open.
+    pub metrics_token: Option<String>,
+    /// `IMAS_RETENTION` (default 7 days, at least 1 hour): delivered outbox rows
+    /// and channel receipts older than this are removed.
+    pub retention: Duration,
+    /// How often the retention step runs.
+    pub retention_every: Duration,
 }
 
 impl ServerConfig {
@@ -302,6 +310,18 @@ impl ServerConfig {
                     })?;
             }
         }
+        let metrics_token = get("IMAS_METRICS_TOKEN");
+        let retention = match get("IMAS_RETENTION") {
+            Some(d) => imas_core::sla::parse_duration(&d)
+                .filter(|d| *d >= MIN_RETENTION)
+                .ok_or_else(|| {
+                    Error::config(
+                        "IMAS_RETENTION",
+                        "expected a duration of at least 1h, such as 7d or 36h",
+                    )
+                })?,
+            None => imas_core::engine::DEFAULT_RETENTION,
+        };
         let escalation = match get("IMAS_ESCALATION_DELAYS") {
             Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec)?,
             None => EscalationPolicy::default(),
@@ -328,9 +348,17 @@ impl ServerConfig {
             },
             monitor_poll: Duration::from_secs(1),
             notifier_poll: Duration::from_millis(250),
+            metrics_token,
+            retention,
+            retention_every: Duration::from_secs(600),
         })
     }
 }
+
+/// The shortest `IMAS_RETENTION`: a delivered row must outlive every redelivery
+/// of its job (the default retry policy gives up within the hour), or a
+/// channel could send it twice.
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
 /// FNV-1a, 64 bits: a hash that is the same in every build, for the default
 /// queue prefix that all nodes of one deployment must agree on.
@@ -439,11 +467,17 @@ pub async fn serve(
         tokio::spawn(async move { engine.run_sla_monitor(poll, rx).await })
     };
     let notifier = {
-        let (engine, rx, poll) = (engine.clone(), stop_rx, config.notifier_poll);
+        let (engine, rx, poll) = (engine.clone(), stop_rx.clone(), config.notifier_poll);
         tokio::spawn(async move { engine.run_notifier(poll, rx).await })
+    };
+    let retention = {
+        let (engine, rx) = (engine.clone(), stop_rx);
+        let (age, every) = (config.retention, config.retention_every);
+        tokio::spawn(async move { engine.run_retention(age, every, rx).await })
     };
     let options = imas_http::RouterOptions {
         shutdown: Some(stop_rx_for_http),
+        metrics_token: config.metrics_token.clone(),
         ..Default::default()
     };
     let app = imas_http::router_with(engine, options);
@@ -463,6 +497,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = monitor.await;
     let _ = notifier.await;
+    let _ = retention.await;
     tracing::info!("stopped");
     served
 }

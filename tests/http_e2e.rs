@@ -1181,6 +1181,7 @@ async fn openapi_describes_every_route() {
         ("get", "/healthz"),
         ("get", "/admin/dead-letters"),
         ("post", "/admin/dead-letters/{key}/redrive"),
+        ("get", "/metrics"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     let described: usize = paths

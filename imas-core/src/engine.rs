@@ -183,6 +183,9 @@ impl EngineBuilder {
                 clock: self.clock,
                 keys,
                 config: self.config,
+                counters: crate::metrics::Counters::with_channels(
+                    self.channels.iter().map(|c| c.name()),
+                ),
                 channels: self.channels,
                 live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
                 rearm: tokio::sync::Notify::new(),
@@ -208,6 +211,8 @@ struct Inner {
     keys: JwtKeys,
     config: EngineConfig,
     channels: Vec<Arc<dyn Channel>>,
+    /// What this engine counted (breaches, deliveries, retention), for metrics.
+    counters: crate::metrics::Counters,
     /// New in-app notifications delivered by this process, for live streams.
     live: tokio::sync::broadcast::Sender<Notification>,
     /// Wakes the SLA monitor when a change here may have moved a due time
@@ -1504,6 +1509,7 @@ impl Engine {
         for before in claimed {
             let mut after = before.clone();
             let (mut audit, mut outbox) = (Vec::new(), Vec::new());
+            let counted = (report.breaches, report.response_breaches);
             // Every step moves the incident forward, so this ends; the bound only
             // guards against a policy with zero delays repeating many times.
             for _ in 0..64 {
@@ -1516,7 +1522,10 @@ impl Engine {
                 }
             }
             match self.commit_update(&before, after, now, audit, outbox).await {
-                Ok(_) => {}
+                Ok(_) => self.inner.counters.breaches(
+                    report.breaches - counted.0,
+                    report.response_breaches - counted.1,
+                ),
                 Err(Error::Conflict { .. } | Error::NotFound { .. }) => {
                     // Changed or deleted since the claim: the change re-armed its
                     // next step; nothing was applied twice.
@@ -1758,7 +1767,17 @@ impl Engine {
             )
         })?;
         let n = Notification::from_intent(&intent, self.now());
-        let inserted = self.inner.store.insert_notification(&n).await?;
+        let inserted = match self.inner.store.insert_notification(&n).await {
+            Ok(inserted) => {
+                self.count_delivery(crate::metrics::IN_APP, !inserted, Ok(()))?;
+                inserted
+            }
+            Err(e) => {
+                return self
+                    .count_delivery(crate::metrics::IN_APP, false, Err(e))
+                    .map(|()| false);
+            }
+        };
         // Each channel at most once per key: a retry caused by one failing
         // channel does not send again through the others. One channel's
         // failure does not keep the others from delivering; the job is
@@ -1771,9 +1790,12 @@ impl Engine {
                 .was_delivered(&n.key, channel.name())
                 .await?
             {
+                self.count_delivery(channel.name(), true, Ok(()))?;
                 continue;
             }
-            match channel.deliver(&n).await {
+            let sent = channel.deliver(&n).await;
+            let failed = sent.as_ref().err().map(Error::is_permanent);
+            match self.count_delivery(channel.name(), false, sent) {
                 Ok(()) => {
                     self.inner
                         .store
@@ -1781,6 +1803,7 @@ impl Engine {
                         .await?;
                 }
                 Err(e) => {
+                    debug_assert!(failed.is_some());
                     failure = Some(match failure {
                         Some(first) if first.is_permanent() && !e.is_permanent() => e,
                         Some(first) => first,
@@ -1936,5 +1959,131 @@ impl Engine {
         rbac::require(who.role, Permission::ReadAudit)?;
         page.validate()?;
         self.inner.store.list_audit(filter, page).await
+    }
+}
+
+// ----- operations: metrics and retention (SPEC §8) --------------------------------------
+
+/// Delivered outbox rows removed per retention step.
+const RETENTION_BATCH: u32 = 1_000;
+
+/// The default age past which delivered outbox rows and their channel receipts
+/// are removed (SPEC §8): 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl Engine {
+    /// Counts one delivery through `channel` (`duplicate`: already done by an
+    /// earlier attempt) and passes `outcome` on.
+    fn count_delivery(
+        &self,
+        channel: &'static str,
+        duplicate: bool,
+        outcome: Result<()>,
+    ) -> Result<()> {
+        use crate::metrics::DeliveryOutcome;
+        let counted = match (&outcome, duplicate) {
+            (Err(_), _) => DeliveryOutcome::Failed,
+            (Ok(()), true) => DeliveryOutcome::Duplicate,
+            (Ok(()), false) => DeliveryOutcome::Delivered,
+        };
+        self.inner.counters.delivery(channel, counted);
+        outcome
+    }
+
+    /// The operational state for metrics, read now: open incidents by priority
+    /// and status (one count per pair), breached open incidents, the SLA
+    /// monitor's lag, the outbox backlog and its oldest entry's age, the queue's
+    /// jobs by state, and this engine's counters. For the operator's scraper;
+    /// it carries no incident data, so it takes no principal (the HTTP layer
+    /// guards it with its own token).
+    pub async fn operations(&self) -> Result<crate::metrics::Operations> {
+        let store = &self.inner.store;
+        let open: Vec<Status> = Status::ALL
+            .iter()
+            .copied()
+            .filter(|s| !s.is_done())
+            .collect();
+        let mut open_incidents = Vec::with_capacity(Priority::ALL.len() * open.len());
+        for &priority in Priority::ALL {
+            for &status in &open {
+                let filter = IncidentFilter {
+                    status: vec![status],
+                    priority: vec![priority],
+                    ..IncidentFilter::default()
+                };
+                open_incidents.push((priority, status, store.count_incidents(&filter).await?));
+            }
+        }
+        let open_breached = store
+            .count_incidents(&IncidentFilter {
+                status: open,
+                sla_breached: Some(true),
+                ..IncidentFilter::default()
+            })
+            .await?;
+        let now = self.now();
+        let behind = |t: Option<Timestamp>| {
+            t.and_then(|t| (now - t).to_std().ok())
+                .unwrap_or(Duration::ZERO)
+        };
+        let sla_monitor_lag = behind(store.next_due_at().await?);
+        let outbox_pending = store.pending_outbox().await?;
+        let outbox_oldest_age = behind(store.oldest_pending_outbox().await?);
+        let queue = self.inner.queue.stats().await?;
+        Ok(crate::metrics::Operations {
+            open_incidents,
+            open_breached,
+            sla_monitor_lag,
+            outbox_pending,
+            outbox_oldest_age,
+            queue,
+            counters: self.inner.counters.snapshot(),
+        })
+    }
+
+    /// One retention step (SPEC §8): removes up to 1,000 delivered outbox rows
+    /// whose last publication is older than `older_than`, with their channel
+    /// receipts. Undelivered rows and the audit log are never touched. Safe on
+    /// any number of nodes at once.
+    pub async fn retention_step(&self, older_than: Duration) -> Result<crate::ports::Pruned> {
+        let before = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|d| self.now().checked_sub_signed(d))
+            .ok_or_else(|| Error::config("retention", "the age is too large"))?;
+        let pruned = self
+            .inner
+            .store
+            .prune_delivered(before, RETENTION_BATCH)
+            .await?;
+        self.inner.counters.pruned(pruned);
+        Ok(pruned)
+    }
+
+    /// Runs retention until `shutdown` turns true: steps until nothing old is
+    /// left, then waits `every`. A step in progress finishes before it returns.
+    pub async fn run_retention(
+        &self,
+        older_than: Duration,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*shutdown.borrow() {
+            match self.retention_step(older_than).await {
+                Ok(p) if p.outbox >= u64::from(RETENTION_BATCH) => continue,
+                Ok(p) if p.outbox > 0 => {
+                    debug!(
+                        outbox = p.outbox,
+                        receipts = p.receipts,
+                        "retention pruned delivered rows"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "retention step failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
     }
 }

@@ -37,6 +37,7 @@ pub mod error;
 pub mod escalation;
 pub mod limiter;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod rbac;

@@ -79,6 +79,8 @@ struct Inner {
     outbox_ready: BTreeSet<(Timestamp, u64, String)>,
     outbox_seq: HashMap<String, u64>,
     next_seq: u64,
+    /// Delivered entries by the end of their last lease, for retention.
+    outbox_done: BTreeSet<(Timestamp, String)>,
 }
 
 impl MemoryStore {
@@ -458,6 +460,7 @@ impl OutboxStore for MemoryStore {
                 inner
                     .outbox_ready
                     .remove(&(entry.available_at, seq, key.clone()));
+                inner.outbox_done.insert((entry.available_at, key.clone()));
             }
         }
         Ok(())
@@ -465,6 +468,40 @@ impl OutboxStore for MemoryStore {
 
     async fn pending_outbox(&self) -> Result<u64> {
         Ok(lock(&self.inner).outbox.len() as u64)
+    }
+
+    async fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>> {
+        Ok(lock(&self.inner)
+            .outbox
+            .values()
+            .map(|e| e.intent.created_at)
+            .min())
+    }
+
+    async fn prune_delivered(&self, before: Timestamp, limit: u32) -> Result<crate::ports::Pruned> {
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        let old: Vec<(Timestamp, String)> = inner
+            .outbox_done
+            .iter()
+            .take_while(|(at, _)| *at < before)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        let mut keys = HashSet::with_capacity(old.len());
+        for slot in old {
+            inner.outbox_done.remove(&slot);
+            inner.outbox_seen.remove(&slot.1);
+            keys.insert(slot.1);
+        }
+        let receipts = inner.channel_deliveries.len();
+        if !keys.is_empty() {
+            inner.channel_deliveries.retain(|(k, _)| !keys.contains(k));
+        }
+        Ok(crate::ports::Pruned {
+            outbox: keys.len() as u64,
+            receipts: (receipts - inner.channel_deliveries.len()) as u64,
+        })
     }
 }
 

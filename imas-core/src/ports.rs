@@ -239,6 +239,30 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
 
     /// How many entries are not yet delivered.
     async fn pending_outbox(&self) -> Result<u64>;
+
+    /// When the oldest undelivered entry was created (its intent's
+    /// `created_at`); `None` when nothing is pending. Indexed: it does not scan
+    /// delivered rows.
+    async fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>>;
+
+    /// Retention (SPEC §8): deletes up to `limit` delivered entries whose last
+    /// publication is older than `before` (`available_at < before`: the lease of
+    /// the claim that delivered them ended before it), together with the
+    /// channel receipts ([`NotificationStore::record_delivery`]) of their keys.
+    /// Undelivered entries, the audit log and in-app notifications are never
+    /// touched. A pruned key is forgotten: an intent with the same key committed
+    /// later is written again (the in-app notification stays deduplicated by
+    /// key). Indexed: the cost grows with what is deleted, not with the table.
+    async fn prune_delivered(&self, before: Timestamp, limit: u32) -> Result<Pruned>;
+}
+
+/// What one [`OutboxStore::prune_delivered`] call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Delivered outbox entries deleted.
+    pub outbox: u64,
+    /// Channel receipts deleted.
+    pub receipts: u64,
 }
 
 /// The atomic write path.

@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod extract;
+mod metrics;
 pub mod openapi;
 mod routes;
 
@@ -89,6 +90,10 @@ pub struct AppState {
     /// Turns true when the server begins to shut down: live streams end then,
     /// so that a graceful shutdown is not held open by them.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Request counts and latencies for `/metrics`.
+    metrics: Arc<metrics::HttpMetrics>,
+    /// The bearer token `/metrics` requires, if any.
+    metrics_token: Option<Arc<str>>,
 }
 
 /// Options of [`router_with`].
@@ -100,6 +105,9 @@ pub struct RouterOptions {
     pub cors_origins: Vec<axum::http::HeaderValue>,
     /// Ends live streams (`/notifications/stream`) when it turns true.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// When set, `GET /metrics` answers only requests carrying it as a bearer
+    /// token (401 otherwise); unset, it is open.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for RouterOptions {
@@ -108,6 +116,7 @@ impl Default for RouterOptions {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             shutdown: None,
+            metrics_token: None,
         }
     }
 }
@@ -121,6 +130,7 @@ pub fn router(engine: Engine) -> Router {
 /// timeouts, compression, and CORS only when origins are configured.
 pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let http_metrics = Arc::new(metrics::HttpMetrics::default());
     let api = Router::new()
         .route("/auth/register", post(routes::register))
         .route("/auth/login", post(routes::login))
@@ -151,12 +161,15 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         )
         .route("/healthz", get(routes::healthz))
         .route("/openapi.json", get(routes::openapi))
+        .route("/metrics", get(routes::metrics))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(AppState {
             engine,
             bodies: Arc::default(),
             shutdown: options.shutdown,
+            metrics: http_metrics.clone(),
+            metrics_token: options.metrics_token.map(Arc::from),
         });
     let mut app = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -168,6 +181,12 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+    // Outermost, so that every answer is counted (timeouts included); route
+    // layers see axum's MatchedPath.
+    app = app.layer(axum::middleware::from_fn_with_state(
+        http_metrics,
+        metrics::track,
+    ));
     if !options.cors_origins.is_empty() {
         app = app.layer(
             CorsLayer::new()

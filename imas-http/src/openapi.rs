@@ -31,6 +31,7 @@ use crate::routes;
         routes::healthz,
         routes::list_dead_letters,
         routes::redrive_dead_letter,
+        routes::metrics,
     ),
     modifiers(&BearerAuth)
 )]

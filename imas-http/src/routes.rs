@@ -731,3 +731,40 @@ pub(crate) async fn method_not_allowed() -> ApiError {
         "method not allowed on this route",
     )
 }
+
+// ----- operations ------------------------------------------------------------------
+
+/// `GET /metrics`: Prometheus text (0.0.4) of the request series and of the
+/// engine's state read now (SPEC §8). With a metrics token configured, only a
+/// request carrying it as `Authorization: Bearer <token>` is answered.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String), (status = 401, description = "a metrics token is configured and the request does not carry it", body = ErrorAnswer), (status = 503, description = "a backend is unreachable", body = ErrorAnswer)), security((), ("bearer" = [])))]
+pub(crate) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(token) = &s.metrics_token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !crate::metrics::bearer_matches(given, token) {
+            let mut answer = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "metrics require the metrics token as a bearer token",
+            )
+            .into_response();
+            answer.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+            return Ok(answer);
+        }
+    }
+    let text = crate::metrics::render(&s.engine, &s.metrics)
+        .await
+        .map_err(|e| crate::metrics::unavailable(&e))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response())
+}

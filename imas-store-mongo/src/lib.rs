@@ -535,6 +535,23 @@ impl MongoStore {
             .create_indexes([index(doc! { "delivered": 1, "available_at": 1 })])
             .await
             .map_err(err)?;
+        // Retention and the outbox metrics: the oldest pending row, and the
+        // receipts of a pruned key.
+        self.outbox()
+            .create_indexes([index(doc! { "delivered": 1, "created_at": 1 })])
+            .await
+            .map_err(err)?;
+        self.deliveries()
+            .create_indexes([index(doc! { "key": 1 })])
+            .await
+            .map_err(err)?;
+        // /metrics counts open incidents per (status, priority) at every scrape.
+        self.incidents()
+            .create_indexes([index(
+                doc! { "status": 1, "priority": 1, "sla_breached": 1 },
+            )])
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -1301,6 +1318,60 @@ impl OutboxStore for MongoStore {
             .count_documents(doc! { "delivered": false })
             .await
             .map_err(err)
+    }
+
+    async fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>> {
+        let d = self
+            .outbox()
+            .find_one(doc! { "delivered": false })
+            .sort(doc! { "created_at": 1 })
+            .projection(doc! { "created_at": 1 })
+            .await
+            .map_err(err)?;
+        match d {
+            Some(d) => d.opt_ts("created_at"),
+            None => Ok(None),
+        }
+    }
+
+    async fn prune_delivered(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<imas_core::ports::Pruned> {
+        let old: Vec<Document> = self
+            .outbox()
+            .find(doc! { "delivered": true, "available_at": { "$lt": date(before) } })
+            .sort(doc! { "available_at": 1 })
+            .limit(i64::from(limit))
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let keys: Vec<Bson> = old
+            .into_iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        if keys.is_empty() {
+            return Ok(imas_core::ports::Pruned::default());
+        }
+        // Receipts first: a stop in between leaves rows whose receipts are
+        // gone, which the next call prunes; no receipt outlives its row.
+        let receipts = self
+            .deliveries()
+            .delete_many(doc! { "key": { "$in": &keys } })
+            .await
+            .map_err(err)?
+            .deleted_count;
+        let outbox = self
+            .outbox()
+            .delete_many(doc! { "_id": { "$in": &keys }, "delivered": true })
+            .await
+            .map_err(err)?
+            .deleted_count;
+        Ok(imas_core::ports::Pruned { outbox, receipts })
     }
 }
 

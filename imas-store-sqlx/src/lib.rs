@@ -354,3 +354,10 @@ pub(crate) fn into_page<T: Positioned>(mut items: Vec<T>, limit: u32) -> imas_co
     };
     imas_core::model::Page { items, next }
 }
+
+/// The `created_at` of an outbox row's stored intent.
+pub(crate) fn intent_created_at(backend: &'static str, intent: &str) -> Result<Timestamp> {
+    serde_json::from_str::<NotificationIntent>(intent)
+        .map(|i| i.created_at)
+        .map_err(|e| corrupt(backend, format_args!("outbox intent: {e}")))
+}

@@ -876,4 +876,49 @@ impl OutboxStore for PostgresStore {
             .map_err(err)?;
         Ok(n.max(0) as u64)
     }
+
+    async fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>> {
+        // Index `outbox_pending_seq`: the first pending row written.
+        let row = sqlx::query(
+            "SELECT intent FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(|r| crate::intent_created_at(BACKEND, &r.text("intent")?))
+            .transpose()
+    }
+
+    async fn prune_delivered(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<imas_core::ports::Pruned> {
+        // One statement, so it commits whole. Index `outbox_delivered` finds
+        // the rows; `= ANY(ARRAY(...))` deletes them by primary key (an `IN`
+        // subquery is planned as a join that scans the table); receipts go by
+        // their primary key.
+        let row = sqlx::query(
+            "WITH gone AS (\
+                DELETE FROM outbox WHERE seq = ANY(ARRAY(\
+                    SELECT seq FROM outbox WHERE delivered_at IS NOT NULL AND available_at < $1 \
+                    ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)) \
+                RETURNING key), \
+             receipts AS (\
+                DELETE FROM channel_deliveries WHERE key IN (SELECT key FROM gone) RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM gone) AS outbox, (SELECT COUNT(*) FROM receipts) AS receipts",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let count = |col: &str| -> Result<u64> {
+            Ok(row.try_get::<i64, _>(col).map_err(err)?.max(0) as u64)
+        };
+        Ok(imas_core::ports::Pruned {
+            outbox: count("outbox")?,
+            receipts: count("receipts")?,
+        })
+    }
 }

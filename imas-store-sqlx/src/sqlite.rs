@@ -992,4 +992,50 @@ impl OutboxStore for SqliteStore {
             .map_err(err)?;
         Ok(n.max(0) as u64)
     }
+
+    async fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>> {
+        // Index `outbox_pending_seq`: the first pending row written.
+        let row = sqlx::query(
+            "SELECT intent FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(err)?;
+        row.map(|r| crate::intent_created_at(BACKEND, &r.text("intent")?))
+            .transpose()
+    }
+
+    async fn prune_delivered(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<imas_core::ports::Pruned> {
+        let (before, limit) = (ms(before), i64::from(limit));
+        self.writer
+            .write(move |c| {
+                // Index `outbox_delivered`; receipts by their primary key.
+                let keys = query_rows(
+                    c,
+                    "DELETE FROM outbox WHERE seq IN (\
+                        SELECT seq FROM outbox WHERE delivered_at IS NOT NULL AND available_at < ?1 \
+                        ORDER BY available_at LIMIT ?2) \
+                     RETURNING key",
+                    params![before, limit],
+                    |r| r.get::<_, String>("key").map_err(rerr),
+                )?;
+                let mut receipts = 0;
+                for key in &keys {
+                    receipts += execute(
+                        c,
+                        "DELETE FROM channel_deliveries WHERE key = ?1",
+                        params![key],
+                    )?;
+                }
+                Ok(imas_core::ports::Pruned {
+                    outbox: keys.len() as u64,
+                    receipts: receipts as u64,
+                })
+            })
+            .await
+    }
 }

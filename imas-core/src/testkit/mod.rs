@@ -96,6 +96,7 @@ macro_rules! store_conformance_tests {
             outbox_relay_contract,
             generations,
             every_audit_action_round_trips,
+            retention_prunes_delivered,
         );
     };
 }

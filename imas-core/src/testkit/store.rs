@@ -1330,3 +1330,142 @@ pub async fn generations(store: &dyn Store) {
     let g4 = store.generation().expect("still live");
     assert!(g4.users > g3.users, "a role change moves users");
 }
+
+/// Retention (SPEC §8): `prune_delivered` removes delivered outbox entries whose
+/// last lease ended before the cut-off, with their channel receipts, in batches
+/// of `limit`; pending entries, recent deliveries, other receipts and the audit
+/// log stay. `oldest_pending_outbox` names the oldest pending entry.
+pub async fn retention_prunes_delivered(store: &dyn Store) {
+    let u = UserId::new();
+    assert_eq!(store.oldest_pending_outbox().await.expect("oldest"), None);
+    let entry = audit(AuditAction::IncidentCreated, Actor::System, "kept", at(0));
+    let old: Vec<NotificationIntent> = ["o0", "o1", "o2"]
+        .into_iter()
+        .map(|k| intent(k, u, at(0)))
+        .collect();
+    let mut intents = old.clone();
+    intents.push(intent("p", u, at(5)));
+    commit(
+        store,
+        Change {
+            audit: vec![entry.clone()],
+            outbox: intents,
+            ..Change::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        store.oldest_pending_outbox().await.expect("oldest"),
+        Some(at(0))
+    );
+    let lease = Duration::from_secs(10);
+    let claimed = store
+        .claim_outbox(at(1_000), lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 4);
+    let old_keys: Vec<String> = old.iter().map(|i| i.key.clone()).collect();
+    store.complete_outbox(&old_keys).await.expect("complete");
+    assert_eq!(
+        store.oldest_pending_outbox().await.expect("oldest"),
+        Some(at(5)),
+        "delivered entries are not pending"
+    );
+    // A recent delivery: published at 60 s, lease until 70 s.
+    commit(
+        store,
+        Change {
+            outbox: vec![intent("r", u, at(50_000))],
+            ..Change::default()
+        },
+    )
+    .await;
+    let claimed = store
+        .claim_outbox(at(60_000), lease, 10)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().any(|e| e.intent.key == "r"));
+    store
+        .complete_outbox(&["r".to_string()])
+        .await
+        .expect("complete");
+    for (key, channel) in [
+        ("o0", "webhook"),
+        ("o0", "email"),
+        ("o1", "webhook"),
+        ("r", "webhook"),
+        ("p", "webhook"),
+        ("elsewhere", "webhook"),
+    ] {
+        assert!(store.record_delivery(key, channel).await.expect("record"));
+    }
+
+    let none = store.prune_delivered(at(11_000), 10).await.expect("prune");
+    assert_eq!(none.outbox, 0, "a lease ending at the cut-off is not older");
+    let first = store.prune_delivered(at(11_001), 2).await.expect("prune");
+    assert_eq!(first.outbox, 2, "limit applies");
+    let second = store.prune_delivered(at(11_001), 10).await.expect("prune");
+    assert_eq!(second.outbox, 1, "the rest of the old deliveries");
+    assert_eq!(first.receipts + second.receipts, 3, "their receipts go too");
+    let again = store.prune_delivered(at(11_001), 10).await.expect("prune");
+    assert_eq!(
+        again,
+        crate::ports::Pruned::default(),
+        "nothing left to prune"
+    );
+    for (key, channel) in [("o0", "webhook"), ("o0", "email"), ("o1", "webhook")] {
+        assert!(
+            !store.was_delivered(key, channel).await.expect("check"),
+            "the receipt of a pruned entry is gone: {key} {channel}"
+        );
+    }
+    for (key, channel) in [("r", "webhook"), ("p", "webhook"), ("elsewhere", "webhook")] {
+        assert!(
+            store.was_delivered(key, channel).await.expect("check"),
+            "a recent, pending or unrelated receipt stays: {key}"
+        );
+    }
+    assert_eq!(store.pending_outbox().await.expect("pending"), 1);
+    let later = store
+        .claim_outbox(at(10_000_000), lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        later
+            .iter()
+            .map(|e| e.intent.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["p"],
+        "the pending entry stays; delivered ones never come back"
+    );
+    let audit_page = store
+        .list_audit(&AuditFilter::default(), PageRequest::first(10))
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit_page.items,
+        vec![entry],
+        "the audit log is never pruned"
+    );
+
+    // The recent delivery goes once its lease is older than the cut-off.
+    let recent = store.prune_delivered(at(70_001), 10).await.expect("prune");
+    assert_eq!(
+        recent,
+        crate::ports::Pruned {
+            outbox: 1,
+            receipts: 1
+        }
+    );
+    assert_eq!(store.pending_outbox().await.expect("pending"), 1);
+    // A pruned key is forgotten: the same intent is written again.
+    commit(
+        store,
+        Change {
+            outbox: vec![old[0].clone()],
+            ..Change::default()
+        },
+    )
+    .await;
+    assert_eq!(store.pending_outbox().await.expect("pending"), 2);
+}
