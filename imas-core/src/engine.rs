@@ -289,6 +289,13 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1_024;
 
 fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    // No store keeps a NUL character in text (PostgreSQL refuses it).
+    if value.contains('\0') {
+        return Err(Error::validation(
+            field,
+            "expected text without NUL characters",
+        ));
+    }
     let n = value.chars().count();
     if n < min || n > max {
         let expected = if min == 0 {
@@ -534,7 +541,13 @@ impl Engine {
     /// Signs in. A wrong password and an unknown user get the same error, after
     /// the same work; both are audited as `LOGIN_FAILED`.
     pub async fn login(&self, username: &str, password: &str) -> Result<String> {
-        let user = self.inner.store.user_by_username(username).await?;
+        // No username holds a NUL (registration refuses it), and no store can
+        // look one up or record it: such a name is unknown, recorded without it.
+        let user = if username.contains('\0') {
+            None
+        } else {
+            self.inner.store.user_by_username(username).await?
+        };
         let hash = match &user {
             Some(u) => u.password_hash.clone(),
             None => dummy_hash().await,
@@ -543,7 +556,11 @@ impl Engine {
         match user {
             Some(u) if ok => self.inner.keys.issue(u.id, u.role, self.now()),
             _ => {
-                let target: String = username.chars().take(100).collect();
+                let target: String = username
+                    .chars()
+                    .take(100)
+                    .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+                    .collect();
                 let audit = AuditEntry::new(
                     AuditAction::LoginFailed,
                     Actor::System,
@@ -735,6 +752,7 @@ impl Engine {
     ) -> Result<Arc<Page<Incident>>> {
         rbac::require(who.role, Permission::ListIncidents)?;
         page.validate()?;
+        filter.validate()?;
         // A query about one instant (SLA violations now) is never asked twice.
         let at = match filter.violated_at {
             Some(_) => None,
@@ -1583,6 +1601,7 @@ impl Engine {
     ) -> Result<impl futures::Stream<Item = Result<Vec<Incident>>> + Send + 'static> {
         rbac::require(who.role, Permission::ExportReports)?;
         PageRequest::first(batch).validate()?;
+        filter.validate()?;
         let store = self.inner.store.clone();
         // State: Some(cursor) = fetch the page after `cursor`; None = done.
         Ok(futures::stream::unfold(Some(None), move |state| {
@@ -1617,6 +1636,7 @@ impl Engine {
     ) -> Result<Page<AuditEntry>> {
         rbac::require(who.role, Permission::ReadAudit)?;
         page.validate()?;
+        filter.validate()?;
         self.inner.store.list_audit(filter, page).await
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use imas_core::model::{
     Cursor, DEFAULT_LIMIT, MAX_LIMIT, PageRequest, Priority, Status, Timestamp, UserId,
-    truncate_millis,
+    check_instant, truncate_millis,
 };
 use imas_core::{Error, Principal};
 use serde::Deserialize;
@@ -175,19 +175,24 @@ pub fn date(
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(Some(truncate_millis(t.with_timezone(&Utc))));
-    }
-    let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid(
-            field,
-            "expected a date such as 2026-01-31 or 2026-01-31T12:00:00Z",
-        )
-    })?;
-    let t = if end_of_day {
-        day.and_hms_milli_opt(23, 59, 59, 999)
-    } else {
-        day.and_hms_opt(0, 0, 0)
+    let t = match DateTime::parse_from_rfc3339(v) {
+        Ok(t) => Some(truncate_millis(t.with_timezone(&Utc))),
+        Err(_) => {
+            let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+                ApiError::invalid(
+                    field,
+                    "expected a date such as 2026-01-31 or 2026-01-31T12:00:00Z",
+                )
+            })?;
+            let t = if end_of_day {
+                day.and_hms_milli_opt(23, 59, 59, 999)
+            } else {
+                day.and_hms_opt(0, 0, 0)
+            };
+            t.map(|t| t.and_utc())
+        }
     };
-    Ok(t.map(|t| t.and_utc()))
+    t.map(|t| check_instant(field, t))
+        .transpose()
+        .map_err(ApiError::from)
 }

@@ -398,8 +398,14 @@ pub(crate) async fn list_audit(
             .map(str::parse)
             .transpose()?,
         target: p.target.clone().filter(|t| !t.is_empty()),
-        from: date("from", p.from.as_deref().or(p.start_date.as_deref()), false)?,
-        to: date("to", p.to.as_deref().or(p.end_date.as_deref()), true)?,
+        from: match &p.from {
+            Some(from) => date("from", Some(from), false)?,
+            None => date("startDate", p.start_date.as_deref(), false)?,
+        },
+        to: match &p.to {
+            Some(to) => date("to", Some(to), true)?,
+            None => date("endDate", p.end_date.as_deref(), true)?,
+        },
     };
     Ok(paged(
         &uri,
