@@ -12,7 +12,7 @@
 #   bash .ci/fuzz_api.sh [sqlite] [postgres] [mongo]
 # With no argument every backend runs; one whose URL is unset is skipped with a
 # message (under CI=true it fails). Knobs: FUZZ_MAX_EXAMPLES (test cases per
-# operation and phase, default 60), FUZZ_TIMEOUT (seconds per backend, default
+# operation and phase, default 100), FUZZ_TIMEOUT (seconds per schemathesis run, default
 # 300), FUZZ_SEED (reproduce a run), FUZZ_ARGS (more schemathesis options,
 # e.g. '--include-path /incidents'), IMAS_SERVER (a prebuilt binary; by
 # default target/debug/imas-server, built first with `cargo build`). Reports (JUnit, NDJSON events)
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
 SCHEMATHESIS_VERSION=4.32.5
-MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-60}"
+MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-100}"
 TIMEOUT="${FUZZ_TIMEOUT:-300}"
 SERVER="${IMAS_SERVER:-$ROOT/target/debug/imas-server}"
 OUT="$ROOT/target/fuzz"
@@ -107,7 +107,9 @@ fuzz() {
     for run in main roles; do
         local select=(--exclude-path /notifications/stream --exclude-path /users/{id}/role)
         [ "$run" = roles ] && select=(--include-path /users/{id}/role)
-        timeout --kill-after=10 "$TIMEOUT" "$VENV/bin/schemathesis" run "$base/openapi.json" \
+        mkdir -p "$dir/$run"
+        # Run inside target/fuzz: schemathesis keeps its cache in the working directory.
+        (cd "$dir/$run" && exec timeout --kill-after=10 "$TIMEOUT" "$VENV/bin/schemathesis" run "$base/openapi.json" \
             --checks not_a_server_error,response_schema_conformance \
             --header "Authorization: Bearer $token" \
             "${select[@]}" \
@@ -118,7 +120,7 @@ fuzz() {
             --suppress-health-check all \
             --no-color \
             --report junit,ndjson --report-dir "$dir/$run" \
-            "${seed[@]}" ${FUZZ_ARGS:-} || status=$?
+            "${seed[@]}" ${FUZZ_ARGS:-}) || status=$?
     done
     cleanup
     if [ "$status" -ne 0 ]; then
