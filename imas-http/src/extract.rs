@@ -80,8 +80,9 @@ impl OptionalFromRequestParts<AppState> for Auth {
 /// The query parameters of list routes, as text; see the `parse_*` helpers. (The
 /// OpenAPI document describes each route's own: [`PageQuery`], [`IncidentQuery`],
 /// [`AuditQuery`].)
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `limit` (1..=500, default 50).
     pub limit: Option<String>,
