@@ -60,7 +60,9 @@ pub struct ServerConfig {
     pub webhook: Option<(String, String)>,
     /// From `IMAS_SMTP_URL` and `IMAS_SMTP_FROM`: notifications are also mailed.
     pub smtp: Option<(String, String)>,
-    /// From `JWT_SECRET`; `None` is development mode (a random secret, said loudly).
+    /// From `JWT_SECRET`; `None` is development mode (a random secret, said
+    /// loudly), only allowed with SQLite: with a PostgreSQL or MongoDB store the
+    /// configuration is an error without it.
     pub jwt: Option<JwtKeys>,
     /// From `IMAS_ADMIN_*`.
     pub admin: Option<BootstrapAdmin>,
@@ -230,6 +232,14 @@ impl ServerConfig {
         let jwt = get("JWT_SECRET")
             .map(|s| JwtKeys::new(s.as_bytes(), DEFAULT_TOKEN_TTL))
             .transpose()?;
+        // Nodes sharing a PostgreSQL or MongoDB store must share the secret too:
+        // the random development secret is only for the SQLite default.
+        if jwt.is_none() && (mongodb_url.is_some() || database_url.starts_with("postgres")) {
+            return Err(Error::config(
+                "JWT_SECRET",
+                "expected a secret of 32 bytes or more, shared by every node: it is required with a PostgreSQL or MongoDB store",
+            ));
+        }
         let admin = match (get("IMAS_ADMIN_USERNAME"), get("IMAS_ADMIN_PASSWORD")) {
             (None, None) => None,
             (Some(_), None) => {
@@ -570,4 +580,53 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down: draining requests and background steps");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a configuration test secret of 32+ bytes";
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServerConfig> {
+        ServerConfig::from_vars(|k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    /// SPEC §7: with a PostgreSQL or MongoDB store the server refuses to start
+    /// without `JWT_SECRET`; the random development secret is only for SQLite.
+    #[test]
+    fn a_shared_store_requires_jwt_secret() {
+        for store in [
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/imas"),
+            ("DATABASE_URL", "postgresql://postgres@127.0.0.1/imas"),
+            ("MONGODB_URL", "mongodb://127.0.0.1:27017/imas"),
+            ("MONGODB_URL", "mongodb+srv://cluster.example.com/imas"),
+        ] {
+            let e = config(&[store]).expect_err(store.1);
+            assert!(
+                matches!(&e, Error::Config { name, .. } if name == "JWT_SECRET"),
+                "{store:?}: {e}"
+            );
+            assert!(e.to_string().contains("JWT_SECRET"), "{e}");
+            let blank = config(&[store, ("JWT_SECRET", "  ")]).expect_err("blank secret");
+            assert!(
+                matches!(&blank, Error::Config { name, .. } if name == "JWT_SECRET"),
+                "{store:?} with a blank secret: {blank}"
+            );
+            let ok = config(&[store, ("JWT_SECRET", SECRET)]).expect("with a secret");
+            assert!(ok.jwt.is_some(), "{store:?}");
+        }
+        for sqlite in [None, Some("sqlite://imas.db"), Some("sqlite::memory:")] {
+            let vars: Vec<(&str, &str)> = sqlite
+                .map(|url| ("DATABASE_URL", url))
+                .into_iter()
+                .collect();
+            let dev = config(&vars).expect("SQLite without JWT_SECRET");
+            assert!(dev.jwt.is_none(), "{sqlite:?}: development mode");
+        }
+    }
 }

@@ -582,6 +582,158 @@ async fn validation(backend: Backend) {
     srv.stop().await;
 }
 
+/// SPEC §7 (input): hostile values are a 400 naming the parameter on every
+/// backend, never a 500; a long word in a description is stored and found by its
+/// first 64 characters.
+async fn hostile_input(backend: Backend) {
+    let Some(db) = Db::fresh(backend) else { return };
+    let srv = Server::start(&db, &[]).await;
+    let admin = srv.token("admin", "admin password").await;
+    let t = Some(admin.as_str());
+    let word = "w".repeat(3_000);
+    let (s, created) = srv
+        .call(
+            Method::POST,
+            "/incidents",
+            t,
+            Some(json!({"title": "long word", "description": format!("before {word} after")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{backend:?}: {created}");
+    let id = created["id"].as_str().expect("id");
+    let (s, read) = srv
+        .call(Method::GET, &format!("/incidents/{id}"), t, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{backend:?}: {read}");
+    assert_eq!(read["description"], format!("before {word} after"));
+    let found = |v: &Value| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|i| i["id"].as_str() == Some(id)))
+    };
+    for q in [
+        "w".repeat(64),
+        format!("{} after", "W".repeat(64)),
+        "before".into(),
+    ] {
+        let (s, list) = srv
+            .call(Method::GET, &format!("/incidents?q={q}"), t, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{backend:?} q={q}: {list}");
+        assert!(found(&list), "{backend:?}: q={q} finds the long word");
+    }
+    let (s, list) = srv
+        .call(
+            Method::GET,
+            &format!("/incidents?q={}", "w".repeat(63)),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert!(!found(&list), "{backend:?}: terms are whole words");
+    let many: Vec<String> = (0..33).map(|n| format!("t{n}")).collect();
+    let (s, list) = srv
+        .call(
+            Method::GET,
+            &format!("/incidents?q={}", many[..32].join("+")),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{backend:?}: 32 terms: {list}");
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (format!("/incidents?q={word}"), "q"),
+        (format!("/incidents?q={}", "w".repeat(65)), "q"),
+        (format!("/incidents?q={}", many.join("+")), "q"),
+        ("/incidents?startDate=-5000-01-01".into(), "startDate"),
+        ("/incidents?startDate=0000-12-31".into(), "startDate"),
+        ("/incidents?endDate=%2B10000-01-01".into(), "endDate"),
+        (
+            "/incidents?startDate=0000-12-31T23:59:59Z".into(),
+            "startDate",
+        ),
+        (
+            format!("/incidents?cursor=-9223372036854775808.{hex}"),
+            "cursor",
+        ),
+        (
+            format!("/incidents?cursor=9223372036854775807.{hex}"),
+            "cursor",
+        ),
+        (format!("/incidents?cursor=-62135596800001.{hex}"), "cursor"),
+        (
+            format!("/audit?cursor=-9223372036854775808.{hex}"),
+            "cursor",
+        ),
+        (
+            format!("/notifications?cursor=-9223372036854775808.{hex}"),
+            "cursor",
+        ),
+        (
+            format!("/api/escalations?cursor=-9223372036854775808.{hex}"),
+            "cursor",
+        ),
+        (
+            format!("/sla/violations?cursor=-9223372036854775808.{hex}"),
+            "cursor",
+        ),
+        ("/audit?startDate=-0001-01-01".into(), "startDate"),
+        ("/audit?endDate=-0001-01-01".into(), "endDate"),
+        ("/audit?from=-5000-01-01".into(), "from"),
+        ("/audit?to=0000-01-01".into(), "to"),
+        ("/audit?target=a%00b".into(), "target"),
+        (
+            "/reports/incidents?format=csv&startDate=-5000-01-01".into(),
+            "startDate",
+        ),
+    ];
+    for (path, field) in cases {
+        let (s, v) = srv.call(Method::GET, &path, t, None).await;
+        let shown: String = path.chars().take(120).collect();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{backend:?} {shown}: {v}");
+        assert_eq!(v["field"], field, "{backend:?} {shown}: {v}");
+    }
+    // The first and last instants of the accepted range are fine.
+    for path in [
+        "/incidents?startDate=0001-01-01&endDate=9999-12-31",
+        "/audit?startDate=0001-01-01&endDate=9999-12-31",
+        "/incidents?cursor=-62135596800000.0190f3c27b1e7c3a9d4e1f2a3b4c5d6e",
+        "/incidents?cursor=253402300799999.0190f3c27b1e7c3a9d4e1f2a3b4c5d6e",
+    ] {
+        let (s, v) = srv.call(Method::GET, path, t, None).await;
+        assert_eq!(s, StatusCode::OK, "{backend:?} {path}: {v}");
+    }
+    // NUL characters: refused in stored text, unknown in a sign-in.
+    for (path, body, field) in [
+        ("/incidents", json!({"title": "a\u{0}b"}), "title"),
+        (
+            "/incidents",
+            json!({"title": "ok", "description": "a\u{0}b"}),
+            "description",
+        ),
+        (
+            "/auth/register",
+            json!({"name": "n\u{0}", "username": "nul1", "password": "password 123", "email": "nul1@example.com"}),
+            "name",
+        ),
+    ] {
+        let (s, v) = srv.call(Method::POST, path, t, Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{backend:?} {path}: {v}");
+        assert_eq!(v["field"], field, "{backend:?} {path}: {v}");
+    }
+    let (s, v) = srv
+        .call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"username": "ad\u{0}min", "password": "admin password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{backend:?}: {v}");
+    srv.stop().await;
+}
+
 async fn ownership_and_pagination(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
     let srv = Server::start(&db, &[]).await;
@@ -1027,6 +1179,13 @@ async fn validation_and_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_a_400_naming_the_parameter_never_a_500() {
+    for b in both() {
+        hostile_input(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_are_private_and_lists_paginate() {
     for b in both() {
         ownership_and_pagination(b).await;
@@ -1081,9 +1240,13 @@ fn bad_configuration_names_the_variable() {
     // Deployments on different databases get different Redis prefixes; nodes of
     // one deployment agree on theirs.
     let prefix = |db: &str| {
-        ServerConfig::from_vars(|k| (k == "DATABASE_URL").then(|| db.to_string()))
-            .expect("config")
-            .queue_prefix
+        ServerConfig::from_vars(|k| match k {
+            "DATABASE_URL" => Some(db.to_string()),
+            "JWT_SECRET" => Some(SECRET.to_string()),
+            _ => None,
+        })
+        .expect("config")
+        .queue_prefix
     };
     assert_eq!(prefix("postgres://a/x"), prefix("postgres://a/x"));
     assert_ne!(prefix("postgres://a/x"), prefix("postgres://a/y"));

@@ -385,6 +385,13 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1_024;
 
 fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    // No store keeps a NUL character in text (PostgreSQL refuses it).
+    if value.contains('\0') {
+        return Err(Error::validation(
+            field,
+            "expected text without NUL characters",
+        ));
+    }
     let n = value.chars().count();
     if n < min || n > max {
         let expected = if min == 0 {
@@ -665,7 +672,13 @@ impl Engine {
         client: Option<IpAddr>,
     ) -> Result<String> {
         let attempt = self.inner.sign_in.admit(username, client, self.now())?;
-        let user = self.inner.store.user_by_username(username).await?;
+        // No username holds a NUL (registration refuses it), and no store can
+        // look one up or record it: such a name is unknown, recorded without it.
+        let user = if username.contains('\0') {
+            None
+        } else {
+            self.inner.store.user_by_username(username).await?
+        };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_string();
         let ok = self
@@ -699,7 +712,11 @@ impl Engine {
             }
             _ => {
                 attempt.failed(now);
-                let target: String = username.chars().take(100).collect();
+                let target: String = username
+                    .chars()
+                    .take(100)
+                    .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+                    .collect();
                 let audit = AuditEntry::new(
                     AuditAction::LoginFailed,
                     Actor::System,
@@ -953,6 +970,7 @@ impl Engine {
     ) -> Result<Arc<Page<Incident>>> {
         rbac::require(who.role, Permission::ListIncidents)?;
         page.validate()?;
+        filter.validate()?;
         // A query about one instant (SLA violations now) is never asked twice.
         let at = match filter.violated_at {
             Some(_) => None,
@@ -1924,6 +1942,7 @@ impl Engine {
     ) -> Result<impl futures::Stream<Item = Result<Vec<Incident>>> + Send + 'static> {
         rbac::require(who.role, Permission::ExportReports)?;
         PageRequest::first(batch).validate()?;
+        filter.validate()?;
         let store = self.inner.store.clone();
         // State: Some(cursor) = fetch the page after `cursor`; None = done.
         Ok(futures::stream::unfold(Some(None), move |state| {
@@ -1958,6 +1977,7 @@ impl Engine {
     ) -> Result<Page<AuditEntry>> {
         rbac::require(who.role, Permission::ReadAudit)?;
         page.validate()?;
+        filter.validate()?;
         self.inner.store.list_audit(filter, page).await
     }
 }

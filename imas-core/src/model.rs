@@ -652,7 +652,8 @@ impl Cursor {
         )
     }
 
-    /// Parses [`Cursor::encode`]'s output.
+    /// Parses [`Cursor::encode`]'s output. A position outside the years
+    /// [`MIN_YEAR`]..=[`MAX_YEAR`] is no cursor IMAS made: a validation error.
     pub fn decode(s: &str) -> Result<Self> {
         let bad = || {
             Error::validation(
@@ -662,11 +663,15 @@ impl Cursor {
         };
         let (ms, id) = s.split_once('.').ok_or_else(bad)?;
         let ms: i64 = ms.parse().map_err(|_| bad())?;
+        let created_at = Utc.timestamp_millis_opt(ms).single().ok_or_else(bad)?;
+        check_instant("cursor", created_at).map_err(|_| bad())?;
         let id = Uuid::try_parse(id).map_err(|_| bad())?;
-        Ok(Self {
-            created_at: from_millis(ms),
-            id,
-        })
+        Ok(Self { created_at, id })
+    }
+
+    /// Checks that the position is one [`Cursor::decode`] accepts.
+    pub fn validate(&self) -> Result<()> {
+        check_instant("cursor", self.created_at).map(drop)
     }
 
     /// Whether an item at `(created_at, id)` comes after this cursor in
@@ -717,7 +722,7 @@ impl PageRequest {
         }
     }
 
-    /// Checks the limit bounds.
+    /// Checks the limit bounds and the cursor's position.
     pub fn validate(&self) -> Result<()> {
         if self.limit == 0 || self.limit > MAX_LIMIT {
             return Err(Error::validation(
@@ -725,7 +730,7 @@ impl PageRequest {
                 format!("expected a number from 1 to {MAX_LIMIT}"),
             ));
         }
-        Ok(())
+        self.cursor.as_ref().map_or(Ok(()), Cursor::validate)
     }
 }
 
@@ -806,6 +811,28 @@ impl IncidentFilter {
     }
 }
 
+impl IncidentFilter {
+    /// Checks what a caller can set: dates within the years
+    /// [`MIN_YEAR`]..=[`MAX_YEAR`] and a query within the term limits (see
+    /// [`query_terms`]). Errors name the API's parameters (`startDate`, `endDate`,
+    /// `q`).
+    pub fn validate(&self) -> Result<()> {
+        for (field, t) in [
+            ("startDate", self.created_from),
+            ("endDate", self.created_to),
+            ("violatedAt", self.violated_at),
+        ] {
+            if let Some(t) = t {
+                check_instant(field, t)?;
+            }
+        }
+        if let Some(q) = &self.q {
+            query_terms(q)?;
+        }
+        Ok(())
+    }
+}
+
 /// Filters for the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -822,6 +849,24 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
+    /// Checks what a caller can set: dates within the years
+    /// [`MIN_YEAR`]..=[`MAX_YEAR`] (fields `from`, `to`) and a `target` that is
+    /// text a store can hold (no NUL character).
+    pub fn validate(&self) -> Result<()> {
+        for (field, t) in [("from", self.from), ("to", self.to)] {
+            if let Some(t) = t {
+                check_instant(field, t)?;
+            }
+        }
+        if self.target.as_ref().is_some_and(|t| t.contains('\0')) {
+            return Err(Error::validation(
+                "target",
+                "expected text without NUL characters",
+            ));
+        }
+        Ok(())
+    }
+
     /// Reference semantics for stores.
     pub fn matches(&self, e: &AuditEntry) -> bool {
         self.action.is_none_or(|a| a == e.action)
@@ -838,15 +883,74 @@ impl AuditFilter {
 /// Splits text into search terms: maximal runs of alphanumeric characters,
 /// lower-cased, deduplicated and sorted. Full-text search matches whole terms, so
 /// every backend (FTS5, `tsvector`, a term array) can index the same thing.
+///
+/// A word longer than [`MAX_TERM_CHARS`] becomes its first [`MAX_TERM_CHARS`]
+/// characters: a long word is stored whole and found by that prefix, and no
+/// backend meets a term longer than its index allows.
 pub fn search_terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+        .map(|t| {
+            let lower = t.to_lowercase();
+            match lower.char_indices().nth(MAX_TERM_CHARS) {
+                Some((cut, _)) => lower[..cut].to_string(),
+                None => lower,
+            }
+        })
         .collect();
     terms.sort_unstable();
     terms.dedup();
     terms
+}
+
+/// Longest search term, in characters (after lower-casing): longer words in
+/// titles and descriptions are indexed by this prefix; a longer term in a query
+/// is refused.
+pub const MAX_TERM_CHARS: usize = 64;
+
+/// Most distinct terms in one search query.
+pub const MAX_QUERY_TERMS: usize = 32;
+
+/// The terms of a search query ([`search_terms`]), refused (naming `q`) when one
+/// is longer than [`MAX_TERM_CHARS`] or there are more than [`MAX_QUERY_TERMS`].
+pub fn query_terms(q: &str) -> Result<Vec<String>> {
+    let long = q
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|word| word.chars().flat_map(char::to_lowercase).count() > MAX_TERM_CHARS);
+    if long {
+        return Err(Error::validation(
+            "q",
+            format!("expected search words of at most {MAX_TERM_CHARS} characters"),
+        ));
+    }
+    let terms = search_terms(q);
+    if terms.len() > MAX_QUERY_TERMS {
+        return Err(Error::validation(
+            "q",
+            format!("expected at most {MAX_QUERY_TERMS} search words"),
+        ));
+    }
+    Ok(terms)
+}
+
+/// Earliest year of a date IMAS accepts (every backend stores years 1..=9999).
+pub const MIN_YEAR: i32 = 1;
+/// Latest year of a date IMAS accepts.
+pub const MAX_YEAR: i32 = 9999;
+
+/// `t` when its year is within [`MIN_YEAR`]..=[`MAX_YEAR`], else a validation
+/// error naming `field`.
+pub fn check_instant(field: &str, t: Timestamp) -> Result<Timestamp> {
+    use chrono::Datelike;
+    if (MIN_YEAR..=MAX_YEAR).contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(Error::validation(
+            field,
+            format!("expected a date in the years {MIN_YEAR} to {MAX_YEAR}"),
+        ))
+    }
 }
 
 /// The search terms of an incident's title and description.

@@ -1,7 +1,8 @@
 //! Incident reports. [`Engine::export_incidents`](crate::Engine::export_incidents)
 //! streams the matching incidents in pages; the writers here turn pages into
 //! report bytes as they arrive, so memory does not grow with the row count.
-//! CSV (feature `csv`): RFC 4180 quoting, CRLF line ends, instants in ISO 8601 UTC.
+//! CSV (feature `csv`): RFC 4180 quoting, CRLF line ends, instants in ISO 8601 UTC,
+//! free text that starts like a spreadsheet formula neutralised with a leading `'`.
 //! PDF (feature `pdf`): see [`pdf_report`].
 
 #[cfg(feature = "csv")]
@@ -65,8 +66,10 @@ mod csv_report {
     }
 
     /// One row per incident. The fields IMAS produces (ids, names, instants,
-    /// numbers) never need quoting and are written as they are; free text (the
-    /// title) is quoted by RFC 4180 when it holds a comma, a quote or a line end.
+    /// numbers) never need quoting and never start like a formula, and are
+    /// written as they are; free text (the title) starts with `'` when it would
+    /// start like a formula, and is quoted by RFC 4180 when it holds a comma, a
+    /// quote or a line end.
     pub fn csv_rows(incidents: &[Incident]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(incidents.len() * 320);
         let mut uuid = [0u8; 36];
@@ -120,17 +123,30 @@ mod csv_report {
         Ok(out)
     }
 
-    /// RFC 4180: a field with a comma, a quote or a line end is enclosed in
-    /// quotes, its quotes doubled.
+    /// The characters that make a spreadsheet read a cell as a formula (or, for
+    /// tab and carriage return, hide one) when a cell starts with them.
+    pub const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+    /// Free text as a CSV cell: a leading `'` when it starts with one of
+    /// [`FORMULA_STARTS`] (spreadsheet formula injection, SPEC §7), then RFC 4180:
+    /// a field with a comma, a quote or a line end is enclosed in quotes, its
+    /// quotes doubled.
     fn quoted(out: &mut Vec<u8>, field: &str) {
+        let neutralise = field.starts_with(FORMULA_STARTS);
         if !field
             .bytes()
             .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
         {
+            if neutralise {
+                out.push(b'\'');
+            }
             out.extend_from_slice(field.as_bytes());
             return;
         }
         out.push(b'"');
+        if neutralise {
+            out.push(b'\'');
+        }
         for part in field.split_inclusive('"') {
             out.extend_from_slice(part.as_bytes());
             if part.ends_with('"') {

@@ -74,7 +74,14 @@ async fn csv_round_trips_every_incident() {
         let r = by_id
             .get(&inc.id.to_string())
             .expect("every incident exactly once");
-        assert_eq!(&r[1], now.title, "title round-trips");
+        // A title that starts like a formula comes back with a leading `'`
+        // (SPEC §7); every other title round-trips unchanged.
+        let expected = if now.title.starts_with('=') {
+            format!("'{}", now.title)
+        } else {
+            now.title.clone()
+        };
+        assert_eq!(&r[1], expected, "title round-trips");
         assert_eq!((&r[3], &r[4]), (now.priority.as_str(), now.status.as_str()));
         assert_eq!(&r[7], iso(now.created_at));
         assert_eq!(&r[9], iso(now.sla_deadline));
@@ -88,6 +95,52 @@ async fn csv_round_trips_every_incident() {
         std::str::from_utf8(&bytes).expect("utf-8").contains("\r\n"),
         "RFC 4180 line ends"
     );
+}
+
+/// SPEC §7: a cell that starts with `=`, `+`, `-`, `@`, tab or carriage return is
+/// written with a leading `'`, so that no spreadsheet runs it as a formula; the
+/// same characters elsewhere in a cell are left alone.
+#[test]
+fn csv_cells_that_start_like_a_formula_are_neutralised() {
+    let now = imas_core::model::from_millis(1_767_225_600_000);
+    let cases = [
+        (
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "'=HYPERLINK(\"http://x\",\"y\")",
+        ),
+        ("=1+2", "'=1+2"),
+        ("+1+2", "'+1+2"),
+        ("-1+2", "'-1+2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1+2", "'\t=1+2"),
+        ("\r=1+2", "'\r=1+2"),
+        ("a=1+2", "a=1+2"),
+        ("1-2", "1-2"),
+        (" =1", " =1"),
+        ("'quoted", "'quoted"),
+    ];
+    for (title, cell) in cases {
+        let incident =
+            imas_core::model::Incident::open(title, imas_core::model::UserId::new(), now);
+        let mut bytes = csv_header().expect("header");
+        bytes.extend(csv_rows(&[incident]).expect("row"));
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let record = reader
+            .records()
+            .next()
+            .expect("one row")
+            .expect("valid CSV");
+        assert_eq!(&record[1], cell, "title {title:?}");
+        assert_eq!(record.len(), CSV_COLUMNS.len(), "title {title:?}");
+        // No other cell of the row starts like a formula.
+        for (n, field) in record.iter().enumerate().filter(|(n, _)| *n != 1) {
+            assert!(
+                !field.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "column {} = {field:?}",
+                CSV_COLUMNS[n]
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use imas_core::model::{
     Cursor, DEFAULT_LIMIT, MAX_LIMIT, PageRequest, Priority, Status, Timestamp, UserId,
-    truncate_millis,
+    check_instant, truncate_millis,
 };
 use imas_core::{Error, Principal};
 use serde::Deserialize;
@@ -97,7 +97,9 @@ impl OptionalFromRequestParts<AppState> for Auth {
     }
 }
 
-/// The query parameters of list routes, as text; see the `parse_*` helpers.
+/// The query parameters of list routes, as text; see the `parse_*` helpers. (The
+/// OpenAPI document describes each route's own: [`PageQuery`], [`IncidentQuery`],
+/// [`AuditQuery`].)
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
@@ -128,6 +130,76 @@ pub struct ListParams {
     pub from: Option<String>,
     /// Audit: to (alias of endDate).
     pub to: Option<String>,
+}
+
+// What the OpenAPI document says of each list route's query: the handlers read
+// [`ListParams`] (every field as text, parsed with errors that name the
+// parameter); these types describe, per route, the parameters it reads and the
+// values it accepts.
+
+/// `limit` and `cursor`: the query of every list route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageQuery {
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// Where the page starts: the `cursor` of a `Link: <...>; rel="next"` header.
+    cursor: Option<String>,
+}
+
+/// The filters of `GET /incidents`.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct IncidentQuery {
+    /// Any of these statuses (several separated by commas).
+    #[param(style = Form, explode = false, value_type = Option<Vec<Status>>)]
+    status: Option<String>,
+    /// Any of these priorities (several separated by commas).
+    #[param(style = Form, explode = false, value_type = Option<Vec<Priority>>)]
+    priority: Option<String>,
+    /// Assigned to this user.
+    #[param(rename = "assignedTo")]
+    assigned_to: Option<UserId>,
+    /// Full-text search: every word must appear in the title or description
+    /// (whole words, case-insensitive; at most 32 words of at most 64 characters).
+    q: Option<String>,
+    /// Created at or after (RFC 3339, or YYYY-MM-DD for the start of that day);
+    /// years 1 to 9999.
+    #[param(rename = "startDate", value_type = Option<chrono::DateTime<Utc>>)]
+    start_date: Option<String>,
+    /// Created at or before (RFC 3339, or YYYY-MM-DD for the whole of that day);
+    /// years 1 to 9999.
+    #[param(rename = "endDate", value_type = Option<chrono::DateTime<Utc>>)]
+    end_date: Option<String>,
+}
+
+/// The filters of `GET /audit`.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AuditQuery {
+    /// This action.
+    #[param(value_type = Option<imas_core::model::AuditAction>)]
+    action: Option<String>,
+    /// By this actor: a user id, or `SYSTEM`.
+    actor: Option<String>,
+    /// About this target (an incident or user id, or a username).
+    target: Option<String>,
+    /// At or after (RFC 3339 or YYYY-MM-DD); years 1 to 9999.
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
+    from: Option<String>,
+    /// At or before (RFC 3339 or YYYY-MM-DD, inclusive of that day).
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
+    to: Option<String>,
+    /// Alias of `from` (used when `from` is absent).
+    #[param(rename = "startDate", value_type = Option<chrono::DateTime<Utc>>)]
+    start_date: Option<String>,
+    /// Alias of `to` (used when `to` is absent).
+    #[param(rename = "endDate", value_type = Option<chrono::DateTime<Utc>>)]
+    end_date: Option<String>,
 }
 
 impl ListParams {
@@ -195,19 +267,24 @@ pub fn date(
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(Some(truncate_millis(t.with_timezone(&Utc))));
-    }
-    let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid(
-            field,
-            "expected a date such as 2026-01-31 or 2026-01-31T12:00:00Z",
-        )
-    })?;
-    let t = if end_of_day {
-        day.and_hms_milli_opt(23, 59, 59, 999)
-    } else {
-        day.and_hms_opt(0, 0, 0)
+    let t = match DateTime::parse_from_rfc3339(v) {
+        Ok(t) => Some(truncate_millis(t.with_timezone(&Utc))),
+        Err(_) => {
+            let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
+                ApiError::invalid(
+                    field,
+                    "expected a date such as 2026-01-31 or 2026-01-31T12:00:00Z",
+                )
+            })?;
+            let t = if end_of_day {
+                day.and_hms_milli_opt(23, 59, 59, 999)
+            } else {
+                day.and_hms_opt(0, 0, 0)
+            };
+            t.map(|t| t.and_utc())
+        }
     };
-    Ok(t.map(|t| t.and_utc()))
+    t.map(|t| check_instant(field, t))
+        .transpose()
+        .map_err(ApiError::from)
 }

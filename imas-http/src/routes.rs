@@ -14,7 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, ClientAddr, JsonBody, ListParams, date, priorities, statuses, user_id};
+use crate::extract::{
+    AuditQuery, Auth, ClientAddr, IncidentQuery, JsonBody, ListParams, PageQuery, date, priorities,
+    statuses, user_id,
+};
 
 /// A JSON array answer with `Link: <...>; rel="next"` when there is a next page.
 fn paged<T: Serialize>(uri: &Uri, page: Page<T>) -> Response {
@@ -48,9 +51,17 @@ fn parse_path<T: std::str::FromStr<Err = imas_core::Error>>(raw: &str) -> ApiRes
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterBody {
+    /// Display name.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// Letters, digits, `.`, `_` and `-`.
+    #[schema(min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9._-]+$")]
     username: String,
+    /// At least 8 characters, not a commonly used password.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
+    /// An email address.
+    #[schema(min_length = 3, max_length = 254)]
     email: String,
 }
 
@@ -136,7 +147,7 @@ pub(crate) struct RoleBody {
     role: Role,
 }
 
-#[utoipa::path(patch, path = "/users/{id}/role", params(("id" = String, Path, description = "user id")), request_body = RoleBody, responses((status = 200, body = User), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "the last admin cannot be demoted")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/users/{id}/role", params(("id" = UserId, Path, description = "user id")), request_body = RoleBody, responses((status = 200, body = User), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "the last admin cannot be demoted")), security(("bearer" = [])))]
 pub(crate) async fn change_role(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -152,7 +163,10 @@ pub(crate) async fn change_role(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CreateIncidentBody {
+    /// Some non-blank text.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    #[schema(max_length = 10000)]
     description: Option<String>,
     #[serde(rename = "type")]
     kind: Option<IncidentType>,
@@ -189,7 +203,7 @@ fn incident_filter(p: &ListParams) -> ApiResult<IncidentFilter> {
     })
 }
 
-#[utoipa::path(get, path = "/incidents", params(ListParams), responses((status = 200, body = Vec<Incident>, description = "newest first; Link: <...>; rel=\"next\" when there is more"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/incidents", params(PageQuery, IncidentQuery), responses((status = 200, body = Vec<Incident>, description = "newest first; Link: <...>; rel=\"next\" when there is more"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_incidents(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -210,7 +224,7 @@ pub(crate) async fn list_incidents(
     Ok(with_next_link(response, &uri, page.next))
 }
 
-#[utoipa::path(get, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id")), responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/incidents/{id}", params(("id" = IncidentId, Path, description = "incident id")), responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn get_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -227,7 +241,10 @@ fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<UserId
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct UpdateIncidentBody {
+    /// Some non-blank text.
+    #[schema(min_length = 1, max_length = 200)]
     title: Option<String>,
+    #[schema(max_length = 10000)]
     description: Option<String>,
     #[serde(rename = "type")]
     kind: Option<IncidentType>,
@@ -251,7 +268,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         .ok_or_else(|| ApiError::invalid("If-Match", "expected the incident's version, e.g. \"3\""))
 }
 
-#[utoipa::path(put, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id"), ("If-Match" = Option<String>, Header, description = "expected version")), request_body = UpdateIncidentBody, responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/incidents/{id}", params(("id" = IncidentId, Path, description = "incident id"), ("If-Match" = Option<String>, Header, description = "expected version")), request_body = UpdateIncidentBody, responses((status = 200, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn update_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -274,7 +291,7 @@ pub(crate) async fn update_incident(
     ))
 }
 
-#[utoipa::path(delete, path = "/incidents/{id}", params(("id" = String, Path, description = "incident id")), responses((status = 204), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/incidents/{id}", params(("id" = IncidentId, Path, description = "incident id")), responses((status = 204), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn delete_incident(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -307,7 +324,7 @@ pub(crate) async fn assign_sla(
     Ok(Json(MessageAnswer { message, incident }).into_response())
 }
 
-#[utoipa::path(get, path = "/sla/violations", params(ListParams), responses((status = 200, body = ViolationsAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/sla/violations", params(PageQuery), responses((status = 200, body = ViolationsAnswer), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn violations(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -325,7 +342,7 @@ pub(crate) async fn violations(
     Ok(with_next_link(response, &uri, v.page.next))
 }
 
-#[utoipa::path(get, path = "/api/escalations", params(ListParams), responses((status = 200, body = Vec<Incident>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/escalations", params(PageQuery), responses((status = 200, body = Vec<Incident>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_escalations(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -342,6 +359,7 @@ pub(crate) async fn list_escalations(
 #[serde(deny_unknown_fields)]
 pub(crate) struct EscalateBody {
     id: IncidentId,
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
@@ -358,7 +376,7 @@ pub(crate) async fn escalate(
 
 // ----- notifications and audit -----------------------------------------------------
 
-#[utoipa::path(get, path = "/notifications", params(ListParams), responses((status = 200, body = Vec<imas_core::model::Notification>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/notifications", params(PageQuery), responses((status = 200, body = Vec<imas_core::model::Notification>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_notifications(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -371,7 +389,7 @@ pub(crate) async fn list_notifications(
     ))
 }
 
-#[utoipa::path(patch, path = "/notifications/{id}/read", params(("id" = String, Path, description = "notification id")), responses((status = 200, body = imas_core::model::Notification), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/notifications/{id}/read", params(("id" = NotificationId, Path, description = "notification id")), responses((status = 200, body = imas_core::model::Notification), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn mark_read(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -381,7 +399,7 @@ pub(crate) async fn mark_read(
     Ok(Json(s.engine.mark_notification_read(&who, id).await?).into_response())
 }
 
-#[utoipa::path(get, path = "/audit", params(ListParams), responses((status = 200, body = Vec<imas_core::model::AuditEntry>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/audit", params(PageQuery, AuditQuery), responses((status = 200, body = Vec<imas_core::model::AuditEntry>), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn list_audit(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -402,8 +420,14 @@ pub(crate) async fn list_audit(
             .map(str::parse)
             .transpose()?,
         target: p.target.clone().filter(|t| !t.is_empty()),
-        from: date("from", p.from.as_deref().or(p.start_date.as_deref()), false)?,
-        to: date("to", p.to.as_deref().or(p.end_date.as_deref()), true)?,
+        from: match &p.from {
+            Some(from) => date("from", Some(from), false)?,
+            None => date("startDate", p.start_date.as_deref(), false)?,
+        },
+        to: match &p.to {
+            Some(to) => date("to", Some(to), true)?,
+            None => date("endDate", p.end_date.as_deref(), true)?,
+        },
     };
     Ok(paged(
         &uri,
@@ -534,19 +558,36 @@ const REPORT_BATCH: u32 = 500;
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReportParams {
-    /// `csv` or `pdf`.
+    /// `csv` or `pdf` (anything else, or none, is a 400).
+    #[param(value_type = ReportFormat, inline, required = true)]
     format: Option<String>,
     /// Status, or several separated by commas.
+    #[param(style = Form, explode = false, value_type = Option<Vec<Status>>)]
     status: Option<String>,
     /// Priority, or several separated by commas.
+    #[param(style = Form, explode = false, value_type = Option<Vec<Priority>>)]
     priority: Option<String>,
-    /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    /// Created at or after (RFC 3339 or YYYY-MM-DD); years 1 to 9999.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     start_date: Option<String>,
-    /// Created at or before (RFC 3339 or YYYY-MM-DD, inclusive of that day).
+    /// Created at or before (RFC 3339 or YYYY-MM-DD, inclusive of that day);
+    /// years 1 to 9999.
+    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     end_date: Option<String>,
 }
 
-#[utoipa::path(get, path = "/reports/incidents", params(ReportParams), responses((status = 200, content_type = "text/csv", description = "the report, streamed (`application/pdf` for format=pdf)"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 501, body = ErrorAnswer)), security(("bearer" = [])))]
+/// The formats of `GET /reports/incidents`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum ReportFormat {
+    /// RFC 4180 CSV.
+    Csv,
+    /// PDF.
+    Pdf,
+}
+
+#[utoipa::path(get, path = "/reports/incidents", params(ReportParams), responses((status = 200, description = "the report, streamed", content((String = "text/csv"), (String = "application/pdf"))), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 501, body = ErrorAnswer)), security(("bearer" = [])))]
 pub(crate) async fn report(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -679,7 +720,22 @@ fn csv_report(_: &AppState, _: &imas_core::Principal, _: IncidentFilter) -> ApiR
 
 // ----- service ---------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "store and queue reachable"), (status = 503, description = "a backend is unreachable")))]
+/// Answer of `GET /healthz`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct HealthAnswer {
+    /// `ok`, or `degraded` when a backend is unreachable.
+    #[schema(pattern = "^(ok|degraded)$")]
+    status: String,
+    /// `ok` or `unavailable`.
+    #[schema(pattern = "^(ok|unavailable)$")]
+    store: String,
+    /// `ok` or `unavailable`.
+    #[schema(pattern = "^(ok|unavailable)$")]
+    queue: String,
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = HealthAnswer, description = "store and queue reachable"), (status = 503, body = HealthAnswer, description = "a backend is unreachable")))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     let store = s
         .engine

@@ -418,6 +418,38 @@ async fn postgres_audit_log_is_append_only() {
     .await;
 }
 
+/// `TRUNCATE` fires no row trigger: a statement trigger refuses it, so the audit
+/// log stays append-only against it too (SPEC §7).
+#[tokio::test]
+async fn postgres_audit_log_refuses_truncate() {
+    let Some(url) = service_url("DATABASE_URL") else {
+        return;
+    };
+    let schema = format!("imas_test_{}", uuid::Uuid::new_v4().simple());
+    let store = PostgresStore::connect_in_schema(&url, &schema)
+        .await
+        .expect("connect");
+    let pool = store.pool().clone();
+    audit_rows_cannot_be_changed(Arc::new(store), async move || {
+        let mut any_ran = false;
+        for statement in [
+            "TRUNCATE audit_log",
+            "TRUNCATE TABLE audit_log RESTART IDENTITY CASCADE",
+            "TRUNCATE outbox, audit_log",
+        ] {
+            match sqlx::query(statement).execute(&pool).await {
+                Ok(_) => any_ran = true,
+                Err(e) => assert!(
+                    e.to_string().contains("append-only"),
+                    "{statement}: refused by the trigger, got {e}"
+                ),
+            }
+        }
+        any_ran
+    })
+    .await;
+}
+
 async fn bulk_insert_round_trips(
     store: &dyn Store,
     bulk: impl AsyncFnOnce(Vec<imas_core::model::Incident>),
