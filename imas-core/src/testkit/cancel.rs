@@ -365,3 +365,50 @@ pub async fn dropped_commits_are_whole(store: &dyn Store) {
         }
     );
 }
+
+/// A commit dropped after its first poll (the change handed over, the caller
+/// gone) still moves the store's [generation](crate::ports::ChangeStore::generation)
+/// once it lands, so that the engine's cached reads (a principal's role, list
+/// pages) do not outlive it: a role change whose request was dropped applies to
+/// live tokens like any other. Stores without a generation have nothing to
+/// check.
+pub async fn dropped_commits_move_generation(store: &dyn Store) {
+    let Some(before) = super::store::live_generation(store).await else {
+        return;
+    };
+    let u = user("gen", Role::User);
+    store
+        .commit(Change {
+            user: Some(UserWrite::Insert(u.clone())),
+            ..Change::default()
+        })
+        .await
+        .expect("add user");
+    let added = store.generation().expect("live");
+    assert!(added.users > before.users, "an awaited commit moves it");
+    {
+        let change = store.commit(Change {
+            user: Some(UserWrite::SetRole {
+                id: u.id,
+                role: Role::Engineer,
+            }),
+            ..Change::default()
+        });
+        let mut change = std::pin::pin!(change);
+        // One poll hands the change over; then the caller goes away.
+        let _ = futures::poll!(change.as_mut());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let role = store.get_user(u.id).await.expect("get").map(|u| u.role);
+        let moved = store.generation().is_some_and(|g| g.users > added.users);
+        if role == Some(Role::Engineer) && moved {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a dropped commit: role {role:?}, generation moved: {moved}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

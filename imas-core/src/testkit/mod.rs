@@ -86,6 +86,7 @@ macro_rules! store_conformance_tests {
             change_is_atomic,
             concurrent_changes_fail_alone,
             dropped_commits_are_whole,
+            dropped_commits_move_generation,
             outbox_insert_is_idempotent,
             keyset_pagination,
             incident_filters,
