@@ -997,9 +997,10 @@ impl ChangeStore for MongoStore {
     /// a drop would leave a single-document change half moved out (its audit
     /// entries and intents missing until the next recovery) or a transaction
     /// whose `commitTransaction` was never sent open on the server, holding its
-    /// documents until the server's transaction lifetime limit: the driver
-    /// marks the transaction committed before it sends the command, so its
-    /// `Drop` does not abort it.
+    /// documents (every other write to them a `WriteConflict`) until the server
+    /// session is reused or the server's transaction lifetime limit ends it:
+    /// the driver marks the transaction committed before it sends the command,
+    /// so its `Drop` does not abort it.
     async fn commit(&self, change: Change) -> Result<()> {
         let store = self.clone();
         run_detached(BACKEND, async move { store.commit_now(change).await }).await
