@@ -4,7 +4,9 @@
 //! random 0..6 ms after sending, so that hyper drops the request's future
 //! wherever it is. Afterwards every incident's version history equals its audit
 //! entries, every intent of a committed change was delivered (it was in the
-//! outbox), and the server logged no `transaction in progress` notice.
+//! outbox), and the server logged no `transaction in progress` notice (nor did
+//! PostgreSQL, in its own log, for the server's connections, where that log is
+//! readable).
 
 #![cfg(all(
     feature = "http",
@@ -185,6 +187,77 @@ fn mongo_url_with(url: &str, name: &str) -> String {
     format!("mongodb://{hosts}/{name}{query}")
 }
 
+/// PostgreSQL's server log (as Debian's `pg_ctlcluster` writes it, under
+/// `/var/log/postgresql`), from where it stood when the test began. `None`
+/// (said on stderr) when it is not readable here: the server's own output is
+/// checked regardless.
+struct PgLog {
+    files: Vec<(std::path::PathBuf, u64)>,
+}
+
+impl PgLog {
+    fn open(db: &Db) -> Option<PgLog> {
+        if !matches!(db, Db::Postgres(..)) {
+            return None;
+        }
+        let files: Vec<_> = std::fs::read_dir("/var/log/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter_map(|p| {
+                std::fs::File::open(&p)
+                    .ok()?
+                    .metadata()
+                    .ok()
+                    .map(|m| (p, m.len()))
+            })
+            .collect();
+        if files.is_empty() {
+            eprintln!("PostgreSQL's log is not readable here; checking the server's output only");
+            return None;
+        }
+        Some(PgLog { files })
+    }
+
+    /// `transaction in progress` lines logged since, by the backends `pids`
+    /// (the default `log_line_prefix` starts `%m [%p]`).
+    fn notices_of(&self, pids: &[i32]) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut out = Vec::new();
+        for (path, from) in &self.files {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(path)
+                && f.seek(SeekFrom::Start(*from)).is_ok()
+            {
+                let _ = f.read_to_string(&mut text);
+            }
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains("transaction in progress"))
+                    .filter(|l| pids.iter().any(|p| l.contains(&format!("[{p}]"))))
+                    .map(str::to_string),
+            );
+        }
+        out
+    }
+}
+
+/// The backends IMAS servers opened on this database since `since` (this
+/// test's server, and any other started meanwhile).
+async fn server_backends(url: &str, since: chrono::DateTime<chrono::Utc>) -> Vec<i32> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("observer");
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'imas' AND backend_start >= $1",
+    )
+    .bind(since)
+    .fetch_all(&mut conn)
+    .await
+    .expect("pg_stat_activity")
+}
+
 /// A tiny xorshift, seeded per run (and printed).
 struct Rng(u64);
 
@@ -260,6 +333,8 @@ fn changed_fields(e: &AuditEntry) -> Vec<String> {
 /// `requests` PUTs, nine in ten reset after a random delay below `max_delay`.
 async fn reset_flood(db: Db, requests: usize, max_delay: Duration) {
     let started = Instant::now();
+    let pg_log = PgLog::open(&db);
+    let since = chrono::Utc::now();
     let mut node = Node::start(&db.env()).await;
     let http = Client::new();
     let base = node.base();
@@ -377,7 +452,13 @@ async fn reset_flood(db: Db, requests: usize, max_delay: Duration) {
             assert!(tries < 50, "incident {id}: 50 conflicts in a row");
         }
     }
+    // PostgreSQL's own log, where readable: the backends of this server.
+    let pg_pids = match &db {
+        Db::Postgres(url, _) if pg_log.is_some() => server_backends(url, since).await,
+        _ => Vec::new(),
+    };
     node.stop();
+    let pg_notices = pg_log.map(|l| l.notices_of(&pg_pids)).unwrap_or_default();
     let output = node.output();
     assert!(
         output.iter().any(|l| l.contains("IMAS listening")),
@@ -457,11 +538,14 @@ async fn reset_flood(db: Db, requests: usize, max_delay: Duration) {
     }
     eprintln!(
         "reset_flood: {requests} PUTs ({} awaited: {} ok, {} conflicts) in {flood:?}, \
-         {versions} changes committed, {} notices, {:?} in all",
+         {versions} changes committed, {} notices ({} in PostgreSQL's log for its {} \
+         backends), {:?} in all",
         awaited.0 + awaited.1,
         awaited.0,
         awaited.1,
         notices.len(),
+        pg_notices.len(),
+        pg_pids.len(),
         started.elapsed()
     );
     assert!(
@@ -474,6 +558,13 @@ async fn reset_flood(db: Db, requests: usize, max_delay: Duration) {
         "the server logged {} `transaction in progress` notices, e.g. {:?}",
         notices.len(),
         notices.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(
+        pg_notices.is_empty(),
+        "PostgreSQL logged {} `transaction in progress` warnings for this server's \
+         connections, e.g. {:?}",
+        pg_notices.len(),
+        pg_notices.iter().take(3).collect::<Vec<_>>()
     );
     assert!(
         started.elapsed() < Duration::from_secs(120),
