@@ -551,13 +551,20 @@ impl Engine {
             }
             _ => None,
         };
-        self.inner.store.commit(change).await?;
-        // Wake the monitor only when this due time comes before the instant it
-        // sleeps towards: it finds later ones when it wakes anyway.
-        if due.is_some_and(|at| at.timestamp_millis() < self.inner.armed_until.load(SeqCst)) {
-            self.inner.rearm.notify_one();
-        }
-        Ok(())
+        // The commit and the monitor's wake-up run detached: a request dropped
+        // meanwhile (its client went away) cannot leave a committed change the
+        // monitor does not hear of until its next poll.
+        let inner = Arc::clone(&self.inner);
+        crate::ports::run_detached("engine", async move {
+            inner.store.commit(change).await?;
+            // Wake the monitor only when this due time comes before the instant
+            // it sleeps towards: it finds later ones when it wakes anyway.
+            if due.is_some_and(|at| at.timestamp_millis() < inner.armed_until.load(SeqCst)) {
+                inner.rearm.notify_one();
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn load_incident(&self, id: IncidentId) -> Result<Incident> {

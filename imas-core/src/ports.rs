@@ -269,6 +269,12 @@ pub struct Pruned {
 #[async_trait]
 pub trait ChangeStore: Send + Sync + Debug + 'static {
     /// Commits a [`Change`] atomically: every part or none.
+    ///
+    /// Cancel-safe: once called, dropping the returned future (a request whose
+    /// client went away) does not cut the change short, and leaves nothing
+    /// behind (no transaction open on a pooled connection) that later work
+    /// could run inside. The change is then committed whole or not at all, the
+    /// caller just does not learn which. [`run_detached`] is the usual way.
     async fn commit(&self, change: Change) -> Result<()>;
 
     /// How far the store's users and incidents have moved, as counters that grow
@@ -279,6 +285,27 @@ pub trait ChangeStore: Send + Sync + Debug + 'static {
     /// through.
     fn generation(&self) -> Option<Generation> {
         None
+    }
+}
+
+/// Runs `work` (a store's transaction) in a task of its own and waits for it,
+/// so that a caller that stops waiting cannot stop it half-way: dropping the
+/// returned future only drops the wait. This is what makes
+/// [`ChangeStore::commit`] cancel-safe in the stores that ship with IMAS. A
+/// panic in `work` is the caller's panic; a runtime shutting down is a
+/// `Backend` error of `backend`.
+pub async fn run_detached<T, F>(backend: &'static str, work: F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(crate::Error::backend(
+            backend,
+            "the runtime is shutting down; the change may or may not be committed",
+        )),
     }
 }
 

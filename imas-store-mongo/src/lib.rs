@@ -40,7 +40,7 @@ use imas_core::model::{
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
-    UserStore, UserWrite,
+    UserStore, UserWrite, run_detached,
 };
 use imas_core::sla::add_ms;
 use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
@@ -1010,7 +1010,24 @@ impl MongoStore {
 
 #[async_trait]
 impl ChangeStore for MongoStore {
+    /// Cancel-safe: the change runs in a task of its own, so a caller that
+    /// stops waiting cannot cut it short. Run in the caller's future instead,
+    /// a drop would leave a single-document change half moved out (its audit
+    /// entries and intents missing until the next recovery) or a transaction
+    /// whose `commitTransaction` was never sent open on the server, holding its
+    /// documents (every other write to them a `WriteConflict`) until the server
+    /// session is reused or the server's transaction lifetime limit ends it:
+    /// the driver marks the transaction committed before it sends the command,
+    /// so its `Drop` does not abort it.
     async fn commit(&self, change: Change) -> Result<()> {
+        let store = self.clone();
+        run_detached(BACKEND, async move { store.commit_now(change).await }).await
+    }
+}
+
+impl MongoStore {
+    /// [`ChangeStore::commit`] run to its end (it must not be dropped half-way).
+    async fn commit_now(&self, change: Change) -> Result<()> {
         if self.atomicity == Atomicity::SingleDocument {
             return self.commit_single_document(&change).await;
         }

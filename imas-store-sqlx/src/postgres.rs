@@ -22,7 +22,7 @@ use imas_core::model::{
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
-    NotificationStore, OutboxStore, UserStore, UserWrite,
+    NotificationStore, OutboxStore, UserStore, UserWrite, run_detached,
 };
 use imas_core::sla::add_ms;
 use sqlx::AssertSqlSafe;
@@ -194,13 +194,17 @@ impl PostgresStore {
     /// audit or outbox rows: for imports (e.g. from the original system) and
     /// benchmarks.
     pub async fn bulk_insert_incidents(&self, incidents: &[Incident]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for chunk in incidents.chunks(5_000) {
-            insert_incidents(&mut tx, &chunk.iter().collect::<Vec<_>>()).await?;
-        }
-        tx.commit().await.map_err(err)?;
-        self.generations.bump(false, true);
-        Ok(())
+        let (store, incidents) = (self.clone(), incidents.to_vec());
+        run_detached(BACKEND, async move {
+            let mut tx = store.begin().await?;
+            for chunk in incidents.chunks(5_000) {
+                insert_incidents(&mut tx, &chunk.iter().collect::<Vec<_>>()).await?;
+            }
+            tx.commit().await.map_err(err)?;
+            store.generations.bump(false, true);
+            Ok(())
+        })
+        .await
     }
 
     /// Runs a list query built up to its filters: keyset, order, limit, decode.
@@ -218,6 +222,23 @@ impl PostgresStore {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(err)
+    }
+
+    /// [`ChangeStore::commit`] run to its end (it must not be dropped half-way).
+    async fn commit_now(&self, change: Change) -> Result<()> {
+        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
+        let insert_only = change.user.is_none()
+            && matches!(change.incident, None | Some(IncidentWrite::Insert(_)));
+        if insert_only {
+            let (reply, answer) = oneshot::channel();
+            self.inserts.send((change, reply)).map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())??;
+        } else {
+            commit_alone(&self.pool, &change).await?;
+        }
+        // Other nodes hear of it through the trigger; this one at once.
+        self.generations.bump(users, incidents);
+        Ok(())
     }
 }
 
@@ -612,20 +633,16 @@ async fn apply(tx: &mut Transaction<'static, Postgres>, change: &Change) -> Resu
 
 #[async_trait]
 impl ChangeStore for PostgresStore {
+    /// Cancel-safe: the transaction runs in a task of its own (or in the insert
+    /// batcher's), so a caller that stops waiting cannot cut it short. Run in
+    /// the caller's future instead, a drop at the `.await` of `BEGIN` would
+    /// leave the server in a transaction that sqlx does not know of (it counts
+    /// the depth only once `BEGIN` is answered, and rolls back only what it
+    /// counts) on a connection that goes back to the pool: the next statements
+    /// on it would run inside that transaction, uncommitted.
     async fn commit(&self, change: Change) -> Result<()> {
-        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
-        let insert_only = change.user.is_none()
-            && matches!(change.incident, None | Some(IncidentWrite::Insert(_)));
-        if insert_only {
-            let (reply, answer) = oneshot::channel();
-            self.inserts.send((change, reply)).map_err(|_| stopped())?;
-            answer.await.map_err(|_| stopped())??;
-        } else {
-            commit_alone(&self.pool, &change).await?;
-        }
-        // Other nodes hear of it through the trigger; this one at once.
-        self.generations.bump(users, incidents);
-        Ok(())
+        let store = self.clone();
+        run_detached(BACKEND, async move { store.commit_now(change).await }).await
     }
 
     fn generation(&self) -> Option<Generation> {

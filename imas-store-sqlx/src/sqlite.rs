@@ -25,7 +25,7 @@ use imas_core::model::{
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
-    NotificationStore, OutboxStore, UserStore, UserWrite,
+    NotificationStore, OutboxStore, UserStore, UserWrite, run_detached,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, Params, params, params_from_iter};
@@ -207,11 +207,16 @@ impl SqliteStore {
     /// for imports (e.g. from the original system) and benchmarks.
     pub async fn bulk_insert_incidents(&self, incidents: &[Incident]) -> Result<()> {
         let incidents = incidents.to_vec();
-        self.writer
-            .write(move |c| incidents.iter().try_for_each(|i| insert_incident(c, i)))
-            .await?;
-        self.file.generations.bump(false, true);
-        Ok(())
+        let store = self.clone();
+        run_detached(BACKEND, async move {
+            store
+                .writer
+                .write(move |c| incidents.iter().try_for_each(|i| insert_incident(c, i)))
+                .await?;
+            store.file.generations.bump(false, true);
+            Ok(())
+        })
+        .await
     }
 
     /// Finishes a page query from [`JsonColumns::page_query`] and its filters
@@ -723,9 +728,17 @@ fn apply(c: &Connection, change: &Change) -> Result<()> {
 impl ChangeStore for SqliteStore {
     async fn commit(&self, change: Change) -> Result<()> {
         let (users, incidents) = (change.user.is_some(), change.incident.is_some());
-        self.writer.write(move |c| apply(c, &change)).await?;
-        self.file.generations.bump(users, incidents);
-        Ok(())
+        // The writer thread runs the change to its end whatever the caller
+        // does; the generation must move with it even if the caller has gone
+        // (else cached reads would miss a committed change), so the wait and
+        // the bump run detached too.
+        let store = self.clone();
+        run_detached(BACKEND, async move {
+            store.writer.write(move |c| apply(c, &change)).await?;
+            store.file.generations.bump(users, incidents);
+            Ok(())
+        })
+        .await
     }
 
     fn generation(&self) -> Option<Generation> {

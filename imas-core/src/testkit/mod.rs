@@ -14,6 +14,7 @@
 //! The adapter crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency.
 
+pub mod cancel;
 pub mod queue;
 pub mod store;
 
@@ -84,6 +85,8 @@ macro_rules! store_conformance_tests {
             incident_versions,
             change_is_atomic,
             concurrent_changes_fail_alone,
+            dropped_commits_are_whole,
+            dropped_commits_move_generation,
             outbox_insert_is_idempotent,
             keyset_pagination,
             incident_filters,

@@ -16,6 +16,8 @@ use crate::model::{
 use crate::ports::{Change, Generation, IncidentWrite, Store, UserWrite};
 use crate::sla::{SlaPolicy, add_ms};
 
+pub use super::cancel::{dropped_commits_are_whole, dropped_commits_move_generation};
+
 /// The instant the suites start from: 2026-01-01T00:00:00Z.
 pub fn t0() -> Timestamp {
     chrono::Utc
