@@ -1349,10 +1349,12 @@ impl Engine {
     /// The caller's new notifications as they are delivered by this process, for
     /// live streams (Server-Sent Events). Only the caller's own ever appear. A
     /// stream that falls far behind skips ahead; `list_notifications` has all.
+    /// The stream is fused: polled again after its end, it stays ended.
     pub fn subscribe_notifications(
         &self,
         who: &Principal,
-    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static> {
+    ) -> Result<impl futures::stream::FusedStream<Item = Notification> + Send + 'static> {
+        use futures::StreamExt;
         rbac::require(who.role, Permission::ReadOwnNotifications)?;
         let me = who.id;
         let rx = self.inner.live.subscribe();
@@ -1364,7 +1366,8 @@ impl Engine {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        }))
+        })
+        .fuse())
     }
 
     /// Marks one of the caller's notifications read; anybody else's is `NotFound`.
@@ -1575,12 +1578,16 @@ impl Engine {
     /// The incidents matching `filter`, newest first, as a stream of pages of up to
     /// `batch` (keyset pagination underneath: memory stays bounded and every
     /// incident comes exactly once). Checks the caller may export reports.
+    /// The stream is fused: polled again after its end (as an HTTP compression
+    /// body does, looking for trailers), it stays ended instead of panicking.
     pub fn export_incidents(
         &self,
         who: &Principal,
         filter: IncidentFilter,
         batch: u32,
-    ) -> Result<impl futures::Stream<Item = Result<Vec<Incident>>> + Send + 'static> {
+    ) -> Result<impl futures::stream::FusedStream<Item = Result<Vec<Incident>>> + Send + 'static>
+    {
+        use futures::StreamExt;
         rbac::require(who.role, Permission::ExportReports)?;
         PageRequest::first(batch).validate()?;
         let store = self.inner.store.clone();
@@ -1603,7 +1610,8 @@ impl Engine {
                     Err(e) => Some((Err(e), None)),
                 }
             }
-        }))
+        })
+        .fuse())
     }
 
     // ----- audit --------------------------------------------------------------------
