@@ -13,13 +13,17 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::routing::{get, patch, post};
 use imas_core::Engine;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -27,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 mod routes;
+pub mod serve;
 
 pub use error::{ApiError, ApiResult};
 
@@ -100,6 +105,10 @@ pub struct RouterOptions {
     pub cors_origins: Vec<axum::http::HeaderValue>,
     /// Ends live streams (`/notifications/stream`) when it turns true.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Most requests handled at once; one more is answered 503 with
+    /// `Retry-After` at once instead of waiting (a streamed body, a report or a
+    /// live stream, no longer counts once its headers are sent).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for RouterOptions {
@@ -108,6 +117,7 @@ impl Default for RouterOptions {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             shutdown: None,
+            max_concurrent_requests: 512,
         }
     }
 }
@@ -157,6 +167,10 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
+        // One limit shared by every route (a per-route limit would multiply it).
+        .layer(ServiceBuilder::new().layer(HandleErrorLayer::new(overloaded)).load_shed().layer(
+            GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
@@ -171,5 +185,30 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
                 .allow_headers(tower_http::cors::Any),
         );
     }
-    app
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+}
+
+/// The answer to a request shed by the concurrency limit (`load_shed` over a
+/// global concurrency limit: nothing queues): 503 with `Retry-After`.
+async fn overloaded(e: tower::BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is handling as many requests as it may; retry shortly",
+        )
+        .retry_after(Duration::from_secs(1))
+    } else {
+        tracing::error!(error = %e, "request failed in the concurrency limit");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
+        )
+    }
 }
