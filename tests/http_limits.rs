@@ -231,12 +231,21 @@ async fn a_request_over_the_concurrency_cap_is_answered_503_with_retry_after() {
     };
     let rest = br#""username":"nobody","password":"not the password"}"#;
     let length = 1 + rest.len();
-    let mut first = stalled_login(&srv, length).await;
-    let mut second = stalled_login(&srv, length).await;
-    // Once both are in their handlers, a third request is shed at once.
+    // Two requests held in their handlers, then a probe: once both hold a
+    // slot, the probe is shed at once. A held request that raced a probe (and
+    // was itself shed, which it may) is replaced.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut probe = TcpStream::connect(srv.addr).await.expect("connect");
+    let mut held: Vec<TcpStream> = Vec::new();
     let shed = loop {
+        held.retain(|s| {
+            let mut byte = [0u8; 1];
+            // Anything to read (an answer) or the end: it is not held.
+            s.try_read(&mut byte).is_err()
+        });
+        while held.len() < 2 {
+            held.push(stalled_login(&srv, length).await);
+        }
         let answer = get(&mut probe, "/healthz").await.expect("an answer");
         if answer.status == 503 {
             break answer;
@@ -255,7 +264,7 @@ async fn a_request_over_the_concurrency_cap_is_answered_503_with_retry_after() {
     assert!(body["error"].is_string(), "{body}");
     assert_eq!(shed.header("x-content-type-options"), Some("nosniff"));
     // The two in flight finish normally, and their slots are free again.
-    for stalled in [&mut first, &mut second] {
+    for stalled in &mut held {
         stalled.write_all(rest).await.expect("rest of the body");
         let answer = read_answer(stalled).await.expect("answer");
         assert_eq!(answer.status, 401, "{answer:?}");
