@@ -80,6 +80,19 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// How often the retention step runs.
     pub retention_every: Duration,
+    /// `IMAS_HEADER_TIMEOUT` (default 10s): longest time a client may take to
+    /// send a request's headers, or to start its first request; an idle
+    /// keep-alive connection is closed after it too.
+    pub header_timeout: Duration,
+    /// `IMAS_REQUEST_TIMEOUT` (default 30s): longest time a request may take
+    /// until its answer starts (then 408).
+    pub request_timeout: Duration,
+    /// `IMAS_MAX_CONNECTIONS` (default 1024): most open connections; one more is
+    /// closed at once.
+    pub max_connections: usize,
+    /// `IMAS_MAX_CONCURRENT_REQUESTS` (default 512): most requests handled at
+    /// once; one more is answered 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
 }
 
 impl ServerConfig {
@@ -332,6 +345,38 @@ impl ServerConfig {
                 })?,
             None => imas_core::engine::DEFAULT_RETENTION,
         };
+        let duration = |name: &str, default: Duration| match get(name) {
+            Some(d) => imas_core::sla::parse_duration(&d)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::config(name, "expected a duration above zero such as 10s or 500ms")
+                }),
+            None => Ok(default),
+        };
+        let count = |name: &str, default: usize| match get(name) {
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Error::config(
+                        name,
+                        format!("expected a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                }),
+            None => Ok(default),
+        };
+        let (serving, routing) = (
+            imas_http::serve::ServeOptions::default(),
+            imas_http::RouterOptions::default(),
+        );
+        let header_timeout = duration("IMAS_HEADER_TIMEOUT", serving.header_timeout)?;
+        let request_timeout = duration("IMAS_REQUEST_TIMEOUT", routing.request_timeout)?;
+        let max_connections = count("IMAS_MAX_CONNECTIONS", serving.max_connections)?;
+        let max_concurrent_requests = count(
+            "IMAS_MAX_CONCURRENT_REQUESTS",
+            routing.max_concurrent_requests,
+        )?;
         let escalation = match get("IMAS_ESCALATION_DELAYS") {
             Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec)?,
             None => EscalationPolicy::default(),
@@ -361,6 +406,10 @@ impl ServerConfig {
             metrics_token,
             retention,
             retention_every: Duration::from_secs(600),
+            header_timeout,
+            request_timeout,
+            max_connections,
+            max_concurrent_requests,
         })
     }
 }
@@ -369,6 +418,8 @@ impl ServerConfig {
 /// of its job (the default retry policy gives up within the hour), or a
 /// channel could send it twice.
 const MIN_RETENTION: Duration = Duration::from_secs(3600);
+/// Largest value of `IMAS_MAX_CONNECTIONS` and `IMAS_MAX_CONCURRENT_REQUESTS`.
+const MAX_LIMIT: usize = 1_000_000;
 
 /// FNV-1a, 64 bits: a hash that is the same in every build, for the default
 /// queue prefix that all nodes of one deployment must agree on.
@@ -488,11 +539,17 @@ pub async fn serve(
     let options = imas_http::RouterOptions {
         shutdown: Some(stop_rx_for_http),
         metrics_token: config.metrics_token.clone(),
+        request_timeout: config.request_timeout,
+        max_concurrent_requests: config.max_concurrent_requests,
         ..Default::default()
     };
     let app = imas_http::router_with(engine, options);
+    let limits = imas_http::serve::ServeOptions {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+    };
     // Shutting down: live streams and background loops are told first, then
-    // axum stops accepting and drains the requests in flight.
+    // the server stops accepting and drains the requests in flight.
     let signal = {
         let stop_tx = stop_tx.clone();
         async move {
@@ -500,10 +557,7 @@ pub async fn serve(
             let _ = stop_tx.send(true);
         }
     };
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await;
+    let served = imas_http::serve::serve(listener, app, limits, signal).await;
     let _ = stop_tx.send(true);
     let _ = monitor.await;
     let _ = notifier.await;

@@ -1598,11 +1598,14 @@ impl Engine {
     /// stream that falls far behind skips ahead; `list_notifications` has all.
     ///
     /// A user holds at most [`EngineConfig::max_streams_per_user`] streams at
-    /// once: one more is [`Error::RateLimited`] until one is dropped.
+    /// once: one more is [`Error::RateLimited`] until one is dropped. The
+    /// stream is fused: polled again after its end, it stays ended.
     pub fn subscribe_notifications(
         &self,
         who: &Principal,
-    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static + use<>> {
+    ) -> Result<impl futures::stream::FusedStream<Item = Notification> + Send + 'static + use<>>
+    {
+        use futures::StreamExt;
         rbac::require(who.role, Permission::ReadOwnNotifications)?;
         let slot = StreamSlot::take(
             &self.inner.streams,
@@ -1624,7 +1627,8 @@ impl Engine {
                     }
                 }
             },
-        ))
+        )
+        .fuse())
     }
 
     /// The live stream of the bearer of `token` ([`Engine::subscribe_notifications`]
@@ -1633,7 +1637,8 @@ impl Engine {
     pub async fn open_notification_stream(
         &self,
         token: &str,
-    ) -> Result<impl futures::Stream<Item = Notification> + Send + 'static + use<>> {
+    ) -> Result<impl futures::stream::FusedStream<Item = Notification> + Send + 'static + use<>>
+    {
         let claims = self.inner.keys.verify(token, self.now())?;
         let who = self.authenticate(token).await?;
         let events = self.subscribe_notifications(&who)?;
@@ -1643,7 +1648,9 @@ impl Engine {
             .saturating_sub(self.now().timestamp_millis())
             .max(0);
         let expiry = tokio::time::sleep(Duration::from_millis(left_ms as u64));
-        Ok(futures::StreamExt::take_until(events, expiry))
+        Ok(futures::StreamExt::fuse(futures::StreamExt::take_until(
+            events, expiry,
+        )))
     }
 
     /// Dead-lettered notifications, oldest first, at most `limit` (1..=500):
@@ -1941,12 +1948,16 @@ impl Engine {
     /// The incidents matching `filter`, newest first, as a stream of pages of up to
     /// `batch` (keyset pagination underneath: memory stays bounded and every
     /// incident comes exactly once). Checks the caller may export reports.
+    /// The stream is fused: polled again after its end (as an HTTP compression
+    /// body does, looking for trailers), it stays ended instead of panicking.
     pub fn export_incidents(
         &self,
         who: &Principal,
         filter: IncidentFilter,
         batch: u32,
-    ) -> Result<impl futures::Stream<Item = Result<Vec<Incident>>> + Send + 'static> {
+    ) -> Result<impl futures::stream::FusedStream<Item = Result<Vec<Incident>>> + Send + 'static>
+    {
+        use futures::StreamExt;
         rbac::require(who.role, Permission::ExportReports)?;
         PageRequest::first(batch).validate()?;
         filter.validate()?;
@@ -1970,7 +1981,8 @@ impl Engine {
                     Err(e) => Some((Err(e), None)),
                 }
             }
-        }))
+        })
+        .fuse())
     }
 
     // ----- audit --------------------------------------------------------------------

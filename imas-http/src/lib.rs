@@ -13,13 +13,17 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::routing::{get, patch, post};
 use imas_core::Engine;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -28,6 +32,7 @@ pub mod extract;
 mod metrics;
 pub mod openapi;
 mod routes;
+pub mod serve;
 
 pub use error::{ApiError, ApiResult};
 
@@ -108,6 +113,10 @@ pub struct RouterOptions {
     /// When set, `GET /metrics` answers only requests carrying it as a bearer
     /// token (401 otherwise); unset, it is open.
     pub metrics_token: Option<String>,
+    /// Most requests handled at once; one more is answered 503 with
+    /// `Retry-After` at once instead of waiting (a streamed body, a report or a
+    /// live stream, no longer counts once its headers are sent).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for RouterOptions {
@@ -117,6 +126,7 @@ impl Default for RouterOptions {
             cors_origins: Vec::new(),
             shutdown: None,
             metrics_token: None,
+            max_concurrent_requests: 512,
         }
     }
 }
@@ -175,6 +185,10 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
+        // One limit shared by every route (a per-route limit would multiply it).
+        .layer(ServiceBuilder::new().layer(HandleErrorLayer::new(overloaded)).load_shed().layer(
+            GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
@@ -195,5 +209,30 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
                 .allow_headers(tower_http::cors::Any),
         );
     }
-    app
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ))
+    .layer(SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+}
+
+/// The answer to a request shed by the concurrency limit (`load_shed` over a
+/// global concurrency limit: nothing queues): 503 with `Retry-After`.
+async fn overloaded(e: tower::BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is handling as many requests as it may; retry shortly",
+        )
+        .retry_after(Duration::from_secs(1))
+    } else {
+        tracing::error!(error = %e, "request failed in the concurrency limit");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
+        )
+    }
 }

@@ -464,7 +464,9 @@ pub(crate) async fn notification_stream(
             std::future::pending::<()>().await;
         }
     };
-    Ok(Sse::new(events.take_until(stop))
+    // Fused, like every stream handed to a body: a body polled after its end
+    // must stay ended.
+    Ok(Sse::new(events.take_until(stop).fuse())
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -640,6 +642,10 @@ fn csv_report(
 
 /// A report streamed as a download. A failure after the first bytes can only
 /// cut the body short (the status and headers are sent): it is logged.
+///
+/// The stream is fused before it becomes the body: a body may be polled again
+/// after it said it has ended (tower-http's compression body does, looking for
+/// trailers), and an unfused `unfold` or `chain` then panics mid-response.
 #[cfg(any(feature = "csv", feature = "pdf"))]
 fn attachment(
     body: impl futures::Stream<Item = imas_core::Result<Vec<u8>>> + Send + 'static,
@@ -647,12 +653,14 @@ fn attachment(
     disposition: &'static str,
 ) -> Response {
     use futures::StreamExt;
-    let body = body.map(move |bytes| {
-        bytes.map_err(|e| {
-            tracing::error!(error = %e, content_type, "report failed while streaming");
-            std::io::Error::other(e.to_string())
+    let body = body
+        .map(move |bytes| {
+            bytes.map_err(|e| {
+                tracing::error!(error = %e, content_type, "report failed while streaming");
+                std::io::Error::other(e.to_string())
+            })
         })
-    });
+        .fuse();
     (
         [
             (axum::http::header::CONTENT_TYPE, content_type),
