@@ -1614,9 +1614,8 @@ impl Engine {
         )?;
         let me = who.id;
         let rx = self.inner.live.subscribe();
-        Ok(futures::stream::unfold(
-            (rx, slot),
-            move |(mut rx, slot)| async move {
+        Ok(
+            futures::stream::unfold((rx, slot), move |(mut rx, slot)| async move {
                 loop {
                     match rx.recv().await {
                         Ok(n) if n.user == me => return Some((n, (rx, slot))),
@@ -1626,9 +1625,9 @@ impl Engine {
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
                 }
-            },
+            })
+            .fuse(),
         )
-        .fuse())
     }
 
     /// The live stream of the bearer of `token` ([`Engine::subscribe_notifications`]
