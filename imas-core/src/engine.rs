@@ -178,6 +178,9 @@ impl EngineBuilder {
                 hash_pool,
                 sign_in,
                 role_change: tokio::sync::Mutex::new(()),
+                report_locks: (0..REPORT_LOCKS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
                 store: self.store,
                 queue,
                 clock: self.clock,
@@ -233,7 +236,14 @@ struct Inner {
     /// Serialises role changes in this process, so that two admins demoting
     /// each other at once cannot leave no admin.
     role_change: tokio::sync::Mutex<()>,
+    /// Serialise one `user`'s reports in this process from the limit check to
+    /// the commit, so that reports sent at once cannot all pass the count
+    /// together (striped by user: bounded, whatever the number of users).
+    report_locks: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// Stripes of [`Inner::report_locks`].
+const REPORT_LOCKS: usize = 64;
 
 /// One open live stream of a user: taken from [`Inner::streams`], given back
 /// when the stream is dropped (it ended, or its client went away).
@@ -859,6 +869,18 @@ impl Engine {
         if let Some(a) = input.assigned_to {
             self.require_user("assignedTo", a).await?;
         }
+        // Held from the limit check to the commit (only for a limited caller).
+        let _reporting = match (self.inner.config.report_limit, who.role) {
+            (Some(_), Role::User) => {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                let hash =
+                    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                        .hash_one(who.id);
+                let stripe = (hash % REPORT_LOCKS as u64) as usize;
+                Some(self.inner.report_locks[stripe].lock().await)
+            }
+            _ => None,
+        };
         let now = self.now();
         self.check_report_limit(who, now).await?;
         let mut incident = Incident::open(input.title, who.id, now);
@@ -1809,6 +1831,12 @@ impl Engine {
                     .map(|()| false);
             }
         };
+        if inserted {
+            // At once, before the channels: a later failure retries the job,
+            // and the retry finds the record there and would not send it.
+            // Nobody listening is fine.
+            let _ = self.inner.live.send(n.clone());
+        }
         // Each channel at most once per key: a retry caused by one failing
         // channel does not send again through the others. One channel's
         // failure does not keep the others from delivering; the job is
@@ -1842,10 +1870,6 @@ impl Engine {
                     });
                 }
             }
-        }
-        if inserted {
-            // Nobody listening is fine.
-            let _ = self.inner.live.send(n.clone());
         }
         if let Some(e) = failure {
             return Err(e);

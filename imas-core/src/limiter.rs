@@ -47,11 +47,20 @@ impl RateLimit {
             .filter(|n| *n > 0)
             .ok_or_else(bad)?;
         let window = crate::sla::parse_duration(window)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(bad)?;
+            .filter(|d| !d.is_zero() && *d <= MAX_WINDOW)
+            .ok_or_else(|| {
+                Error::config(
+                    setting,
+                    "expected COUNT/DURATION with a count of at least 1 and a duration of at most 100 years, e.g. 5/15m",
+                )
+            })?;
         Ok(Self { max, window })
     }
 }
+
+/// Longest window of a [`RateLimit`] read from a setting: 100 years (longer
+/// ones would overflow instant arithmetic and mean "forever" anyway).
+pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Limits on failed sign-in attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,9 +211,9 @@ impl<K: Hash + Eq + Clone> Counter<K> {
             // if pending attempts are what fills it, they finish in moments.
             let must_expire = used + 1 - max;
             let wait = match slot.failures.get(must_expire.wrapping_sub(1)) {
-                Some(t) if must_expire <= slot.failures.len() => {
-                    Duration::from_millis(u64::try_from(t + window - now).unwrap_or(0))
-                }
+                Some(t) if must_expire <= slot.failures.len() => Duration::from_millis(
+                    u64::try_from(t.saturating_add(window).saturating_sub(now)).unwrap_or(0),
+                ),
                 _ => Duration::from_secs(1),
             };
             return Err(wait.max(Duration::from_secs(1)));

@@ -374,6 +374,37 @@ async fn reporting_is_limited_per_user() {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_sent_at_once_cannot_pass_the_limit_together() {
+    let w = world();
+    let user = w.user("burst", Role::User).await;
+    let tasks: Vec<_> = (0..90)
+        .map(|n| {
+            let engine = w.engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .create_incident(
+                        &user,
+                        NewIncident {
+                            title: format!("burst {n}"),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let (mut made, mut limited) = (0, 0);
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => made += 1,
+            Err(Error::RateLimited { .. }) => limited += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((made, limited), (60, 30));
+}
+
 #[tokio::test]
 async fn the_last_admin_cannot_be_demoted() {
     let w = world();
