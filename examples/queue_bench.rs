@@ -35,9 +35,11 @@ fn micros_now() -> u128 {
 /// A worker with up to `concurrency` jobs in flight, handled concurrently
 /// within the worker's task (here by a handler that does nothing), as a Node
 /// worker's handlers share its event loop: the jobs finished meanwhile are
-/// handed back, and as many new ones taken, in one round trip.
-async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> Duration {
+/// handed back, and as many new ones taken, in one round trip. Returns the
+/// time taken and the number of distinct jobs handled (each acked once).
+async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> (Duration, usize) {
     let start = Instant::now();
+    let mut seen = std::collections::HashSet::new();
     let visibility = Duration::from_secs(60);
     let mut handlers = FuturesUnordered::new();
     let mut finished: Vec<Job> = Vec::new();
@@ -50,6 +52,11 @@ async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> Duration {
         assert!(acked.iter().all(|a| *a), "every finished job is acked");
         finished.clear();
         for job in jobs {
+            assert!(
+                seen.insert(job.key.clone()),
+                "job {} handed out twice",
+                job.key
+            );
             handlers.push(async move { job });
         }
         // Nothing in flight and nothing reserved: the queue is drained.
@@ -61,7 +68,13 @@ async fn drain(queue: Arc<RedisQueue>, concurrency: usize) -> Duration {
             finished.push(done);
         }
     }
-    start.elapsed()
+    (start.elapsed(), seen.len())
+}
+
+/// The rate of a drain, after checking it handled every job enqueued.
+fn processed(expected: usize, (took, handled): (Duration, usize)) -> f64 {
+    assert_eq!(handled, expected, "jobs handled by the drain");
+    handled as f64 / took.as_secs_f64()
 }
 
 #[tokio::main]
@@ -92,7 +105,7 @@ async fn run() {
         queue.enqueue(vec![job(n)]).await.expect("enqueue");
     }
     let one = rate(N, t.elapsed());
-    let c1 = rate(N, drain(queue.clone(), 1).await);
+    let c1 = processed(N, drain(queue.clone(), 1).await);
 
     let t = Instant::now();
     for chunk in (0..N).collect::<Vec<_>>().chunks(1_000) {
@@ -102,7 +115,7 @@ async fn run() {
             .expect("enqueue");
     }
     let batch = rate(N, t.elapsed());
-    let c50 = rate(N, drain(queue.clone(), 50).await);
+    let c50 = processed(N, drain(queue.clone(), 50).await);
 
     // Latency at 1,000 jobs/s: a consumer blocked in wait() and reserve.
     let consumer = {
@@ -136,6 +149,7 @@ async fn run() {
         queue.enqueue(vec![j]).await.expect("enqueue");
     }
     let mut lat = consumer.await.expect("consumer");
+    assert_eq!(lat.len(), 5_000, "latency samples");
     lat.sort_unstable();
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
 
