@@ -318,21 +318,28 @@ impl ServerConfig {
             Some(spec) => Some(RateLimit::parse("IMAS_REPORT_LIMIT", &spec)?),
             None => EngineConfig::default().report_limit,
         };
-        let mut hash_pool = imas_core::limiter::HashPoolConfig::default();
-        for (name, slot, min) in [
-            ("IMAS_HASH_WORKERS", &mut hash_pool.workers, 1),
-            ("IMAS_HASH_QUEUE", &mut hash_pool.queue, 0),
-        ] {
-            if let Some(v) = get(name) {
-                *slot = v
+        // A whole number in `range`, or the default when unset.
+        let count =
+            |name: &str, range: std::ops::RangeInclusive<usize>, default: usize| match get(name) {
+                Some(n) => n
                     .parse::<usize>()
                     .ok()
-                    .filter(|n| (min..=4096).contains(n))
+                    .filter(|n| range.contains(n))
                     .ok_or_else(|| {
-                        Error::config(name, format!("expected a number from {min} to 4096"))
-                    })?;
-            }
-        }
+                        Error::config(
+                            name,
+                            format!(
+                                "expected a whole number from {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    }),
+                None => Ok(default),
+            };
+        let mut hash_pool = imas_core::limiter::HashPoolConfig::default();
+        hash_pool.workers = count("IMAS_HASH_WORKERS", 1..=4096, hash_pool.workers)?;
+        hash_pool.queue = count("IMAS_HASH_QUEUE", 0..=4096, hash_pool.queue)?;
         let metrics_token = get("IMAS_METRICS_TOKEN");
         let retention = match get("IMAS_RETENTION") {
             Some(d) => imas_core::sla::parse_duration(&d)
@@ -353,28 +360,20 @@ impl ServerConfig {
                 }),
             None => Ok(default),
         };
-        let count = |name: &str, default: usize| match get(name) {
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Error::config(
-                        name,
-                        format!("expected a whole number from 1 to {MAX_LIMIT}"),
-                    )
-                }),
-            None => Ok(default),
-        };
         let (serving, routing) = (
             imas_http::serve::ServeOptions::default(),
             imas_http::RouterOptions::default(),
         );
         let header_timeout = duration("IMAS_HEADER_TIMEOUT", serving.header_timeout)?;
         let request_timeout = duration("IMAS_REQUEST_TIMEOUT", routing.request_timeout)?;
-        let max_connections = count("IMAS_MAX_CONNECTIONS", serving.max_connections)?;
+        let max_connections = count(
+            "IMAS_MAX_CONNECTIONS",
+            1..=MAX_LIMIT,
+            serving.max_connections,
+        )?;
         let max_concurrent_requests = count(
             "IMAS_MAX_CONCURRENT_REQUESTS",
+            1..=MAX_LIMIT,
             routing.max_concurrent_requests,
         )?;
         let escalation = match get("IMAS_ESCALATION_DELAYS") {

@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imas::Engine;
-use imas::model::{AuditAction, AuditEntry, AuditFilter, IncidentId, PageRequest, UserId};
+use imas::model::{AuditAction, AuditEntry, IncidentId, PageRequest, UserId};
 use imas::ports::{ManualClock, Store};
 use imas::store_sqlx::{PostgresStore, SqliteStore};
+use imas_core::testkit::cancel::audit_of;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -303,23 +304,6 @@ async fn json_call(
     let res = req.send().await.expect("request");
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn audit_of(store: &dyn Store, id: IncidentId) -> Vec<AuditEntry> {
-    let filter = AuditFilter {
-        target: Some(id.to_string()),
-        ..AuditFilter::default()
-    };
-    let mut out = Vec::new();
-    let mut page = PageRequest::first(200);
-    loop {
-        let p = store.list_audit(&filter, page).await.expect("audit");
-        out.extend(p.items);
-        match p.next {
-            Some(c) => page.cursor = Some(c),
-            None => return out,
-        }
-    }
 }
 
 /// The fields an `INCIDENT_UPDATED` entry says were changed.

@@ -136,6 +136,18 @@ async fn register(http: &Client, base: &str, username: &str, password: &str) -> 
     )
 }
 
+/// The audit entries of one action, as an admin reads them.
+async fn audit_entries(http: &Client, base: &str, admin: &str, action: &str) -> Vec<Value> {
+    http.get(format!("{base}/audit?action={action}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn retry_after(r: &reqwest::Response) -> u64 {
     r.headers()
         .get("retry-after")
@@ -188,15 +200,7 @@ async fn the_sixth_failed_sign_in_is_a_429_with_retry_after() {
     assert!(body["error"].as_str().is_some(), "{body}");
     // The failures and the client address are in the audit log.
     let admin = token(&http, &node.base, "admin", "admin password").await;
-    let audit: Vec<Value> = http
-        .get(format!("{}/audit?action=LOGIN_FAILED", node.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("audit")
-        .json()
-        .await
-        .expect("json");
+    let audit = audit_entries(&http, &node.base, &admin, "LOGIN_FAILED").await;
     assert_eq!(audit.len(), 5);
     assert!(
         audit
@@ -204,15 +208,7 @@ async fn the_sixth_failed_sign_in_is_a_429_with_retry_after() {
             .all(|e| e["target"] == "alice" && e["description"] == "failed sign-in from 127.0.0.1"),
         "{audit:?}"
     );
-    let logins: Vec<Value> = http
-        .get(format!("{}/audit?action=LOGIN", node.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("audit")
-        .json()
-        .await
-        .expect("json");
+    let logins = audit_entries(&http, &node.base, &admin, "LOGIN").await;
     assert_eq!(logins.len(), 1, "the admin's sign-in: {logins:?}");
     assert_eq!(logins[0]["description"], "admin signed in from 127.0.0.1");
 }

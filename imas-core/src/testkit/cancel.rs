@@ -113,7 +113,8 @@ fn insert_of(i: &Incident, user: UserId) -> Change {
     }
 }
 
-async fn audit_of(store: &dyn Store, id: IncidentId) -> Vec<AuditEntry> {
+/// Every audit entry whose target is the incident, newest first, across pages.
+pub async fn audit_of(store: &dyn Store, id: IncidentId) -> Vec<AuditEntry> {
     let filter = AuditFilter {
         target: Some(id.to_string()),
         ..AuditFilter::default()
