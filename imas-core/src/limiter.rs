@@ -458,10 +458,14 @@ impl HashPool {
             })?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _permit = permit;
-            if !tx.is_closed() {
-                let _ = tx.send(work());
+            if tx.is_closed() {
+                return;
             }
+            let answer = work();
+            // The place is free before the caller hears back: a caller that
+            // has its answer holds no place in the pool.
+            drop(permit);
+            let _ = tx.send(answer);
         });
         self.jobs
             .send(job)

@@ -240,7 +240,21 @@ async fn a_full_hashing_pool_refuses_at_once() {
                 .await
         }
     });
-    let results = futures::future::join_all(attempts).await;
+    // Each is polled once, in one pass, before any is awaited: all 40 reach
+    // the pool at once (join_all's FuturesUnordered yields after 32 polls,
+    // which let the last ones in after the first hashes had finished).
+    let mut results = Vec::new();
+    let mut in_pool = Vec::new();
+    for attempt in attempts {
+        let mut attempt = Box::pin(attempt);
+        match futures::poll!(&mut attempt) {
+            std::task::Poll::Ready(r) => results.push(r),
+            std::task::Poll::Pending => in_pool.push(attempt),
+        }
+    }
+    for attempt in in_pool {
+        results.push(attempt.await);
+    }
     let mut unauthorized = 0;
     let mut unavailable = 0;
     for r in results {
