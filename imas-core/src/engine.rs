@@ -755,6 +755,11 @@ impl Engine {
     /// or a deleted account takes effect at once, not when the token expires).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let claims = self.inner.keys.verify(token, self.now())?;
+        self.principal_of(&claims).await
+    }
+
+    /// The current principal of verified claims.
+    async fn principal_of(&self, claims: &auth::Claims) -> Result<Principal> {
         let id = claims.user_id()?;
         // The role is read from the store (or from the cache, which holds it only
         // until the next user write), so a role change applies to live tokens.
@@ -1661,7 +1666,7 @@ impl Engine {
     ) -> Result<impl futures::stream::FusedStream<Item = Notification> + Send + 'static + use<>>
     {
         let claims = self.inner.keys.verify(token, self.now())?;
-        let who = self.authenticate(token).await?;
+        let who = self.principal_of(&claims).await?;
         let events = self.subscribe_notifications(&who)?;
         let left_ms = claims
             .exp
