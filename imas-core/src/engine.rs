@@ -25,7 +25,7 @@ use crate::model::{
     PageRequest, Priority, Role, Status, Timestamp, User, UserId,
 };
 use crate::ports::{
-    Change, Channel, Clock, DeadLetter, FailOutcome, IncidentWrite, NewJob, Queue, Store,
+    Change, Channel, Clock, DeadLetter, FailOutcome, IncidentWrite, Job, NewJob, Queue, Store,
     SystemClock, UserWrite,
 };
 use crate::rbac::{self, Permission};
@@ -57,7 +57,10 @@ pub struct EngineConfig {
     pub outbox_lease: Duration,
     /// Outbox entries (and jobs) handled per relay (worker) step.
     pub notify_batch: u32,
-    /// How long a reserved job stays invisible to other workers.
+    /// How long a reserved job stays invisible to other workers unless its
+    /// worker extends it: a worker extends its jobs every third of this while
+    /// it delivers them, so only a worker that crashed or stalled this long
+    /// loses its jobs to another.
     pub job_visibility: Duration,
     /// Live notification streams one user may hold open at once; one more is
     /// refused ([`Error::RateLimited`]) until one of them ends.
@@ -1753,6 +1756,8 @@ impl Engine {
     /// One worker step: reserves jobs, delivers each to the in-app store (by
     /// idempotency key) and the channels, then acks the job and completes its
     /// outbox entry. A failed delivery is reported to the queue for retry.
+    /// While it works the jobs stay reserved to it ([`Queue::extend`]), however
+    /// slow the channels are: no other worker is handed them meanwhile.
     pub async fn work_step(&self) -> Result<DeliveryReport> {
         let cfg = &self.inner.config;
         let jobs = self
@@ -1760,34 +1765,105 @@ impl Engine {
             .queue
             .reserve(cfg.notify_batch as usize, cfg.job_visibility)
             .await?;
+        if jobs.is_empty() {
+            return Ok(DeliveryReport::default());
+        }
+        let lost = std::sync::Mutex::new(HashSet::new());
+        let work = std::pin::pin!(self.deliver_jobs(&jobs, &lost));
+        let beat = std::pin::pin!(self.keep_reserved(&jobs, &lost));
+        match futures::future::select(work, beat).await {
+            futures::future::Either::Left((done, _)) => done,
+            futures::future::Either::Right(((), work)) => work.await,
+        }
+    }
+
+    /// Extends the reservation of `jobs` every third of the visibility until
+    /// every one is lost (or, in practice, until the delivery that runs beside
+    /// it ends and drops it). A job whose reservation proves stale goes into
+    /// `lost`, and its delivery stops before its next channel.
+    async fn keep_reserved(&self, jobs: &[Job], lost: &std::sync::Mutex<HashSet<String>>) {
+        let visibility = self.inner.config.job_visibility;
+        let every = (visibility / 3).max(Duration::from_millis(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<Job> = {
+                let lost = lost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                jobs.iter()
+                    .filter(|j| !lost.contains(&j.token))
+                    .cloned()
+                    .collect()
+            };
+            if held.is_empty() {
+                return;
+            }
+            match self.inner.queue.extend(&held, visibility).await {
+                Ok(flags) => {
+                    let mut lost = lost
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for (job, kept) in held.iter().zip(flags) {
+                        if !kept {
+                            warn!(key = %job.key, "job reservation lost while delivering: another worker has it");
+                            lost.insert(job.token.clone());
+                        }
+                    }
+                }
+                // The next beat tries again; the visibility is three beats.
+                Err(e) => warn!(error = %e, "could not extend job reservations"),
+            }
+        }
+    }
+
+    /// Delivers reserved jobs one after another, then acks the delivered ones
+    /// and completes their outbox entries. Skips a job whose reservation is in
+    /// `lost`: its new holder delivers it.
+    async fn deliver_jobs(
+        &self,
+        jobs: &[Job],
+        lost: &std::sync::Mutex<HashSet<String>>,
+    ) -> Result<DeliveryReport> {
+        let cfg = &self.inner.config;
         let mut report = DeliveryReport {
             jobs: jobs.len(),
             ..Default::default()
         };
+        let is_lost = |job: &Job| {
+            lost.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&job.token)
+        };
         let mut done = Vec::with_capacity(jobs.len());
         let mut dead = Vec::new();
         for job in jobs {
-            match self.deliver(&job.payload).await {
+            if is_lost(job) {
+                continue;
+            }
+            match self.deliver(&job.payload, || is_lost(job)).await {
                 Ok(inserted) => {
                     if inserted {
                         report.delivered += 1;
                     } else {
                         report.duplicates += 1;
                     }
-                    done.push(job);
+                    done.push(job.clone());
+                }
+                Err(e) if is_lost(job) => {
+                    debug!(key = %job.key, error = %e, "delivery stopped: reservation lost");
                 }
                 Err(e) => {
                     report.failed += 1;
                     let message = e.to_string();
                     let outcome = if e.is_permanent() {
                         warn!(key = %job.key, attempt = job.attempt, error = %e, "notification undeliverable: dead-lettered");
-                        self.inner.queue.dead_letter(&job, &message).await?
+                        self.inner.queue.dead_letter(job, &message).await?
                     } else {
                         warn!(key = %job.key, attempt = job.attempt, error = %e, "notification delivery failed");
-                        self.inner.queue.fail(&job, &message).await?
+                        self.inner.queue.fail(job, &message).await?
                     };
                     if outcome == FailOutcome::DeadLettered {
-                        dead.push(job.key);
+                        dead.push(job.key.clone());
                     }
                 }
             }
@@ -1814,9 +1890,10 @@ impl Engine {
         Ok(report)
     }
 
-    /// Delivers one intent: the in-app record (idempotent), then every channel.
-    /// Returns whether the in-app record was new.
-    async fn deliver(&self, payload: &serde_json::Value) -> Result<bool> {
+    /// Delivers one intent: the in-app record (idempotent), then every channel,
+    /// stopping before a channel once `lost()` says another worker holds the
+    /// job now. Returns whether the in-app record was new.
+    async fn deliver(&self, payload: &serde_json::Value, lost: impl Fn() -> bool) -> Result<bool> {
         // A payload that is not an intent never will be: no retry helps.
         let intent: NotificationIntent = serde_json::from_value(payload.clone()).map_err(|e| {
             Error::undeliverable(
@@ -1848,6 +1925,12 @@ impl Engine {
         // dead-lettered at once only when every failure is permanent.
         let mut failure: Option<Error> = None;
         for channel in &self.inner.channels {
+            if lost() {
+                return Err(Error::unavailable(
+                    "the job's reservation was lost to another worker",
+                    Duration::ZERO,
+                ));
+            }
             if self
                 .inner
                 .store

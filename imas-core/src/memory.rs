@@ -521,6 +521,8 @@ pub struct MemoryQueue {
 struct QueueInner {
     next_id: u64,
     jobs: HashMap<u64, QueuedJob>,
+    /// The live job of each key (one at most).
+    by_key: HashMap<String, u64>,
     /// Every live job by the instant it becomes reservable (for an in-flight job:
     /// when its reservation expires).
     schedule: BTreeSet<(i64, u64)>,
@@ -577,6 +579,7 @@ impl MemoryQueue {
         }
         let q = inner.jobs.remove(&id)?;
         inner.schedule.remove(&(q.visible_at, id));
+        inner.by_key.remove(&q.key);
         Some(q)
     }
 
@@ -597,13 +600,19 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()> {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<usize> {
         let now = self.now_ms();
+        let mut added = 0;
         {
             let mut inner = lock(&self.inner);
             for job in jobs {
+                if inner.by_key.contains_key(&job.key) {
+                    continue;
+                }
                 let id = inner.next_id;
                 inner.next_id += 1;
+                inner.by_key.insert(job.key.clone(), id);
+                added += 1;
                 let visible_at = now.saturating_add(ms(job.delay));
                 inner.schedule.insert((visible_at, id));
                 inner.jobs.insert(
@@ -618,8 +627,10 @@ impl Queue for MemoryQueue {
                 );
             }
         }
-        self.wake();
-        Ok(())
+        if added > 0 {
+            self.wake();
+        }
+        Ok(added)
     }
 
     async fn reserve(&self, max: usize, visibility: Duration) -> Result<Vec<Job>> {
@@ -640,6 +651,7 @@ impl Queue for MemoryQueue {
             };
             if q.token.is_some() && q.attempt >= self.retry.max_attempts {
                 // Its worker died on every attempt: a poison job.
+                inner.by_key.remove(&q.key);
                 self.bury(inner, id, q, "reservation expired on the last attempt");
                 continue;
             }
@@ -680,6 +692,30 @@ impl Queue for MemoryQueue {
         Ok(Self::take_reserved(&mut inner, job).is_some())
     }
 
+    async fn extend(&self, jobs: &[Job], visibility: Duration) -> Result<Vec<bool>> {
+        let until = self.now_ms().saturating_add(ms(visibility));
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                let Some(id) = Self::parse_token(job) else {
+                    return false;
+                };
+                let Some(q) = inner.jobs.get_mut(&id) else {
+                    return false;
+                };
+                if q.token.as_deref() != Some(job.token.as_str()) {
+                    return false;
+                }
+                inner.schedule.remove(&(q.visible_at, id));
+                q.visible_at = until;
+                inner.schedule.insert((until, id));
+                true
+            })
+            .collect())
+    }
+
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome> {
         let outcome = {
             let mut guard = lock(&self.inner);
@@ -699,6 +735,7 @@ impl Queue for MemoryQueue {
                     .saturating_add(ms(self.retry.backoff(q.attempt)));
                 q.token = None;
                 let at = crate::model::from_millis(q.visible_at);
+                inner.by_key.insert(q.key.clone(), id);
                 inner.schedule.insert((q.visible_at, id));
                 inner.jobs.insert(id, q);
                 FailOutcome::Retry { at }
@@ -740,7 +777,10 @@ impl Queue for MemoryQueue {
                 .find(|(_, d)| d.key == key)
                 .map(|(id, _)| *id);
             match id.and_then(|id| inner.dead.remove(&id).map(|d| (id, d))) {
+                // A live job of the same key delivers it already.
+                Some((_, d)) if inner.by_key.contains_key(&d.key) => true,
                 Some((id, d)) => {
+                    inner.by_key.insert(d.key.clone(), id);
                     inner.schedule.insert((now, id));
                     inner.jobs.insert(
                         id,

@@ -508,11 +508,18 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
-/// A durable work queue with at-least-once delivery.
+/// A durable work queue with at-least-once delivery, holding at most one live
+/// job per key: a job is live from its enqueue until it is acked or
+/// dead-lettered (ready, delayed, retrying or reserved). A worker keeps its
+/// reservation for as long as it works on a job with [`Queue::extend`], so no
+/// other worker is handed the job while it is being delivered; only a worker
+/// that stops extending (it crashed or stalled past the visibility) loses it.
 #[async_trait]
 pub trait Queue: Send + Sync + Debug + 'static {
-    /// Enqueues jobs (atomically where the backend allows).
-    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()>;
+    /// Enqueues jobs (atomically where the backend allows). A job whose key is
+    /// already live, or repeats a key earlier in `jobs`, is not enqueued: the
+    /// live job will deliver it. Returns how many were enqueued.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<usize>;
 
     /// Reserves up to `max` ready jobs for `visibility`, oldest first. Returns at
     /// once (possibly empty).
@@ -523,6 +530,12 @@ pub trait Queue: Send + Sync + Debug + 'static {
 
     /// Removes a successfully handled job. Returns false for a stale reservation.
     async fn ack(&self, job: &Job) -> Result<bool>;
+
+    /// Keeps each job of `jobs` reserved for `visibility` from now, for a worker
+    /// still working on it. Returns one flag per job: false when the
+    /// reservation is stale (expired and handed to another worker, acked or
+    /// failed), which then changes nothing.
+    async fn extend(&self, jobs: &[Job], visibility: Duration) -> Result<Vec<bool>>;
 
     /// [`Queue::ack`] of each job in `done`, then [`Queue::reserve`] of up to
     /// `max` more: the loop of a worker, which hands back the jobs it finished

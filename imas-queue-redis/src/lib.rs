@@ -8,13 +8,13 @@
 //! Every operation is one Lua script or one MULTI, atomic on the server, with a
 //! fixed number of Redis commands per call however many jobs it carries. Time comes from the
 //! engine's [`Clock`], so tests drive visibility and backoff with a manual clock.
-//! `ack` and `fail` are safe to retry (a stale or repeated token changes
-//! nothing); `enqueue` retried after a dropped connection may enqueue twice, which
-//! idempotent delivery absorbs.
+//! `ack`, `fail` and `enqueue` are safe to retry (a stale or repeated token
+//! changes nothing, and a key already live is not enqueued again).
 //!
 //! Keys, under a prefix (default `imas:queue`): `sched` (sorted set: job id by the
 //! instant it can be reserved), `jobs` (id → job), `state` (id → attempts and
-//! the current reservation's token), `wake` (a sorted set of at most one
+//! the current reservation's token), `keys` (idempotency key → the id of its
+//! live job: one live job per key), `wake` (a sorted set of at most one
 //! member that an enqueue adds, so an idle worker blocked in `BZPOPMIN` wakes
 //! at once), and for dead letters
 //! `dead:jobs`, `dead:errors`, `dead:index` (sorted by failure time).
@@ -55,7 +55,8 @@ struct StoredJob {
 const MAX_BATCH: usize = 1_000;
 
 // KEYS, in every script: 1 sched, 2 jobs, 3 state, 4 dead:jobs, 5 dead:errors,
-// 6 dead:index, 7 wake. A job's state is "attempt" between attempts and
+// 6 dead:index, 7 wake, 8 keys. A key's job is live while `keys` maps the key
+// to an id that `jobs` holds (dead letters leave `jobs`). A job's state is "attempt" between attempts and
 // "attempt token" while reserved; a job never reserved has none (attempt 0).
 // Each `redis.call` costs a few microseconds of the script's time whatever
 // it does, so the scripts make as few as they can: one command per structure
@@ -99,6 +100,7 @@ while taken < max do
       redis.call('ZADD', KEYS[6], now, id)
       redis.call('HDEL', KEYS[2], id)
       redis.call('HSET', KEYS[3], id, attempt)
+      redis.call('HDEL', KEYS[8], cjson.decode(job).key)
       gone[#gone + 1] = id
     else
       attempt = attempt + 1
@@ -121,22 +123,23 @@ while taken < max do
 end
 ";
 
-/// `ack_from(first)`: acks the (id, token) pairs in ARGV from `first` on and
-/// returns a flag per pair: 1 if the reservation was current (the job is then
-/// removed), else 0. One `HMGET` reads the states, one command per structure
-/// removes all acked jobs.
+/// `ack_from(first)`: acks the (id, token, key) triples in ARGV from `first`
+/// on and returns a flag per triple: 1 if the reservation was current (the job
+/// is then removed), else 0. One `HMGET` reads the states, one command per
+/// structure removes all acked jobs.
 const ACK_FN: &str = r"
 local function ack_from(first)
   local ids, acks = {}, {}
-  for i = first, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+  for i = first, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
   if #ids == 0 then return acks end
   local states = redis.call('HMGET', KEYS[3], unpack(ids))
-  local gone, seen = {}, {}
+  local gone, keys, seen = {}, {}, {}
   for i, id in ipairs(ids) do
     local _, token = state(states[i])
-    if token and token == ARGV[first + 2 * i - 1] and not seen[id] then
+    if token and token == ARGV[first + 3 * i - 2] and not seen[id] then
       seen[id] = true
       gone[#gone + 1] = id
+      keys[#keys + 1] = ARGV[first + 3 * i - 1]
       acks[i] = 1
     else
       acks[i] = 0
@@ -146,9 +149,77 @@ local function ack_from(first)
     redis.call('HDEL', KEYS[2], unpack(gone))
     redis.call('HDEL', KEYS[3], unpack(gone))
     redis.call('ZREM', KEYS[1], unpack(gone))
+    redis.call('HDEL', KEYS[8], unpack(keys))
   end
   return acks
 end
+";
+
+/// ARGV: now, then (key, id, job, due) quadruples. Enqueues the jobs whose key
+/// has no live job (nor came earlier in the call); returns how many. Fixed
+/// commands per call: `HMGET` of the keys, `HMGET` of the jobs they map to
+/// (only those that map), then one `HSET`/`HSET`/`ZADD`/`ZADD` for all.
+const ENQUEUE: &str = r"
+local n = (#ARGV - 1) / 4
+local ks = {}
+for i = 1, n do ks[i] = ARGV[4 * i - 2] end
+local mapped = redis.call('HMGET', KEYS[8], unpack(ks))
+local ids, at = {}, {}
+for i = 1, n do
+  if mapped[i] then ids[#ids + 1] = mapped[i]; at[#ids] = ks[i] end
+end
+local live = {}
+if #ids > 0 then
+  local held = redis.call('HMGET', KEYS[2], unpack(ids))
+  for j = 1, #ids do if held[j] then live[at[j]] = true end end
+end
+local keys, jobs, sched = {}, {}, {}
+local added = 0
+for i = 1, n do
+  local k = ks[i]
+  if not live[k] then
+    live[k] = true
+    local id = ARGV[4 * i - 1]
+    keys[#keys + 1] = k
+    keys[#keys + 1] = id
+    jobs[#jobs + 1] = id
+    jobs[#jobs + 1] = ARGV[4 * i]
+    sched[#sched + 1] = ARGV[4 * i + 1]
+    sched[#sched + 1] = id
+    added = added + 1
+  end
+end
+if added > 0 then
+  redis.call('HSET', KEYS[8], unpack(keys))
+  redis.call('HSET', KEYS[2], unpack(jobs))
+  redis.call('ZADD', KEYS[1], unpack(sched))
+  redis.call('ZADD', KEYS[7], 1, 0)
+end
+return added
+";
+
+/// ARGV: the instant the reservations last until, then (id, token) pairs.
+/// Moves each current reservation's expiry there; returns a flag per pair.
+const EXTEND: &str = r"
+local expiry = ARGV[1]
+local ids = {}
+for i = 2, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+local flags = {}
+if #ids == 0 then return flags end
+local states = redis.call('HMGET', KEYS[3], unpack(ids))
+local sched = {}
+for i, id in ipairs(ids) do
+  local _, token = state(states[i])
+  if token and token == ARGV[2 * i + 1] then
+    sched[#sched + 1] = expiry
+    sched[#sched + 1] = id
+    flags[i] = 1
+  else
+    flags[i] = 0
+  end
+end
+if #sched > 0 then redis.call('ZADD', KEYS[1], 'XX', unpack(sched)) end
+return flags
 ";
 
 /// After [`RESERVE_ARGS`]: acks the (id, token) pairs from ARGV[6] on into
@@ -162,8 +233,8 @@ out[#out + 1] = #acks
 return out
 ";
 
-/// ARGV: id, token, now, dead (1/0), retry-at, error. Returns 0 stale, 1 retry,
-/// 2 dead-lettered. The attempt count stays in the state either way.
+/// ARGV: id, token, now, dead (1/0), retry-at, error, key. Returns 0 stale, 1
+/// retry, 2 dead-lettered. The attempt count stays in the state either way.
 const FAIL: &str = r"
 local id = ARGV[1]
 local attempt, token = state(redis.call('HGET', KEYS[3], id))
@@ -175,6 +246,7 @@ if ARGV[4] == '1' then
   redis.call('ZADD', KEYS[6], tonumber(ARGV[3]), id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[8], ARGV[7])
   return 2
 end
 redis.call('ZADD', KEYS[1], tonumber(ARGV[5]), id)
@@ -194,16 +266,24 @@ end
 return out
 ";
 
+/// ARGV: key, now. A live job of the same key delivers it already: then the
+/// dead letter is only removed.
 const REDRIVE: &str = r"
 local ids = redis.call('ZRANGE', KEYS[6], 0, -1)
 for _, id in ipairs(ids) do
   local job = redis.call('HGET', KEYS[4], id)
   if job and cjson.decode(job).key == ARGV[1] then
-    redis.call('HSET', KEYS[2], id, job)
-    redis.call('HDEL', KEYS[3], id)
     redis.call('HDEL', KEYS[4], id)
     redis.call('HDEL', KEYS[5], id)
     redis.call('ZREM', KEYS[6], id)
+    local other = redis.call('HGET', KEYS[8], ARGV[1])
+    if other and redis.call('HEXISTS', KEYS[2], other) == 1 then
+      redis.call('HDEL', KEYS[3], id)
+      return 1
+    end
+    redis.call('HSET', KEYS[2], id, job)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HSET', KEYS[8], ARGV[1], id)
     redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), id)
     redis.call('ZADD', KEYS[7], 0, 1)
     return 1
@@ -231,6 +311,8 @@ return { ready, total - ready - live, live, redis.call('ZCARD', KEYS[6]) }
 ";
 
 struct Scripts {
+    enqueue: Script,
+    extend: Script,
     ack_reserve: Script,
     fail: Script,
     dead_list: Script,
@@ -269,7 +351,7 @@ pub struct RedisQueue {
     waiter: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
-    keys: [String; 7],
+    keys: [String; 8],
     scripts: Arc<Scripts>,
 }
 
@@ -317,8 +399,11 @@ impl RedisQueue {
             key("dead:errors"),
             key("dead:index"),
             key("wake"),
+            key("keys"),
         ];
         let scripts = Arc::new(Scripts {
+            enqueue: Script::new(ENQUEUE),
+            extend: Script::new(&format!("{STATE_FN}{EXTEND}")),
             ack_reserve: Script::new(&format!(
                 "{STATE_FN}{ACK_FN}{RESERVE_ARGS}{ACK_MANY}{RESERVE_BODY}{ACK_RESERVE_ANSWER}"
             )),
@@ -370,7 +455,8 @@ impl RedisQueue {
         for job in done {
             // A token this queue did not hand out matches no job.
             inv.arg(Self::token_id(job).unwrap_or_default())
-                .arg(&job.token);
+                .arg(&job.token)
+                .arg(&job.key);
         }
         let flat: Vec<redis::Value> = inv
             .invoke_async(&mut self.conn.clone())
@@ -410,7 +496,8 @@ impl RedisQueue {
             .arg(now)
             .arg(if dead { "1" } else { "0" })
             .arg(at)
-            .arg(error);
+            .arg(error)
+            .arg(&job.key);
         let outcome: i64 = inv
             .invoke_async(&mut self.conn.clone())
             .await
@@ -431,38 +518,34 @@ impl RedisQueue {
 
 #[async_trait]
 impl Queue for RedisQueue {
-    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<usize> {
         // Ids are made here (time-ordered, so jobs due at the same instant go
-        // out in the order they came), which lets the whole enqueue be a
-        // handful of plain commands in one MULTI, whatever the number of jobs.
+        // out in the order they came); one script per MAX_BATCH jobs, each
+        // atomic, with a fixed number of commands whatever the number of jobs.
         let now = self.now_ms();
-        let mut stored = Vec::with_capacity(jobs.len());
-        let mut due = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            let id = uuid::Uuid::now_v7().simple().to_string();
-            let json = serde_json::to_string(&StoredJob {
-                key: j.key,
-                payload: j.payload,
-            })
-            .map_err(|e| Error::backend("serde_json", e))?;
-            due.push((now.saturating_add(ms(j.delay)), id.clone()));
-            stored.push((id, json));
+        let mut added = 0;
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let mut inv = self.invocation(&self.scripts.enqueue);
+            inv.arg(now);
+            for j in jobs.by_ref().take(MAX_BATCH) {
+                let json = serde_json::to_string(&StoredJob {
+                    key: j.key.clone(),
+                    payload: j.payload,
+                })
+                .map_err(|e| Error::backend("serde_json", e))?;
+                inv.arg(j.key)
+                    .arg(uuid::Uuid::now_v7().simple().to_string())
+                    .arg(json)
+                    .arg(now.saturating_add(ms(j.delay)));
+            }
+            let n: usize = inv
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err)?;
+            added += n;
         }
-        let [sched, jobs_key, .., wake] = &self.keys;
-        redis::pipe()
-            .atomic()
-            .hset_multiple(jobs_key, &stored)
-            .ignore()
-            .zadd_multiple(sched, &due)
-            .ignore()
-            .zadd(wake, 1, 0)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+        Ok(added)
     }
 
     async fn reserve(&self, max: usize, visibility: Duration) -> Result<Vec<Job>> {
@@ -539,6 +622,31 @@ impl Queue for RedisQueue {
             .ack_and_reserve_once(std::slice::from_ref(job), 0, Duration::ZERO)
             .await?;
         Ok(acked.first().copied().unwrap_or(false))
+    }
+
+    async fn extend(&self, jobs: &[Job], visibility: Duration) -> Result<Vec<bool>> {
+        let until = self.now_ms().saturating_add(ms(visibility).max(1));
+        let mut flags = Vec::with_capacity(jobs.len());
+        for slice in jobs.chunks(MAX_BATCH) {
+            let mut inv = self.invocation(&self.scripts.extend);
+            inv.arg(until);
+            for job in slice {
+                inv.arg(Self::token_id(job).unwrap_or_default())
+                    .arg(&job.token);
+            }
+            let got: Vec<i64> = inv
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err)?;
+            if got.len() != slice.len() {
+                return Err(Error::backend(
+                    BACKEND,
+                    "extend did not answer one flag per job",
+                ));
+            }
+            flags.extend(got.into_iter().map(|f| f == 1));
+        }
+        Ok(flags)
     }
 
     async fn fail(&self, job: &Job, error: &str) -> Result<FailOutcome> {

@@ -64,7 +64,12 @@ async fn acked_jobs_leave_nothing_behind_and_nodes_share_work() {
         .get_multiplexed_async_connection()
         .await
         .expect("conn");
-    for (key, kind) in [("sched", "ZCARD"), ("jobs", "HLEN"), ("state", "HLEN")] {
+    for (key, kind) in [
+        ("sched", "ZCARD"),
+        ("jobs", "HLEN"),
+        ("state", "HLEN"),
+        ("keys", "HLEN"),
+    ] {
         let n: i64 = redis::cmd(kind)
             .arg(format!("{prefix}:{key}"))
             .query_async(&mut conn)

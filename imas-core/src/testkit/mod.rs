@@ -120,6 +120,8 @@ macro_rules! queue_conformance_tests {
             stale_reservations_change_nothing,
             ack_and_reserve,
             permanent_failure_dead_letters_at_once,
+            one_live_job_per_key,
+            extend_keeps_a_reservation,
         );
     };
 }

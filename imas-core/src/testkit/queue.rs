@@ -406,3 +406,130 @@ pub async fn permanent_failure_dead_letters_at_once(queue: &dyn Queue, clock: &M
     assert!(queue.ack(&new[0]).await.expect("ack"));
     assert_eq!(queue.stats().await.expect("stats"), QueueStats::default());
 }
+
+fn stats(ready: u64, delayed: u64, in_flight: u64, dead: u64) -> QueueStats {
+    QueueStats {
+        ready,
+        delayed,
+        in_flight,
+        dead,
+    }
+}
+
+/// At most one live job per key: a key enqueued again while its job is ready,
+/// reserved or retrying (or twice in one call) is not enqueued; once the job is
+/// acked or dead-lettered the key can be enqueued anew; a redrive while a job
+/// of the same key is live leaves that one job.
+pub async fn one_live_job_per_key(queue: &dyn Queue, clock: &ManualClock) {
+    let n = |r: crate::Result<usize>| r.expect("enqueue");
+    assert_eq!(n(queue.enqueue(vec![job(0), job(0), job(1)]).await), 2);
+    assert_eq!(n(queue.enqueue(vec![job(0)]).await), 0, "ready: not again");
+    assert_eq!(queue.stats().await.expect("stats"), stats(2, 0, 0, 0));
+
+    let first = reserve(queue, 1).await.pop().expect("job-0");
+    assert_eq!(first.key, "job-0");
+    assert_eq!(
+        n(queue.enqueue(vec![job(0)]).await),
+        0,
+        "reserved: not again"
+    );
+    assert!(
+        matches!(
+            queue.fail(&first, "down").await.expect("fail"),
+            FailOutcome::Retry { .. }
+        ),
+        "first failure retries"
+    );
+    assert_eq!(
+        n(queue.enqueue(vec![job(0)]).await),
+        0,
+        "retrying: not again"
+    );
+    assert_eq!(queue.stats().await.expect("stats"), stats(1, 1, 0, 0));
+
+    clock.advance(RETRY.cap);
+    let mut both = reserve(queue, 10).await;
+    both.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        both.iter()
+            .map(|j| (j.key.as_str(), j.attempt))
+            .collect::<Vec<_>>(),
+        [("job-0", 2), ("job-1", 1)],
+        "one job of each key, job-0 on its second attempt"
+    );
+    let (acked, _) = queue
+        .ack_and_reserve(&both[..1], 0, VISIBILITY)
+        .await
+        .expect("ack");
+    assert_eq!(acked, [true]);
+    assert_eq!(
+        n(queue.enqueue(vec![job(0)]).await),
+        1,
+        "acked: the key is free again"
+    );
+    let again = reserve(queue, 1).await.pop().expect("job-0 anew");
+    assert_eq!((again.key.as_str(), again.attempt), ("job-0", 1));
+
+    // Dead-lettered: free again; a redrive while that new job is live leaves one.
+    assert_eq!(
+        queue.dead_letter(&again, "gone").await.expect("dead"),
+        FailOutcome::DeadLettered
+    );
+    assert_eq!(n(queue.enqueue(vec![job(0)]).await), 1, "dead: free again");
+    assert!(queue.redrive("job-0").await.expect("redrive"));
+    assert!(queue.dead_letters(10).await.expect("dead").is_empty());
+    let live = queue.stats().await.expect("stats");
+    assert_eq!(
+        (live.ready, live.in_flight, live.dead),
+        (1, 1, 0),
+        "job-0 once (ready) beside job-1 (reserved)"
+    );
+}
+
+/// A worker that extends its reservation keeps the job past the visibility it
+/// reserved with; a reservation that expired and went to another worker cannot
+/// be extended (nor acked), and extending it changes nothing.
+pub async fn extend_keeps_a_reservation(queue: &dyn Queue, clock: &ManualClock) {
+    queue.enqueue(vec![job(0), job(1)]).await.expect("enqueue");
+    let mine = reserve(queue, 2).await;
+    assert_eq!(mine.len(), 2);
+    for _ in 0..3 {
+        clock.advance(VISIBILITY - Duration::from_secs(1));
+        assert_eq!(
+            queue.extend(&mine[..1], VISIBILITY).await.expect("extend"),
+            [true]
+        );
+    }
+    // job-1 was not extended: it went back after its visibility; job-0 did not.
+    let taken = reserve(queue, 10).await;
+    assert_eq!(
+        taken.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
+        ["job-1"],
+        "only the job not extended is handed out again"
+    );
+    assert_eq!(
+        queue.extend(&mine, VISIBILITY).await.expect("extend"),
+        [true, false],
+        "job-1's old reservation is stale"
+    );
+    assert!(!queue.ack(&mine[1]).await.expect("ack"), "stale: no ack");
+    clock.advance(VISIBILITY + Duration::from_secs(1));
+    let mut back = reserve(queue, 10).await;
+    back.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        back.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
+        ["job-0", "job-1"],
+        "once no longer extended, both come back"
+    );
+    assert_eq!(
+        queue.extend(&mine[..1], VISIBILITY).await.expect("extend"),
+        [false]
+    );
+    assert!(
+        queue
+            .extend(&[], VISIBILITY)
+            .await
+            .expect("extend")
+            .is_empty()
+    );
+}
