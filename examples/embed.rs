@@ -3,14 +3,15 @@
 //! A host application embedding the IMAS engine with the in-memory backends and a
 //! manual clock: it creates users and an incident, lets two simulated hours pass,
 //! and prints the at-risk warning, the breach, the escalations and the
-//! notifications each person received.
+//! notifications each person received. It checks what it prints (and exits
+//! non-zero if the engine did anything else): CI runs it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use imas::engine::NewIncident;
 use imas::memory::{MemoryQueue, MemoryStore};
-use imas::model::{AuditFilter, PageRequest, Priority, Role};
+use imas::model::{AuditAction, AuditFilter, NotificationType, PageRequest, Priority, Role};
 use imas::ports::ManualClock;
 use imas::{Engine, Principal};
 
@@ -84,6 +85,16 @@ async fn main() -> imas::Result<()> {
         now.breached_at.map(|t| t.to_rfc3339()),
         now.escalation_level
     );
+    // A critical incident: one hour to resolve, then level 1 at the breach and
+    // level 2 thirty minutes later.
+    assert!(now.sla_breached, "breached within two hours");
+    assert_eq!(
+        now.breached_at,
+        Some(incident.sla_deadline),
+        "at the deadline"
+    );
+    assert_eq!(now.escalation_level, 2);
+    let mut received = Vec::new();
     for (who, name) in [(&grace, "grace"), (&root, "root")] {
         for n in engine
             .list_notifications(who, PageRequest::default())
@@ -97,8 +108,20 @@ async fn main() -> imas::Result<()> {
                 n.kind.as_str(),
                 n.message
             );
+            received.push((name, n.kind));
         }
     }
+    assert_eq!(
+        received,
+        [
+            ("grace", NotificationType::Info),
+            ("grace", NotificationType::Warning),
+            ("grace", NotificationType::Warning),
+            ("grace", NotificationType::Escalation),
+            ("root", NotificationType::Escalation),
+        ],
+        "assignment, missed response, at risk and breach for grace; level 2 for root"
+    );
     println!("audit trail:");
     let trail = engine
         .list_audit(&root, &AuditFilter::default(), PageRequest::default())
@@ -111,5 +134,28 @@ async fn main() -> imas::Result<()> {
             e.description
         );
     }
+    use AuditAction::*;
+    assert_eq!(
+        trail
+            .items
+            .iter()
+            .rev()
+            .map(|e| e.action)
+            .collect::<Vec<_>>(),
+        [
+            UserRegistered,
+            Login,
+            UserRegistered,
+            RoleChanged,
+            IncidentCreated,
+            SlaResponseBreach,
+            SlaAtRisk,
+            SlaBreach,
+            Escalation,
+            Escalation,
+        ],
+        "each step once, in order"
+    );
+    println!("checked: each step once, in order, to the right people");
     Ok(())
 }
