@@ -163,7 +163,7 @@ async fn validation(backend: Backend) {
             "/auth/register",
             json!({"name": "X", "username": "xx1", "password": "password1", "email": "x@e.io", "role": "admin"}),
             400,
-            None,
+            Some("role"),
         ),
         (
             Method::POST,
@@ -226,35 +226,35 @@ async fn validation(backend: Backend) {
             "/incidents",
             json!({"title": "ok", "priority": "urgent"}),
             400,
-            None,
+            Some("priority"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "type": "epic"}),
             400,
-            None,
+            Some("type"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "status": "closed"}),
             400,
-            None,
+            Some("status"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "slaBreached": true}),
             400,
-            None,
+            Some("slaBreached"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "reportedBy": "x"}),
             400,
-            None,
+            Some("reportedBy"),
         ),
         (
             Method::POST,
@@ -275,7 +275,7 @@ async fn validation(backend: Backend) {
             "/api/escalations/manual",
             json!({"id": "not-a-uuid"}),
             400,
-            None,
+            Some("id"),
         ),
         (
             Method::PATCH,
@@ -293,21 +293,22 @@ async fn validation(backend: Backend) {
             assert_eq!(value["field"], f, "{method} {path}: {value}");
         }
     }
-    for query in [
-        "limit=0",
-        "limit=501",
-        "limit=abc",
-        "status=bogus",
-        "priority=urgent",
-        "startDate=yesterday",
-        "cursor=zzz",
-        "assignedTo=me",
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=abc", "limit"),
+        ("status=bogus", "status"),
+        ("priority=urgent", "priority"),
+        ("startDate=yesterday", "startDate"),
+        ("cursor=zzz", "cursor"),
+        ("assignedTo=me", "assignedTo"),
     ] {
         let (status, value) = srv
             .call(Method::GET, &format!("/incidents?{query}"), t, None)
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {value}");
         assert!(value["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(value["field"], field, "{query}: {value}");
     }
     let (status, value) = srv
         .call(
