@@ -11,214 +11,26 @@
     feature = "redis"
 ))]
 
+mod common;
+
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use imas::Engine;
-use imas::ports::Store;
-use imas::server::{ServerConfig, serve};
-use imas::store_sqlx::{PostgresStore, SqliteStore};
-use reqwest::{Client, Method, StatusCode};
+use common::{Backend, Database as Db, TestServer as Server};
+use imas::server::ServerConfig;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const SECRET: &str = "an e2e test secret of 32+ bytes!!";
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-    Mongo,
-}
-
-/// Where a server keeps its data; reused to restart on the same database.
-#[derive(Clone, Debug)]
-enum Db {
-    Sqlite(String),
-    Postgres(String, String),
-    Mongo(String, String),
-}
-
-impl Db {
-    fn fresh(backend: Backend) -> Option<Db> {
-        match backend {
-            Backend::Sqlite => {
-                let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-                    .join(format!("e2e-{}.db", uuid::Uuid::new_v4()));
-                Some(Db::Sqlite(format!("sqlite://{}", path.display())))
-            }
-            Backend::Postgres => {
-                let url = imas_core::testkit::service_url("DATABASE_URL")?;
-                Some(Db::Postgres(
-                    url,
-                    format!("imas_test_{}", uuid::Uuid::new_v4().simple()),
-                ))
-            }
-            Backend::Mongo => {
-                let url = imas_core::testkit::service_url("MONGODB_URL")?;
-                Some(Db::Mongo(
-                    url,
-                    format!("imas_test_{}", uuid::Uuid::new_v4().simple()),
-                ))
-            }
-        }
-    }
-
-    async fn store(&self) -> Arc<dyn Store> {
-        match self {
-            Db::Sqlite(url) => Arc::new(SqliteStore::connect(url).await.expect("sqlite")),
-            Db::Postgres(url, schema) => Arc::new(
-                PostgresStore::connect_in_schema(url, schema)
-                    .await
-                    .expect("postgres"),
-            ),
-            Db::Mongo(url, name) => Arc::new(
-                imas::store_mongo::MongoStore::connect_to(url, name)
-                    .await
-                    .expect("mongodb"),
-            ),
-        }
-    }
-}
-
-struct Server {
-    base: String,
-    http: Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(db: &Db, vars: &[(&str, &str)]) -> Server {
-        let mut env: HashMap<String, String> = HashMap::from([
-            ("JWT_SECRET".into(), SECRET.into()),
-            ("IMAS_ADMIN_USERNAME".into(), "admin".into()),
-            ("IMAS_ADMIN_PASSWORD".into(), "admin password".into()),
-        ]);
-        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut config = ServerConfig::from_vars(|k| env.get(k).cloned()).expect("config");
-        config.monitor_poll = Duration::from_millis(200);
-        config.notifier_poll = Duration::from_millis(50);
-        let mut builder = Engine::builder(db.store().await).config(config.engine.clone());
-        if let Some(url) = &config.redis_url {
-            let prefix = format!("imas-test:{}", uuid::Uuid::new_v4().simple());
-            let queue = imas::queue_redis::RedisQueue::connect_with_prefix(
-                url,
-                &prefix,
-                Arc::new(imas::ports::SystemClock),
-                imas::ports::RetryPolicy::default(),
-            )
-            .await
-            .expect("redis");
-            builder = builder.queue(Arc::new(queue));
-        }
-        if let Some(keys) = &config.jwt {
-            builder = builder.jwt_keys(keys.clone());
-        }
-        let engine = builder.build().expect("engine");
-        if let Some(a) = &config.admin {
-            engine
-                .ensure_admin(&a.username, &a.password, &a.email)
-                .await
-                .expect("admin");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            serve(engine, &config, listener, async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("serve");
-        });
-        Server {
-            base,
-            http: Client::new(),
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status();
-        let text = res.text().await.expect("body");
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
-    }
-
-    async fn token(&self, username: &str, password: &str) -> String {
-        let (s, v) = self
-            .call(
-                Method::POST,
-                "/auth/login",
-                None,
-                Some(json!({"username": username, "password": password})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "login {username}: {v}");
-        v["token"].as_str().expect("token").to_string()
-    }
-
-    /// Registers a user and gives it a role (as the admin); returns (id, token).
-    async fn user(&self, admin: &str, name: &str, role: &str) -> (String, String) {
-        let body = json!({"name": name, "username": name, "password": "password 123", "email": format!("{name}@example.com")});
-        let (s, v) = self
-            .call(Method::POST, "/auth/register", None, Some(body))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        let id = v["id"].as_str().expect("id").to_string();
-        if role != "user" {
-            let (s, v) = self
-                .call(
-                    Method::PATCH,
-                    &format!("/users/{id}/role"),
-                    Some(admin),
-                    Some(json!({"role": role})),
-                )
-                .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-        }
-        (id.clone(), self.token(name, "password 123").await)
-    }
-}
-
 /// Every store the server runs on.
-fn both() -> Vec<Backend> {
-    vec![Backend::Sqlite, Backend::Postgres, Backend::Mongo]
+fn both() -> [Backend; 3] {
+    common::backends()
 }
 
 async fn routes_by_role(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let (_, user) = srv.user(&admin, "plainuser", "user").await;
     let (eng_id, engineer) = srv.user(&admin, "engineer1", "engineer").await;
@@ -337,12 +149,12 @@ async fn routes_by_role(backend: Backend) {
             }
         }
     }
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 async fn validation(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let t = Some(admin.as_str());
     let cases: Vec<(Method, &str, Value, u16, Option<&str>)> = vec![
@@ -351,7 +163,7 @@ async fn validation(backend: Backend) {
             "/auth/register",
             json!({"name": "X", "username": "xx1", "password": "password1", "email": "x@e.io", "role": "admin"}),
             400,
-            None,
+            Some("role"),
         ),
         (
             Method::POST,
@@ -414,35 +226,35 @@ async fn validation(backend: Backend) {
             "/incidents",
             json!({"title": "ok", "priority": "urgent"}),
             400,
-            None,
+            Some("priority"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "type": "epic"}),
             400,
-            None,
+            Some("type"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "status": "closed"}),
             400,
-            None,
+            Some("status"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "slaBreached": true}),
             400,
-            None,
+            Some("slaBreached"),
         ),
         (
             Method::POST,
             "/incidents",
             json!({"title": "ok", "reportedBy": "x"}),
             400,
-            None,
+            Some("reportedBy"),
         ),
         (
             Method::POST,
@@ -463,7 +275,7 @@ async fn validation(backend: Backend) {
             "/api/escalations/manual",
             json!({"id": "not-a-uuid"}),
             400,
-            None,
+            Some("id"),
         ),
         (
             Method::PATCH,
@@ -481,21 +293,22 @@ async fn validation(backend: Backend) {
             assert_eq!(value["field"], f, "{method} {path}: {value}");
         }
     }
-    for query in [
-        "limit=0",
-        "limit=501",
-        "limit=abc",
-        "status=bogus",
-        "priority=urgent",
-        "startDate=yesterday",
-        "cursor=zzz",
-        "assignedTo=me",
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=abc", "limit"),
+        ("status=bogus", "status"),
+        ("priority=urgent", "priority"),
+        ("startDate=yesterday", "startDate"),
+        ("cursor=zzz", "cursor"),
+        ("assignedTo=me", "assignedTo"),
     ] {
         let (status, value) = srv
             .call(Method::GET, &format!("/incidents?{query}"), t, None)
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {value}");
         assert!(value["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(value["field"], field, "{query}: {value}");
     }
     let (status, value) = srv
         .call(
@@ -579,7 +392,7 @@ async fn validation(backend: Backend) {
     // Nothing of the refused requests was written.
     let (_, list) = srv.call(Method::GET, "/incidents?limit=500", t, None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 /// SPEC §7 (input): hostile values are a 400 naming the parameter on every
@@ -587,7 +400,7 @@ async fn validation(backend: Backend) {
 /// first 64 characters.
 async fn hostile_input(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let t = Some(admin.as_str());
     let word = "w".repeat(3_000);
@@ -731,12 +544,12 @@ async fn hostile_input(backend: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{backend:?}: {v}");
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 async fn ownership_and_pagination(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let (alice_id, alice) = srv.user(&admin, "alice", "engineer").await;
     let (_, bob) = srv.user(&admin, "bob", "engineer").await;
@@ -820,7 +633,7 @@ async fn ownership_and_pagination(backend: Backend) {
     assert_eq!(seen.len(), 7);
     let unique: std::collections::HashSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), 7, "each incident once across pages");
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 async fn live_breach(backend: Backend, redis: Option<&str>) {
@@ -829,7 +642,7 @@ async fn live_breach(backend: Backend, redis: Option<&str>) {
     if let Some(url) = redis {
         vars.push(("REDIS_URL", url));
     }
-    let srv = Server::start(&db, &vars).await;
+    let srv = Server::start_in(&db, &vars).await;
     let admin = srv.token("admin", "admin password").await;
     let (eng_id, eng) = srv.user(&admin, "oncall", "engineer").await;
     let body = json!({"title": "Checkout 502", "priority": "critical", "assignedTo": eng_id});
@@ -898,12 +711,12 @@ async fn live_breach(backend: Backend, redis: Option<&str>) {
         (Some(1), Some(1)),
         "{v}"
     );
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 async fn restart_keeps_everything(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let (_, eng) = srv.user(&admin, "keeper", "engineer").await;
     let (_, inc) = srv
@@ -914,9 +727,9 @@ async fn restart_keeps_everything(backend: Backend) {
             Some(json!({"title": "survives"})),
         )
         .await;
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let (s, v) = srv
         .call(
             Method::GET,
@@ -941,12 +754,12 @@ async fn restart_keeps_everything(backend: Backend) {
         )
         .await;
     assert_eq!(audit.as_array().map(Vec::len), Some(1));
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 async fn csv_reports(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let titles = [
         "comma, here",
@@ -1057,7 +870,7 @@ async fn csv_reports(backend: Backend) {
             assert_eq!(v["field"], "endDate");
         }
     }
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1098,7 +911,7 @@ async fn read_events_until(
 
 async fn live_stream(backend: Backend) {
     let Some(db) = Db::fresh(backend) else { return };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let admin = srv.token("admin", "admin password").await;
     let (alice_id, alice) = srv.user(&admin, "alice", "engineer").await;
     let (bob_id, _) = srv.user(&admin, "bob", "engineer").await;
@@ -1148,7 +961,8 @@ async fn live_stream(backend: Backend) {
     // A graceful shutdown ends open streams instead of waiting for them forever.
     tokio::time::timeout(Duration::from_secs(10), srv.stop())
         .await
-        .expect("shutdown with a stream open");
+        .expect("shutdown with a stream open")
+        .expect("graceful stop");
     use futures::StreamExt;
     let rest = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(_)) = body.next().await {}
@@ -1275,10 +1089,7 @@ async fn the_server_runs_on_mongodb_when_mongodb_url_is_set() {
         return;
     };
     let name = format!("imas_test_{}", uuid::Uuid::new_v4().simple());
-    let with_db = match url.split_once("/?") {
-        Some((host, options)) => format!("{host}/{name}?{options}"),
-        None => format!("{}/{name}", url.trim_end_matches('/')),
-    };
+    let with_db = common::mongodb_url_with_database(&url, &name);
     let vars: HashMap<&str, String> = HashMap::from([
         ("MONGODB_URL", with_db),
         ("JWT_SECRET", SECRET.to_string()),
@@ -1320,7 +1131,7 @@ async fn openapi_describes_every_route() {
     let Some(db) = Db::fresh(Backend::Sqlite) else {
         return;
     };
-    let srv = Server::start(&db, &[]).await;
+    let srv = Server::start_in(&db, &[]).await;
     let (status, doc) = srv.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let expected = [
@@ -1385,5 +1196,23 @@ async fn openapi_describes_every_route() {
         let name = &piece[..piece.find('"').expect("quote")];
         assert!(schemas.contains_key(name), "dangling $ref {name}");
     }
-    srv.stop().await;
+    srv.stop().await.expect("graceful stop");
+}
+
+#[test]
+fn mongodb_urls_name_the_database() {
+    for (url, want) in [
+        (
+            "mongodb://127.0.0.1:27018/?directConnection=true",
+            "mongodb://127.0.0.1:27018/t?directConnection=true",
+        ),
+        ("mongodb://127.0.0.1:27018", "mongodb://127.0.0.1:27018/t"),
+        (
+            "mongodb://h1,h2/old?replicaSet=r",
+            "mongodb://h1,h2/t?replicaSet=r",
+        ),
+        ("mongodb://u:p@h/", "mongodb://u:p@h/t"),
+    ] {
+        assert_eq!(common::mongodb_url_with_database(url, "t"), want, "{url}");
+    }
 }

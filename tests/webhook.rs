@@ -26,8 +26,8 @@ use imas::channels::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChann
 use imas::memory::{MemoryQueue, MemoryStore};
 use imas::model::{Notification, NotificationIntent, NotificationType, PageRequest, UserId};
 use imas::ports::{
-    Change, ChangeStore, Channel, ManualClock, NewJob, NotificationStore, Queue, RetryPolicy,
-    SystemClock,
+    Change, ChangeStore, Channel, ManualClock, NewJob, NotificationStore, Queue, QueueStats,
+    RetryPolicy, SystemClock,
 };
 use imas::{Engine, EngineConfig};
 use serde_json::{Value, json};
@@ -164,12 +164,22 @@ async fn a_failing_endpoint_gets_the_notification_on_retry_once() {
         .enqueue(vec![NewJob::new("hook-1", payload)])
         .await
         .expect("enqueue");
-    let settle = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < settle {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Wait until the worker has consumed it: nothing ready, delayed or in
+    // flight (an acked job leaves the queue; a failed one would be delayed).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = queue.stats().await.expect("stats");
+        if stats == QueueStats::default() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the redelivered job was never consumed: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = stop_tx.send(true);
-    let _ = worker.await;
+    worker.await.expect("the worker task");
 
     let r = std::mem::take(&mut *receiver.lock().expect("lock"));
     assert_eq!(r.bad_signatures, 0, "every call was signed correctly");
@@ -626,5 +636,5 @@ async fn a_gone_endpoint_is_dead_lettered_at_once_and_redriven_by_an_admin() {
     assert_eq!(taken.lock().expect("lock").len(), 2, "and nothing more");
 
     let _ = stop.send(());
-    let _ = server.await;
+    server.await.expect("the server task");
 }

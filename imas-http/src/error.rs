@@ -113,8 +113,29 @@ impl From<JsonRejection> for ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than 1 MiB".into(),
             _ => format!("invalid JSON body: {}", r.body_text()),
         };
-        Self::new(status, message)
+        let mut answer = Self::new(status, message);
+        answer.field = json_field(&r);
+        answer
     }
+}
+
+/// The field of a JSON body at fault (an unknown or server-owned field, a
+/// value of the wrong type, an unknown enum value), in its JSON spelling
+/// (`a.b` when nested): the path axum's `Json` extractor records. `None` for
+/// malformed JSON or a problem with the body as a whole.
+fn json_field(r: &JsonRejection) -> Option<String> {
+    let JsonRejection::JsonDataError(e) = r else {
+        return None;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(p) = s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            let path = p.path().to_string();
+            return (path != ".").then_some(path);
+        }
+        source = s.source();
+    }
+    None
 }
 
 impl From<QueryRejection> for ApiError {
@@ -153,3 +174,45 @@ impl IntoResponse for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Body {
+        title: Option<String>,
+        assigned_to: Option<uuid::Uuid>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u8,
+    }
+
+    fn field(json: &str) -> Option<String> {
+        let rejection = axum::Json::<Body>::from_bytes(json.as_bytes()).expect_err(json);
+        let answer = ApiError::from(rejection);
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{json}");
+        answer.field
+    }
+
+    #[test]
+    fn a_bad_json_body_names_its_field() {
+        assert_eq!(field(r#"{"version": 3}"#).as_deref(), Some("version"));
+        assert_eq!(
+            field(r#"{"title": "t", "assignedTo": "x"}"#).as_deref(),
+            Some("assignedTo")
+        );
+        assert_eq!(
+            field(r#"{"inner": {"n": 300}}"#).as_deref(),
+            Some("inner.n")
+        );
+        assert_eq!(field(r#"{"title": "#), None, "malformed JSON");
+        assert_eq!(field(r#""text""#), None, "not an object: no field at fault");
+    }
+}

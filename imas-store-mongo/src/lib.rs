@@ -26,7 +26,14 @@
 //! Due-incident and outbox claims are conditional `findOneAndUpdate`s: a document
 //! is claimed only if its due time is still the one read, so two nodes never take
 //! the same one.
+//!
+//! Each store watches its database's change stream for writes to `users` and
+//! `incidents`, so its [generation](ChangeStore::generation) moves with every
+//! node's changes (its own at once, when they commit). Change streams need a
+//! replica set or a sharded cluster: on a standalone server, and while the stream
+//! is down, the store reports no generation and the engine reads through.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,8 +46,8 @@ use imas_core::model::{
     incident_terms, search_terms,
 };
 use imas_core::ports::{
-    AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, NotificationStore, OutboxStore,
-    UserStore, UserWrite, run_detached,
+    AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
+    NotificationStore, OutboxStore, UserStore, UserWrite, run_detached,
 };
 use imas_core::sla::add_ms;
 use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
@@ -425,6 +432,66 @@ pub struct MongoStore {
     client: Client,
     db: Database,
     atomicity: Atomicity,
+    generations: Arc<Generations>,
+}
+
+/// Keeps `generations` moving with the writes to `users` and `incidents` that
+/// any node makes in `db`, read from the database's change stream, until the
+/// store is dropped. Not live until the stream is open; an error or the end of
+/// the stream makes it not live until it is open again (events meanwhile are
+/// lost, so going live bumps everything). A server without change streams (a
+/// standalone one) is never live: the engine reads through.
+async fn follow_changes(db: Database, generations: Weak<Generations>) {
+    let pipeline = [doc! { "$match": { "ns.coll": { "$in": ["users", "incidents"] } } }];
+    let mut warned = false;
+    loop {
+        let opened = db
+            .watch()
+            .pipeline(pipeline.clone())
+            .max_await_time(Duration::from_secs(2))
+            .await;
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                if generations.strong_count() == 0 {
+                    return;
+                }
+                if !warned {
+                    tracing::warn!(error = %e, "change stream: cannot open; reads are not cached");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match generations.upgrade() {
+            Some(g) => g.set_live(true),
+            None => return,
+        }
+        warned = false;
+        loop {
+            // Returns after each server round trip (at most `max_await_time`),
+            // so a dropped store is noticed.
+            let next = stream.next_if_any().await;
+            let Some(g) = generations.upgrade() else {
+                return;
+            };
+            match next {
+                Ok(Some(event)) => {
+                    let coll = event.ns.and_then(|ns| ns.coll).unwrap_or_default();
+                    g.bump(coll == "users", coll == "incidents");
+                }
+                Ok(None) if stream.is_alive() => {}
+                Ok(None) | Err(_) => {
+                    g.set_live(false);
+                    tracing::warn!(
+                        "change stream: interrupted; reads are not cached until it is back"
+                    );
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Incidents being deleted (single-document mode) are not there for readers.
@@ -473,10 +540,13 @@ impl MongoStore {
             }
         };
         tracing::debug!(?atomicity, "MongoDB store");
+        let generations = Arc::new(Generations::new(false));
+        tokio::spawn(follow_changes(db.clone(), Arc::downgrade(&generations)));
         let store = Self {
             db,
             client,
             atomicity,
+            generations,
         };
         store.create_indexes().await?;
         store.recover().await?;
@@ -1021,7 +1091,19 @@ impl ChangeStore for MongoStore {
     /// so its `Drop` does not abort it.
     async fn commit(&self, change: Change) -> Result<()> {
         let store = self.clone();
-        run_detached(BACKEND, async move { store.commit_now(change).await }).await
+        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
+        run_detached(BACKEND, async move {
+            store.commit_now(change).await?;
+            // Other nodes hear of it through the change stream; this one at
+            // once (in the detached task: a dropped caller does not skip it).
+            store.generations.bump(users, incidents);
+            Ok(())
+        })
+        .await
+    }
+
+    fn generation(&self) -> Option<Generation> {
+        self.generations.current()
     }
 }
 
@@ -1175,6 +1257,7 @@ impl IncidentStore for MongoStore {
                 limit,
             )
             .await?;
+        self.generations.bump(false, !docs.is_empty());
         docs.iter().map(decode_incident).collect()
     }
 

@@ -371,12 +371,11 @@ pub async fn dropped_commits_are_whole(store: &dyn Store) {
 /// gone) still moves the store's [generation](crate::ports::ChangeStore::generation)
 /// once it lands, so that the engine's cached reads (a principal's role, list
 /// pages) do not outlive it: a role change whose request was dropped applies to
-/// live tokens like any other. Stores without a generation have nothing to
-/// check.
+/// live tokens like any other. (Stores declared without a generation run
+/// [`reads_through_without_generation`](super::store::reads_through_without_generation)
+/// instead.)
 pub async fn dropped_commits_move_generation(store: &dyn Store) {
-    let Some(before) = super::store::live_generation(store).await else {
-        return;
-    };
+    let before = super::store::expect_generation(store).await;
     let u = user("gen", Role::User);
     store
         .commit(Change {

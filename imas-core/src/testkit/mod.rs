@@ -11,10 +11,19 @@
 //! imas_core::store_conformance_tests!(store);
 //! ```
 //!
+//! A store that cannot report a [generation](crate::ports::ChangeStore::generation)
+//! (so that the engine caches nothing read from it) says so:
+//! `store_conformance_tests!(store, without_generations)` checks that it never
+//! reports one and that an engine on it serves no stale read, instead of
+//! checking how its generation moves.
+//!
 //! The adapter crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency.
+//!
+//! [`fault::FaultyStore`] wraps any store and fails the calls a test chooses.
 
 pub mod cancel;
+pub mod fault;
 pub mod queue;
 pub mod store;
 
@@ -77,8 +86,30 @@ pub fn pdf_text(pdf: &[u8]) -> Option<Vec<String>> {
 /// Stamps out every store conformance test as a `#[tokio::test]`. The argument
 /// names an `async fn() -> Option<Arc<dyn Store>>` that returns a fresh, empty
 /// store for each test (or `None` to skip).
+///
+/// The store must report a generation (within 10 s of opening); one that
+/// cannot declares it with `store_conformance_tests!(factory,
+/// without_generations)`, and is checked to report none and to be read through.
 #[macro_export]
 macro_rules! store_conformance_tests {
+    ($factory:path) => {
+        $crate::__store_conformance_tests!($factory);
+        $crate::__conformance_tests!(store, $factory;
+            dropped_commits_move_generation,
+            generations,
+        );
+    };
+    ($factory:path, without_generations) => {
+        $crate::__store_conformance_tests!($factory);
+        $crate::__conformance_tests!(store_arc, $factory;
+            reads_through_without_generation,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_tests {
     ($factory:path) => {
         $crate::__conformance_tests!(store, $factory;
             users_and_uniqueness,
@@ -86,7 +117,6 @@ macro_rules! store_conformance_tests {
             change_is_atomic,
             concurrent_changes_fail_alone,
             dropped_commits_are_whole,
-            dropped_commits_move_generation,
             outbox_insert_is_idempotent,
             keyset_pagination,
             incident_filters,
@@ -97,7 +127,6 @@ macro_rules! store_conformance_tests {
             notifications,
             channel_receipts,
             outbox_relay_contract,
-            generations,
             every_audit_action_round_trips,
             retention_prunes_delivered,
         );
@@ -135,6 +164,15 @@ macro_rules! __conformance_tests {
             async fn $name() {
                 let Some(store) = $factory().await else { return };
                 $crate::testkit::store::$name(&*store).await;
+            }
+        )+
+    };
+    (store_arc, $factory:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(store) = $factory().await else { return };
+                $crate::testkit::store::$name(store).await;
             }
         )+
     };

@@ -130,6 +130,9 @@ pub async fn retry_backoff_and_dead_letter(queue: &dyn Queue, clock: &ManualCloc
     assert_eq!(RETRY.backoff(2), Duration::from_secs(2));
     assert_eq!(RETRY.backoff(3), Duration::from_secs(3), "capped");
     queue.enqueue(vec![job(0), job(1)]).await.expect("enqueue");
+    // The healthy job, each time it was handed out while the poison job waited
+    // out its backoff, and whether its ack took.
+    let mut healthy: Vec<(u32, bool)> = Vec::new();
     let mut delay = Duration::ZERO;
     for attempt in 1..=RETRY.max_attempts {
         clock.advance(delay);
@@ -156,13 +159,20 @@ pub async fn retry_backoff_and_dead_letter(queue: &dyn Queue, clock: &ManualCloc
                 "not before its backoff"
             );
             for j in early {
-                queue.ack(&j).await.expect("ack");
+                assert_eq!(j.key, "job-1", "only the healthy job is there: {j:?}");
+                healthy.push((j.attempt, queue.ack(&j).await.expect("ack")));
             }
             delay = Duration::from_millis(1);
         } else {
             assert_eq!(outcome, FailOutcome::DeadLettered);
         }
     }
+    assert_eq!(
+        healthy,
+        [(1, true)],
+        "the others keep flowing: the healthy job was handed out during the \
+         poison job's first backoff, once, and acked"
+    );
     let dead = queue.dead_letters(10).await.expect("dead");
     assert_eq!(dead.len(), 1);
     assert_eq!(
