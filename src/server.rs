@@ -513,7 +513,8 @@ pub async fn engine(config: &ServerConfig) -> Result<Engine> {
 
 /// Serves the API on `listener` with the engine's background loops until
 /// `shutdown` resolves; then stops accepting, drains in-flight requests, lets the
-/// loops finish their current step, and returns.
+/// loops finish their current step, and returns. If a background loop fails
+/// first (a panic), it shuts down the same way and returns that failure.
 pub async fn serve(
     engine: Engine,
     config: &ServerConfig,
@@ -522,18 +523,54 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_for_http = stop_rx.clone();
-    let monitor = {
+    let mut loops = tokio::task::JoinSet::new();
+    {
         let (engine, rx, poll) = (engine.clone(), stop_rx.clone(), config.monitor_poll);
-        tokio::spawn(async move { engine.run_sla_monitor(poll, rx).await })
-    };
-    let notifier = {
+        loops.spawn(async move {
+            engine.run_sla_monitor(poll, rx).await;
+            "the SLA monitor"
+        });
+    }
+    {
         let (engine, rx, poll) = (engine.clone(), stop_rx.clone(), config.notifier_poll);
-        tokio::spawn(async move { engine.run_notifier(poll, rx).await })
-    };
-    let retention = {
-        let (engine, rx) = (engine.clone(), stop_rx);
+        loops.spawn(async move {
+            engine.run_notifier(poll, rx).await;
+            "the notification worker"
+        });
+    }
+    {
+        let (engine, rx) = (engine.clone(), stop_rx.clone());
         let (age, every) = (config.retention, config.retention_every);
-        tokio::spawn(async move { engine.run_retention(age, every, rx).await })
+        loops.spawn(async move {
+            engine.run_retention(age, every, rx).await;
+            "the retention loop"
+        });
+    }
+    // A loop that ends before shutdown (it panicked) must not leave a server
+    // answering requests with no SLA monitor or notification worker behind it:
+    // the server shuts down and `serve` returns the failure, so a supervisor
+    // restarts it.
+    let (died_tx, died_rx) = tokio::sync::oneshot::channel::<()>();
+    let supervisor = {
+        let stopping = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut died = Some(died_tx);
+            let mut failure = None;
+            while let Some(ended) = loops.join_next().await {
+                let what = match ended {
+                    Err(e) if e.is_panic() => format!("a background loop panicked: {e}"),
+                    Err(e) => format!("a background loop was cancelled: {e}"),
+                    Ok(_) if *stopping.borrow() => continue,
+                    Ok(name) => format!("{name} stopped before shutdown"),
+                };
+                tracing::error!(error = %what, "background loop failed; shutting down");
+                failure.get_or_insert(what);
+                if let Some(tx) = died.take() {
+                    let _ = tx.send(());
+                }
+            }
+            failure
+        })
     };
     let options = imas_http::RouterOptions {
         shutdown: Some(stop_rx_for_http),
@@ -552,17 +589,24 @@ pub async fn serve(
     let signal = {
         let stop_tx = stop_tx.clone();
         async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                _ = died_rx => {}
+            }
             let _ = stop_tx.send(true);
         }
     };
     let served = imas_http::serve::serve(listener, app, limits, signal).await;
     let _ = stop_tx.send(true);
-    let _ = monitor.await;
-    let _ = notifier.await;
-    let _ = retention.await;
+    let failure = supervisor
+        .await
+        .unwrap_or_else(|e| Some(format!("the loop supervisor failed: {e}")));
     tracing::info!("stopped");
-    served
+    match (served, failure) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(what)) => Err(std::io::Error::other(what)),
+        (Ok(()), None) => Ok(()),
+    }
 }
 
 /// The whole reference server: configuration from the environment, the engine,

@@ -715,7 +715,6 @@ impl Engine {
         let now = self.now();
         match user {
             Some(u) if ok => {
-                attempt.succeeded(now);
                 let audit = AuditEntry::new(
                     AuditAction::Login,
                     Actor::User(u.id),
@@ -728,6 +727,9 @@ impl Engine {
                     ..Change::default()
                 })
                 .await?;
+                // Only a sign-in that completed forgets the failures before it
+                // (if the commit failed, the attempt is dropped as abandoned).
+                attempt.succeeded(now);
                 self.inner.keys.issue(u.id, u.role, now)
             }
             _ => {
@@ -1561,20 +1563,34 @@ impl Engine {
             claimed: claimed.len(),
             ..Default::default()
         };
+        // A failed commit (the store is down) fails the step, but only after
+        // the rest of the batch was tried: the others are not left to wait out
+        // their claim's lease.
+        let mut failed: Option<Error> = None;
         for before in claimed {
             let mut after = before.clone();
             let (mut audit, mut outbox) = (Vec::new(), Vec::new());
             let counted = (report.breaches, report.response_breaches);
             // Every step moves the incident forward, so this ends; the bound only
             // guards against a policy with zero delays repeating many times.
+            let mut applied = Ok(());
             for _ in 0..64 {
                 match escalation::next_step(&after, self.sla(), self.escalation()) {
                     Some((step, at)) if at <= now => {
-                        self.apply_step(&mut after, step, now, &mut audit, &mut outbox, &mut report)
-                            .await?
+                        applied = self
+                            .apply_step(&mut after, step, now, &mut audit, &mut outbox, &mut report)
+                            .await;
+                        if applied.is_err() {
+                            break;
+                        }
                     }
                     _ => break,
                 }
+            }
+            if let Err(e) = applied {
+                warn!(incident = %before.id, error = %e, "SLA step not applied; retried after the claim's lease");
+                failed.get_or_insert(e);
+                continue;
             }
             match self.commit_update(&before, after, now, audit, outbox).await {
                 Ok(_) => self.inner.counters.breaches(
@@ -1587,10 +1603,16 @@ impl Engine {
                     report.conflicts += 1;
                     debug!(incident = %before.id, "sweep lost a claim to a concurrent change");
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    warn!(incident = %before.id, error = %e, "SLA step not committed; retried after the claim's lease");
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(report)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// Runs sweep steps until nothing is due now.

@@ -468,3 +468,78 @@ async fn a_failed_breach_is_recorded_once_after_the_lease() {
         "notified once"
     );
 }
+
+#[tokio::test]
+async fn one_failed_sweep_commit_does_not_hold_back_the_rest_of_the_batch() {
+    let r = rig();
+    let (root, _) = r.root().await;
+    let mut ids = Vec::new();
+    for title in ["db down", "cache down"] {
+        let incident = r
+            .engine
+            .create_incident(
+                &root,
+                NewIncident {
+                    title: title.into(),
+                    priority: Some(Priority::Critical),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create");
+        r.engine
+            .change_status(&root, incident.id, Status::Acknowledged)
+            .await
+            .expect("ack");
+        ids.push(incident.id);
+    }
+    r.engine.sweep_all().await.expect("sweep");
+    r.clock.advance(Duration::from_secs(3_601));
+
+    r.store.fail_nth_commit(1, Fault::Before);
+    assert_injected("sweep", r.engine.sweep_step().await);
+    let mut breached = Vec::new();
+    for id in &ids {
+        breached.push(
+            r.engine
+                .get_incident(&root, *id)
+                .await
+                .expect("get")
+                .sla_breached,
+        );
+    }
+    breached.sort_unstable();
+    assert_eq!(
+        breached,
+        [false, true],
+        "the step failed for one incident and was committed for the other"
+    );
+    r.clock
+        .advance(EngineConfig::default().claim_lease + Duration::from_millis(1));
+    assert_eq!(r.engine.sweep_all().await.expect("sweep").breaches, 1);
+}
+
+#[tokio::test]
+async fn a_sign_in_whose_commit_failed_does_not_forget_the_failures_before_it() {
+    let r = rig();
+    r.root().await;
+    for _ in 0..4 {
+        assert!(matches!(
+            r.engine.login("root", "wrong password").await,
+            Err(Error::Unauthorized { .. })
+        ));
+    }
+    r.store.fail_nth_commit(1, Fault::Before);
+    assert_injected("login", r.engine.login("root", "root password 123").await);
+    assert!(matches!(
+        r.engine.login("root", "wrong password").await,
+        Err(Error::Unauthorized { .. })
+    ));
+    assert!(
+        matches!(
+            r.engine.login("root", "root password 123").await,
+            Err(Error::RateLimited { .. })
+        ),
+        "five failures in a row: the username is held back"
+    );
+}
