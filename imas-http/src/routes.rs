@@ -605,7 +605,7 @@ pub(crate) async fn report(
         ..Default::default()
     };
     match format.as_deref() {
-        Some("csv") => csv_report(&s, &who, filter),
+        Some("csv") => csv_report(&s, &who, filter).await,
         Some("pdf") => {
             let described = [
                 ("status", &p.status),
@@ -616,21 +616,49 @@ pub(crate) async fn report(
             .into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
             .collect();
-            pdf_report(&s, &who, filter, described)
+            pdf_report(&s, &who, filter, described).await
         }
         _ => Err(ApiError::new(StatusCode::BAD_REQUEST, BAD_FORMAT)),
     }
 }
 
+/// The report's pages, with the first one fetched before the answer is
+/// started: a report that fails at once (the store is down) is a clean error
+/// status, not a download cut off before its first byte.
+#[cfg(any(feature = "csv", feature = "pdf"))]
+async fn report_pages(
+    s: &AppState,
+    who: &imas_core::Principal,
+    filter: IncidentFilter,
+) -> ApiResult<
+    impl futures::stream::FusedStream<Item = imas_core::Result<Vec<imas_core::model::Incident>>>
+    + Unpin
+    + Send
+    + 'static,
+> {
+    use futures::StreamExt;
+    let mut pages = Box::pin(
+        s.engine
+            .export_incidents(who, filter, REPORT_BATCH)?
+            .peekable(),
+    );
+    if let Some(Err(_)) = pages.as_mut().peek().await
+        && let Some(Err(e)) = pages.next().await
+    {
+        return Err(e.into());
+    }
+    Ok(pages)
+}
+
 #[cfg(feature = "csv")]
-fn csv_report(
+async fn csv_report(
     s: &AppState,
     who: &imas_core::Principal,
     filter: IncidentFilter,
 ) -> ApiResult<Response> {
     use futures::StreamExt;
     let header = imas_core::report::csv_header()?;
-    let pages = s.engine.export_incidents(who, filter, REPORT_BATCH)?;
+    let pages = report_pages(s, who, filter).await?;
     let rows = pages.map(|page| page.and_then(|items| imas_core::report::csv_rows(&items)));
     let body = futures::stream::once(async move { Ok(header) }).chain(rows);
     Ok(attachment(
@@ -672,7 +700,7 @@ fn attachment(
 }
 
 #[cfg(feature = "pdf")]
-fn pdf_report(
+async fn pdf_report(
     s: &AppState,
     who: &imas_core::Principal,
     filter: IncidentFilter,
@@ -684,7 +712,7 @@ fn pdf_report(
         filters,
         generated_at: s.engine.now(),
     })?;
-    let pages = Box::pin(s.engine.export_incidents(who, filter, REPORT_BATCH)?);
+    let pages = report_pages(s, who, filter).await?;
     // Each page of incidents becomes the PDF pages it fills; the summary, the
     // page total and the font follow the last one.
     let body = futures::stream::unfold(Some((pages, report)), |state| async move {
@@ -706,7 +734,7 @@ fn pdf_report(
 }
 
 #[cfg(not(feature = "pdf"))]
-fn pdf_report(
+async fn pdf_report(
     _: &AppState,
     _: &imas_core::Principal,
     _: IncidentFilter,
@@ -719,7 +747,11 @@ fn pdf_report(
 }
 
 #[cfg(not(feature = "csv"))]
-fn csv_report(_: &AppState, _: &imas_core::Principal, _: IncidentFilter) -> ApiResult<Response> {
+async fn csv_report(
+    _: &AppState,
+    _: &imas_core::Principal,
+    _: IncidentFilter,
+) -> ApiResult<Response> {
     Err(ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         "CSV reports are not compiled in (feature `csv`)",
