@@ -69,7 +69,9 @@ impl Server {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.task).await;
+        (&mut self.task)
+            .await
+            .expect("the server task ended cleanly (serve returned Ok)");
     }
 
     async fn admin_token(&self) -> String {

@@ -95,7 +95,9 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = self.task.await;
+        self.task
+            .await
+            .expect("the server task ended cleanly (serve returned Ok)");
     }
 }
 
