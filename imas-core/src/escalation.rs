@@ -34,8 +34,6 @@ pub struct EscalationPolicy {
     levels: Vec<EscalationLevel>,
     repeat_last: u32,
     delays_ms: Vec<i64>,
-    /// Index `l`: delay from level `l` to level `l + 1`; `NEVER` past the end.
-    next_delay_ms: Vec<i64>,
 }
 
 /// "No such instant": the due time of a step that will not happen.
@@ -75,13 +73,10 @@ impl EscalationPolicy {
         }
         let last = *delays_ms.last().unwrap_or(&0);
         delays_ms.extend(std::iter::repeat_n(last, repeat_last as usize));
-        let mut next_delay_ms = delays_ms.clone();
-        next_delay_ms.push(NEVER);
         Ok(Self {
             levels,
             repeat_last,
             delays_ms,
-            next_delay_ms,
         })
     }
 
@@ -137,20 +132,6 @@ impl EscalationPolicy {
     #[inline]
     pub fn delay_ms(&self, n: u32) -> Option<i64> {
         self.delays_ms.get((n as usize).wrapping_sub(1)).copied()
-    }
-
-    /// When an incident at `level`, anchored at `anchor_ms`, reaches the next
-    /// level; [`NEVER`] when stopped or past the last level. Branch-free, for
-    /// evaluating many incidents at once.
-    #[inline]
-    pub fn next_due_ms(&self, level: u32, anchor_ms: i64, stopped: bool) -> i64 {
-        let delay = *self.next_delay_ms.get(level as usize).unwrap_or(&NEVER);
-        let due = anchor_ms.saturating_add(delay);
-        if stopped | (delay == NEVER) {
-            NEVER
-        } else {
-            due
-        }
     }
 
     /// Whether the breach itself reaches level 1 (level 1's delay is zero).

@@ -1,13 +1,13 @@
 //! SLA policies and their arithmetic: targets per priority, deadlines that pause
-//! while an incident is on hold, and breach / at-risk evaluation as pure functions
-//! of data and an instant (what `benches/sla.rs` measures).
+//! while an incident is on hold, and the at-risk instant. Which step is due when
+//! is decided by [`crate::escalation::next_step`], the one rule the sweep applies.
 
 use std::time::Duration;
 
 use chrono::TimeDelta;
 
 use crate::error::{Error, Result};
-use crate::model::{Incident, Priority, Status, Timestamp};
+use crate::model::{Incident, Priority, Timestamp};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -156,90 +156,6 @@ pub fn resume(incident: &mut Incident, now: Timestamp) {
     if let Some(start) = incident.hold_started_at.take() {
         incident.held_ms += (now - start).num_milliseconds().max(0);
         recompute_deadlines(incident);
-    }
-}
-
-/// The SLA state of an incident at an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SlaState {
-    /// Within target (or no running SLA: resolved, closed or on hold).
-    Ok = 0,
-    /// The at-risk fraction of the target has elapsed.
-    AtRisk = 1,
-    /// The deadline has been reached.
-    Breached = 3,
-}
-
-/// The two instants that decide an incident's SLA state, packed in 16 bytes so a
-/// million of them evaluate in a couple of milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct SlaClock {
-    /// Deadline, in ms since the epoch (`i64::MAX`: no running SLA).
-    pub deadline_ms: i64,
-    /// At-risk instant, in ms since the epoch (`i64::MAX`: no running SLA).
-    pub at_risk_ms: i64,
-}
-
-impl SlaClock {
-    /// No running SLA: never at risk, never breached.
-    pub const STOPPED: SlaClock = SlaClock {
-        deadline_ms: i64::MAX,
-        at_risk_ms: i64::MAX,
-    };
-
-    /// The clock of an incident under a policy. Resolved, closed and on-hold
-    /// incidents have a stopped clock.
-    pub fn of(incident: &Incident, policy: &SlaPolicy) -> Self {
-        if incident.status.is_done() || incident.status == Status::OnHold {
-            return Self::STOPPED;
-        }
-        Self {
-            deadline_ms: incident.sla_deadline.timestamp_millis(),
-            at_risk_ms: policy.at_risk_instant(incident).timestamp_millis(),
-        }
-    }
-
-    /// The state at `now_ms`: breached from the deadline instant on (the deadline
-    /// itself counts as breached), at risk from the at-risk instant on.
-    #[inline]
-    pub fn evaluate(&self, now_ms: i64) -> SlaState {
-        let breached = (now_ms >= self.deadline_ms) as u8;
-        let at_risk = (now_ms >= self.at_risk_ms) as u8;
-        match (breached << 1) | at_risk {
-            0 => SlaState::Ok,
-            1 => SlaState::AtRisk,
-            // The at-risk instant never follows the deadline, so 2 means the same.
-            _ => SlaState::Breached,
-        }
-    }
-}
-
-/// Counts of [`SlaState`]s over a set of incidents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SlaCounts {
-    /// Within target.
-    pub ok: usize,
-    /// At risk, not yet breached.
-    pub at_risk: usize,
-    /// Breached.
-    pub breached: usize,
-}
-
-/// Evaluates every clock at one instant (branch-free, vectorisable).
-pub fn evaluate_all(clocks: &[SlaClock], now_ms: i64) -> SlaCounts {
-    let (mut at_risk, mut breached) = (0usize, 0usize);
-    for c in clocks {
-        let b = (now_ms >= c.deadline_ms) as usize;
-        let r = (now_ms >= c.at_risk_ms) as usize;
-        breached += b;
-        at_risk += r & !b & 1;
-    }
-    SlaCounts {
-        ok: clocks.len() - at_risk - breached,
-        at_risk,
-        breached,
     }
 }
 
