@@ -328,7 +328,7 @@ async fn bench(backend: &str, a: &Args) -> Result<(), Failure> {
                 .into());
             }
             println!(
-                "| {backend} | {format} | {} | {:.0} ms | {:.0} incidents/s | {:.1} MB gzip, {:.1} MB decoded | {rss_start:.1} MB | {peak:.1} MB |",
+                "| {backend} | {format} | {} | {:.0} ms | {:.0} incidents/s | {:.2} MB gzip, {:.2} MB decoded | {rss_start:.1} MB | {peak:.1} MB |",
                 a.incidents,
                 m.took.as_secs_f64() * 1e3,
                 counted as f64 / m.took.as_secs_f64(),

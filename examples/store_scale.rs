@@ -148,12 +148,33 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Notices {
     }
 }
 
-/// A plan's shape: its text without the figures that change between runs.
+/// A plan's shape: its nodes and their conditions, without the figures and
+/// counters that change from one execution to the next (times, rows, buffers,
+/// memory, the instant bound to a claim).
 fn shape(plan: &str) -> String {
+    const KEPT: [&str; 8] = [
+        "Index Cond:",
+        "Filter:",
+        "Recheck Cond:",
+        "Sort Key:",
+        "Group Key:",
+        "Hash Cond:",
+        "Join Filter:",
+        "Query Text:",
+    ];
     plan.lines()
         .skip(1) // "duration: ... plan:"
-        .map(|l| {
-            l.chars()
+        .enumerate()
+        .filter(|(n, l)| {
+            let t = l.trim_start();
+            *n <= 1 || t.starts_with("->") || KEPT.iter().any(|k| t.starts_with(k))
+        })
+        .map(|(_, l)| {
+            let node = l.split(" (cost=").next().unwrap_or(l);
+            let node = node.split(" (actual").next().unwrap_or(node);
+            let node = node.split(" (never executed)").next().unwrap_or(node);
+            // Bound instants and counts: digits do not make a shape.
+            node.chars()
                 .map(|c| if c.is_ascii_digit() { '#' } else { c })
                 .collect::<String>()
         })
