@@ -347,7 +347,7 @@ async fn bench(backend: &str, a: &Args) -> Result<(), Failure> {
         }
         _ => {
             if let Some(path) = db.url.strip_prefix("sqlite://") {
-                for suffix in ["", "-wal", "-shm"] {
+                for suffix in ["", "-wal", "-shm", ".imas-lock"] {
                     let _ = std::fs::remove_file(format!("{path}{suffix}"));
                 }
             }

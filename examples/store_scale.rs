@@ -249,15 +249,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .init();
     let started = Instant::now();
+    // The SQLite file this run made (removed at the end).
+    let mut made_file = None;
     let backend = match a.backend.as_str() {
         "sqlite" => {
             let url = a.url.clone().unwrap_or_else(|| {
-                let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-                format!(
-                    "sqlite://{}/store_scale-{}.db",
-                    dir.display(),
-                    uuid::Uuid::new_v4()
-                )
+                let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("target")
+                    .join(format!("store_scale-{}.db", uuid::Uuid::new_v4()));
+                let url = format!("sqlite://{}", file.display());
+                made_file = Some(file);
+                url
             });
             Backend::Sqlite(SqliteStore::connect(&url).await?)
         }
@@ -387,6 +389,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(pg.pool())
             .await?;
+    }
+    drop((store, backend));
+    if let Some(file) = made_file {
+        for suffix in ["", "-wal", "-shm", ".imas-lock"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
     }
     Ok(())
 }

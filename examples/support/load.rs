@@ -165,7 +165,7 @@ pub async fn load(store: Arc<dyn Store>, shape: &Shape) -> Result<Loaded, imas::
     let (mut creating, mut moving) = (Duration::ZERO, Duration::ZERO);
 
     let rare_every = shape.rare.map(|(_, hits)| (n / hits.max(1)).max(1));
-    let is_due = |k: usize| shape.due_every.is_some_and(|d| k % d == 0);
+    let is_due = |k: usize| shape.due_every.is_some_and(|d| k.is_multiple_of(d));
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -192,7 +192,7 @@ pub async fn load(store: Arc<dyn Store>, shape: &Shape) -> Result<Loaded, imas::
                 let r = next();
                 let mut title = format!("{} {} on node-{}", w(r), w(r >> 8), r % 997);
                 if let (Some((word, hits)), Some(every)) = (shape.rare, rare_every)
-                    && k % every == 0
+                    && k.is_multiple_of(every)
                     && k / every < hits
                 {
                     title.push(' ');
