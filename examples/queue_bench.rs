@@ -5,6 +5,7 @@
 //! processing with concurrency 1 and 50 (up to that many jobs in flight; the
 //! finished ones are acked and replaced in one round trip); and
 //! enqueue-to-handler latency at 1,000 jobs/s (p50, p99). Keys go under a fresh prefix, deleted at the end.
+//! With `IMAS_SMOKE=1`: 2,000 jobs and 500 latency samples, the same checks (for CI).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +14,14 @@ use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use imas::ports::{Job, NewJob, Queue, RetryPolicy, SystemClock};
 use imas::queue_redis::RedisQueue;
 
-const N: usize = 50_000;
+/// Jobs per phase and latency samples: the benchmark's, or a smoke run's.
+fn sizes() -> (usize, usize) {
+    if std::env::var("IMAS_SMOKE").is_ok_and(|v| v == "1") {
+        (2_000, 500)
+    } else {
+        (50_000, 5_000)
+    }
+}
 
 fn job(n: usize) -> NewJob {
     // About 200 bytes stored per job.
@@ -98,31 +106,32 @@ async fn run() {
         .await
         .expect("redis"),
     );
+    let (n_jobs, samples) = sizes();
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
 
     let t = Instant::now();
-    for n in 0..N {
+    for n in 0..n_jobs {
         queue.enqueue(vec![job(n)]).await.expect("enqueue");
     }
-    let one = rate(N, t.elapsed());
-    let c1 = processed(N, drain(queue.clone(), 1).await);
+    let one = rate(n_jobs, t.elapsed());
+    let c1 = processed(n_jobs, drain(queue.clone(), 1).await);
 
     let t = Instant::now();
-    for chunk in (0..N).collect::<Vec<_>>().chunks(1_000) {
+    for chunk in (0..n_jobs).collect::<Vec<_>>().chunks(1_000) {
         queue
             .enqueue(chunk.iter().map(|n| job(*n)).collect())
             .await
             .expect("enqueue");
     }
-    let batch = rate(N, t.elapsed());
-    let c50 = processed(N, drain(queue.clone(), 50).await);
+    let batch = rate(n_jobs, t.elapsed());
+    let c50 = processed(n_jobs, drain(queue.clone(), 50).await);
 
     // Latency at 1,000 jobs/s: a consumer blocked in wait() and reserve.
     let consumer = {
         let q = queue.clone();
         tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(5_000);
-            while lat.len() < 5_000 {
+            let mut lat = Vec::with_capacity(samples);
+            while lat.len() < samples {
                 let jobs = q
                     .reserve(50, Duration::from_secs(60))
                     .await
@@ -142,14 +151,14 @@ async fn run() {
         })
     };
     let mut tick = tokio::time::interval(Duration::from_millis(1));
-    for n in 0..5_000 {
+    for n in 0..samples {
         tick.tick().await;
         let mut j = job(n);
         j.payload["sent"] = serde_json::json!(micros_now() as u64);
         queue.enqueue(vec![j]).await.expect("enqueue");
     }
     let mut lat = consumer.await.expect("consumer");
-    assert_eq!(lat.len(), 5_000, "latency samples");
+    assert_eq!(lat.len(), samples, "latency samples");
     lat.sort_unstable();
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
 
