@@ -110,20 +110,24 @@ async fn run() {
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
 
     let t = Instant::now();
+    let mut enqueued = 0;
     for n in 0..n_jobs {
-        queue.enqueue(vec![job(n)]).await.expect("enqueue");
+        enqueued += queue.enqueue(vec![job(n)]).await.expect("enqueue");
     }
     let one = rate(n_jobs, t.elapsed());
+    assert_eq!(enqueued, n_jobs, "every job enqueued (keys are distinct)");
     let c1 = processed(n_jobs, drain(queue.clone(), 1).await);
 
     let t = Instant::now();
+    let mut enqueued = 0;
     for chunk in (0..n_jobs).collect::<Vec<_>>().chunks(1_000) {
-        queue
+        enqueued += queue
             .enqueue(chunk.iter().map(|n| job(*n)).collect())
             .await
             .expect("enqueue");
     }
     let batch = rate(n_jobs, t.elapsed());
+    assert_eq!(enqueued, n_jobs, "every job enqueued again once drained");
     let c50 = processed(n_jobs, drain(queue.clone(), 50).await);
 
     // Latency at 1,000 jobs/s: a consumer blocked in wait() and reserve.
