@@ -269,7 +269,7 @@ async fn simulate(n: usize) -> Population {
     }
     monitor(end).await;
     clock.set(from_millis(end));
-    let incidents = read_all(store.as_ref()).await;
+    let incidents = imas::testkit::store::all_incidents(store.as_ref()).await;
     assert_eq!(
         incidents.len(),
         n,
@@ -279,23 +279,6 @@ async fn simulate(n: usize) -> Population {
         users,
         incidents,
         end: from_millis(end),
-    }
-}
-
-/// Every incident of a store, through its pages.
-async fn read_all(store: &dyn Store) -> Vec<Incident> {
-    let mut out = Vec::new();
-    let mut page = PageRequest::first(500);
-    loop {
-        let p = store
-            .list_incidents(&IncidentFilter::default(), page)
-            .await
-            .expect("list");
-        out.extend(p.items);
-        match p.next {
-            Some(c) => page.cursor = Some(c),
-            None => return out,
-        }
     }
 }
 
@@ -521,7 +504,7 @@ fn bench(c: &mut Criterion) {
     let (sla, esc) = (SlaPolicy::default(), EscalationPolicy::default());
     let loaded = rt.block_on(async {
         let l = sqlite(&pop).await;
-        let mut read = read_all(l.store.as_ref()).await;
+        let mut read = imas::testkit::store::all_incidents(l.store.as_ref()).await;
         (l.drop_with)().await;
         let mut written = pop.incidents.clone();
         read.sort_by_key(|i| i.id);

@@ -389,21 +389,6 @@ fn pct(sorted: &[i64], p: f64) -> f64 {
     }
 }
 
-async fn all_incidents(store: &dyn Store) -> Vec<Incident> {
-    let (mut out, mut page) = (Vec::new(), PageRequest::first(500));
-    loop {
-        let p = store
-            .list_incidents(&IncidentFilter::default(), page)
-            .await
-            .expect("list");
-        out.extend(p.items);
-        match p.next {
-            Some(c) => page.cursor = Some(c),
-            None => return out,
-        }
-    }
-}
-
 async fn all_audit(store: &dyn Store) -> Vec<AuditEntry> {
     let (mut out, mut page) = (Vec::new(), PageRequest::first(500));
     loop {
@@ -683,7 +668,7 @@ async fn main() {
         }
     }
     let store = b.stores[0].clone();
-    let swept = all_incidents(store.as_ref()).await;
+    let swept = imas::testkit::store::all_incidents(store.as_ref()).await;
     if swept.len() != n {
         violations.push(format!("{} incidents read back, {n} loaded", swept.len()));
     }

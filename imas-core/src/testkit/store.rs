@@ -1268,6 +1268,23 @@ pub async fn outbox_relay_contract(store: &dyn Store) {
     );
 }
 
+/// Every incident of a store, newest first, through its pages (for examples,
+/// benchmarks and tests that check what a run left behind).
+pub async fn all_incidents(store: &dyn Store) -> Vec<Incident> {
+    let (mut out, mut page) = (Vec::new(), PageRequest::first(500));
+    loop {
+        let p = store
+            .list_incidents(&IncidentFilter::default(), page)
+            .await
+            .expect("list incidents");
+        out.extend(p.items);
+        match p.next {
+            Some(c) => page.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
 /// Waits (up to 10 s) for the store to report a generation, as one whose change
 /// feed connects in the background does shortly after it opens. `None` if it
 /// never does.
