@@ -1216,3 +1216,69 @@ fn mongodb_urls_name_the_database() {
         assert_eq!(common::mongodb_url_with_database(url, "t"), want, "{url}");
     }
 }
+
+/// Compression as a client that asks for it meets it: answers above 1 KiB (a
+/// list, the OpenAPI document) come gzipped, small ones (a created incident,
+/// the health check) as they are, however the client asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_are_compressed_and_small_ones_are_not() {
+    let Some(db) = Db::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let srv = Server::start_in(&db, &[]).await;
+    let token = srv.token("admin", common::ADMIN_PASSWORD).await;
+    // A client that decodes nothing itself, to see what the server sent.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .no_zstd()
+        .no_deflate()
+        .build()
+        .expect("client");
+    let encoding = |res: &reqwest::Response| {
+        res.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+    };
+    let mut created = None;
+    for n in 0..20 {
+        let res = raw
+            .post(format!("{}/incidents", srv.base))
+            .bearer_auth(&token)
+            .header("accept-encoding", "gzip, deflate, br, zstd")
+            .json(&serde_json::json!({ "title": format!("disk full on node {n}"), "priority": "high" }))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(res.status(), StatusCode::CREATED);
+        created = Some(encoding(&res));
+        let body = res.bytes().await.expect("body");
+        assert!(body.len() < 1024, "one incident is small: {}", body.len());
+    }
+    assert_eq!(created, Some(None), "a small answer is sent as it is");
+    for (path, auth) in [("/incidents?limit=50", true), ("/openapi.json", false)] {
+        let mut req = raw
+            .get(format!("{}{path}", srv.base))
+            .header("accept-encoding", "gzip");
+        if auth {
+            req = req.bearer_auth(&token);
+        }
+        let res = req.send().await.expect("get");
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(encoding(&res).as_deref(), Some("gzip"), "{path}");
+        let gz = res.bytes().await.expect("body");
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain)
+            .expect("valid gzip");
+        assert!(plain.len() > 1024 && gz.len() < plain.len(), "{path}");
+        let _: serde_json::Value = serde_json::from_slice(&plain).expect("JSON inside");
+    }
+    let res = raw
+        .get(format!("{}/healthz", srv.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(encoding(&res), None, "the health check is tiny");
+    srv.stop().await.expect("graceful stop");
+}

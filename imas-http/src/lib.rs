@@ -20,7 +20,8 @@ use axum::routing::{get, patch, post};
 use imas_core::Engine;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -183,7 +184,7 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         });
     let mut app = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(CompressionLayer::new())
+        .layer(compression())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
         // One limit shared by every route (a per-route limit would multiply it).
         .layer(ServiceBuilder::new().layer(HandleErrorLayer::new(overloaded)).load_shed().layer(
@@ -235,4 +236,16 @@ async fn overloaded(e: tower::BoxError) -> ApiError {
             "internal error; see the server log",
         )
     }
+}
+
+/// Responses are compressed for clients that ask, at the codecs' fastest
+/// useful level, and only above 1 KiB: an API answers on the fly, every
+/// request again, so the default levels (gzip 6) cost several times the
+/// request itself for lists that compress almost as well at level 1, and a
+/// single incident's JSON gains less than compressing it costs
+/// (`benches/http_load.sh`, README *Performance*).
+fn compression() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new()
+        .quality(CompressionLevel::Precise(1))
+        .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024)))
 }
