@@ -1800,9 +1800,11 @@ impl Engine {
     }
 
     /// Extends the reservation of `jobs` every third of the visibility until
-    /// every one is lost (or, in practice, until the delivery that runs beside
-    /// it ends and drops it). A job whose reservation proves stale goes into
-    /// `lost`, and its delivery stops before its next channel.
+    /// none is held any more (or, in practice, until the delivery that runs
+    /// beside it ends and drops it). `lost` holds the tokens no longer ours:
+    /// those the delivery handed back (failed, dead-lettered, being acked),
+    /// and those whose reservation proved stale, whose delivery then stops
+    /// before its next channel.
     async fn keep_reserved(&self, jobs: &[Job], lost: &std::sync::Mutex<HashSet<String>>) {
         let visibility = self.inner.config.job_visibility;
         let every = (visibility / 3).max(Duration::from_millis(1));
@@ -1856,6 +1858,13 @@ impl Engine {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .contains(&job.token)
         };
+        // Handed back: the heartbeat stops extending it (and would otherwise
+        // report it lost).
+        let release = |job: &Job| {
+            lost.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(job.token.clone());
+        };
         let mut done = Vec::with_capacity(jobs.len());
         let mut dead = Vec::new();
         for job in jobs {
@@ -1876,6 +1885,7 @@ impl Engine {
                 }
                 Err(e) => {
                     report.failed += 1;
+                    release(job);
                     let message = e.to_string();
                     let outcome = if e.is_permanent() {
                         warn!(key = %job.key, attempt = job.attempt, error = %e, "notification undeliverable: dead-lettered");
@@ -1904,6 +1914,7 @@ impl Engine {
             // nothing.
             let keys: Vec<String> = done.iter().map(|j| j.key.clone()).collect();
             self.inner.store.complete_outbox(&keys).await?;
+            done.iter().for_each(release);
             self.inner
                 .queue
                 .ack_and_reserve(&done, 0, cfg.job_visibility)
