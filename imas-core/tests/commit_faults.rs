@@ -7,12 +7,15 @@
 //! shows at once too. A failed SLA step is retried after its claim's lease and
 //! recorded once.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use imas_core::auth::JwtKeys;
+use common::{World, world_on};
+
 use imas_core::engine::{IncidentPatch, NewIncident, NewUser};
-use imas_core::memory::{MemoryQueue, MemoryStore};
+use imas_core::memory::MemoryStore;
 use imas_core::model::{
     AuditAction, AuditEntry, AuditFilter, Incident, IncidentFilter, NotificationType, PageRequest,
     Priority, Role, Status, User,
@@ -20,38 +23,16 @@ use imas_core::model::{
 use imas_core::ports::{AuditStore, ManualClock, NotificationStore};
 use imas_core::testkit::fault::{Call, Fault, FaultyStore};
 use imas_core::testkit::store::t0;
-use imas_core::{Engine, EngineConfig, Error, Principal};
+use imas_core::{EngineConfig, Error, Principal};
 
-struct Rig {
-    engine: Engine,
-    store: Arc<FaultyStore>,
-    clock: ManualClock,
-}
+type Rig = World<FaultyStore>;
 
 fn rig() -> Rig {
-    let clock = ManualClock::new(t0());
-    let store = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
-    let engine = Engine::builder(store.clone())
-        .clock(Arc::new(clock.clone()))
-        .queue(Arc::new(MemoryQueue::new(
-            Arc::new(clock.clone()),
-            Default::default(),
-        )))
-        .jwt_keys(
-            JwtKeys::new(
-                b"0123456789abcdef0123456789abcdef",
-                Duration::from_secs(3600),
-            )
-            .expect("keys"),
-        )
-        .config(EngineConfig::default())
-        .build()
-        .expect("engine");
-    Rig {
-        engine,
-        store,
-        clock,
-    }
+    world_on(
+        Arc::new(FaultyStore::new(Arc::new(MemoryStore::new()))),
+        ManualClock::new(t0()),
+        EngineConfig::default(),
+    )
 }
 
 /// What the store holds, read from the wrapped store (no fault, no cache).
@@ -64,39 +45,6 @@ struct Snapshot {
 }
 
 impl Rig {
-    async fn root(&self) -> (Principal, String) {
-        self.engine
-            .ensure_admin("root", "root password 123", "root@example.com")
-            .await
-            .expect("bootstrap");
-        let token = self
-            .engine
-            .login("root", "root password 123")
-            .await
-            .expect("login");
-        (self.engine.authenticate(&token).await.expect("auth"), token)
-    }
-
-    async fn user(&self, root: &Principal, name: &str, role: Role) -> (Principal, String) {
-        let (user, token) = self
-            .engine
-            .register(NewUser {
-                name: name.into(),
-                username: name.into(),
-                email: format!("{name}@example.com"),
-                password: "correct horse battery".into(),
-            })
-            .await
-            .expect("register");
-        if role != Role::User {
-            self.engine
-                .change_role(root, user.id, role)
-                .await
-                .expect("role");
-        }
-        (Principal { id: user.id, role }, token)
-    }
-
     async fn incident(&self, who: &Principal, title: &str) -> Incident {
         self.engine
             .create_incident(
@@ -247,8 +195,8 @@ async fn run(
 async fn every_failed_write_leaves_the_store_as_it_was() {
     for op in OPS {
         let r = rig();
-        let (root, _) = r.root().await;
-        let (eng, _) = r.user(&root, "eng", Role::Engineer).await;
+        let root = r.root().await;
+        let (eng, _) = r.user_by(&root, "eng", Role::Engineer).await;
         let target = r.incident(&root, "target").await;
         let before = r.snapshot().await;
         let listed = r.listed(&root).await;
@@ -302,8 +250,8 @@ async fn every_failed_write_leaves_the_store_as_it_was() {
 #[tokio::test]
 async fn a_failed_role_change_does_not_stick_in_the_cache() {
     let r = rig();
-    let (root, _) = r.root().await;
-    let (member, token) = r.user(&root, "member", Role::User).await;
+    let root = r.root().await;
+    let (member, token) = r.user_by(&root, "member", Role::User).await;
     for _ in 0..2 {
         assert_eq!(
             r.engine.authenticate(&token).await.expect("auth").role,
@@ -344,8 +292,8 @@ async fn a_failed_role_change_does_not_stick_in_the_cache() {
 #[tokio::test]
 async fn a_commit_whose_answer_is_lost_shows_at_once() {
     let r = rig();
-    let (root, _) = r.root().await;
-    let (member, token) = r.user(&root, "member", Role::User).await;
+    let root = r.root().await;
+    let (member, token) = r.user_by(&root, "member", Role::User).await;
     let first = r.incident(&root, "first").await;
     assert_eq!(r.listed(&root).await, [("first".to_string(), 1)]);
     assert_eq!(r.listed(&root).await, [("first".to_string(), 1)]);
@@ -388,8 +336,8 @@ async fn a_commit_whose_answer_is_lost_shows_at_once() {
 #[tokio::test]
 async fn a_failed_breach_is_recorded_once_after_the_lease() {
     let r = rig();
-    let (root, _) = r.root().await;
-    let (eng, _) = r.user(&root, "eng", Role::Engineer).await;
+    let root = r.root().await;
+    let (eng, _) = r.user_by(&root, "eng", Role::Engineer).await;
     let incident = r
         .engine
         .create_incident(
@@ -472,7 +420,7 @@ async fn a_failed_breach_is_recorded_once_after_the_lease() {
 #[tokio::test]
 async fn one_failed_sweep_commit_does_not_hold_back_the_rest_of_the_batch() {
     let r = rig();
-    let (root, _) = r.root().await;
+    let root = r.root().await;
     let mut ids = Vec::new();
     for title in ["db down", "cache down"] {
         let incident = r

@@ -11,16 +11,18 @@ use imas_core::memory::{MemoryQueue, MemoryStore};
 use imas_core::model::{
     AuditAction, AuditFilter, Notification, NotificationType, PageRequest, Role, UserId,
 };
-use imas_core::ports::{AuditStore, ManualClock, NotificationStore};
+use imas_core::ports::{ManualClock, Store};
 use imas_core::testkit::store::t0;
 use imas_core::{Engine, EngineConfig, Principal};
 
 pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-pub struct World {
+/// An engine on `store` (the memory store, or a wrapper of it such as the
+/// testkit's `FaultyStore`) and a manual clock.
+pub struct World<S = MemoryStore> {
     pub engine: Engine,
     pub clock: ManualClock,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<S>,
 }
 
 pub fn world_with(config: EngineConfig) -> World {
@@ -29,7 +31,7 @@ pub fn world_with(config: EngineConfig) -> World {
     world_on(store, clock, config)
 }
 
-pub fn world_on(store: Arc<MemoryStore>, clock: ManualClock, config: EngineConfig) -> World {
+pub fn world_on<S: Store>(store: Arc<S>, clock: ManualClock, config: EngineConfig) -> World<S> {
     let engine = Engine::builder(store.clone())
         .clock(Arc::new(clock.clone()))
         .queue(Arc::new(MemoryQueue::new(
@@ -51,10 +53,29 @@ pub fn world() -> World {
     world_with(EngineConfig::default())
 }
 
-impl World {
+impl<S: Store> World<S> {
     /// A user with a role (registered, then promoted by a bootstrap admin).
     pub async fn user(&self, name: &str, role: Role) -> Principal {
-        let (user, _) = self
+        let root = match role {
+            Role::User => None,
+            _ => Some(self.root().await),
+        };
+        self.registered(name, role, root.as_ref()).await.0
+    }
+
+    /// A user with a role, promoted by `root`, and the user's token.
+    pub async fn user_by(&self, root: &Principal, name: &str, role: Role) -> (Principal, String) {
+        self.registered(name, role, Some(root)).await
+    }
+
+    /// Registers `name`; a role other than `user` is given by `root`.
+    async fn registered(
+        &self,
+        name: &str,
+        role: Role,
+        root: Option<&Principal>,
+    ) -> (Principal, String) {
+        let (user, token) = self
             .engine
             .register(NewUser {
                 name: name.into(),
@@ -64,18 +85,22 @@ impl World {
             })
             .await
             .expect("register");
-        if role != Role::User {
-            let root = self.root().await;
+        if let Some(root) = root.filter(|_| role != Role::User) {
             self.engine
-                .change_role(&root, user.id, role)
+                .change_role(root, user.id, role)
                 .await
                 .expect("role");
         }
-        Principal { id: user.id, role }
+        (Principal { id: user.id, role }, token)
     }
 
     /// The bootstrap admin.
     pub async fn root(&self) -> Principal {
+        self.root_with_token().await.0
+    }
+
+    /// The bootstrap admin and a token of it.
+    pub async fn root_with_token(&self) -> (Principal, String) {
         self.engine
             .ensure_admin("root", "root password 123", "root@example.com")
             .await
@@ -85,7 +110,7 @@ impl World {
             .login("root", "root password 123")
             .await
             .expect("login");
-        self.engine.authenticate(&token).await.expect("auth")
+        (self.engine.authenticate(&token).await.expect("auth"), token)
     }
 
     pub fn advance(&self, d: Duration) {
