@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use imas_core::auth::JwtKeys;
-use imas_core::engine::{NewIncident, NewUser};
-use imas_core::model::IncidentFilter;
+use imas_core::engine::NewIncident;
 use imas_core::model::{AuditAction, AuditFilter, PageRequest, Priority, Role, User, UserId};
 use imas_core::ports::{Change, IncidentWrite, ManualClock, Store, UserWrite};
 use imas_core::testkit::service_url;
-use imas_core::testkit::store::{at, incident, live_generation, t0, user};
+use imas_core::testkit::store::{at, incident, t0, user};
 use imas_core::{Engine, EngineConfig, Principal};
 use imas_store_sqlx::{PostgresStore, SqliteStore};
 
@@ -188,112 +187,10 @@ async fn audit_rows_cannot_be_changed(
     assert_eq!(log.items, vec![e]);
 }
 
-/// Node B caches a caller's role and a list page; node A changes both. B must
-/// serve the new role and the new page, without any call on B in between that
-/// would bypass its cache (it polls the same calls until they change, or fails
-/// after 10 s).
-async fn caches_follow_the_other_node(a: Arc<dyn Store>, b: Arc<dyn Store>) {
-    assert!(
-        live_generation(&*b).await.is_some(),
-        "the store reports a generation, so the engine caches"
-    );
-    let keys = JwtKeys::new(&[7u8; 32], Duration::from_secs(3600)).expect("keys");
-    let engine = |store: Arc<dyn Store>| {
-        Engine::builder(store)
-            .jwt_keys(keys.clone())
-            .build()
-            .expect("engine")
-    };
-    let (ea, eb) = (engine(a.clone()), engine(b.clone()));
-    let admin: User = user("root", Role::Admin);
-    a.commit(Change {
-        user: Some(UserWrite::Insert(admin.clone())),
-        ..Change::default()
-    })
-    .await
-    .expect("admin");
-    let root = Principal {
-        id: admin.id,
-        role: Role::Admin,
-    };
-    let (member, token) = eb
-        .register(NewUser {
-            name: "Member".into(),
-            username: "member".into(),
-            email: "member@example.com".into(),
-            password: "password 123".into(),
-        })
-        .await
-        .expect("register");
-    let first = ea
-        .create_incident(
-            &root,
-            NewIncident {
-                title: "first".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("create");
-    let list = |e: &Engine| {
-        let e = e.clone();
-        async move {
-            e.list_incidents(&root, &IncidentFilter::default(), PageRequest::first(50))
-                .await
-                .expect("list")
-                .items
-                .into_iter()
-                .map(|i| i.title)
-                .collect::<Vec<_>>()
-        }
-    };
-    // B reads (and caches) the user's role and the page.
-    for _ in 0..3 {
-        assert_eq!(
-            eb.authenticate(&token).await.expect("auth").role,
-            Role::User
-        );
-    }
-    let mut page = list(&eb).await;
-    for _ in 0..1_000 {
-        if page == ["first"] {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        page = list(&eb).await;
-    }
-    assert_eq!(page, ["first"], "{} not listed on B", first.id);
-
-    ea.change_role(&root, member.id, Role::Engineer)
-        .await
-        .expect("role");
-    ea.create_incident(
-        &root,
-        NewIncident {
-            title: "second".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("create");
-    let mut role = Role::User;
-    let mut page = Vec::new();
-    for _ in 0..1_000 {
-        role = eb.authenticate(&token).await.expect("auth").role;
-        page = list(&eb).await;
-        if role == Role::Engineer && page.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(role, Role::Engineer, "B still serves the old role");
-    assert_eq!(page, ["second", "first"], "B still serves the old page");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_caches_follow_the_other_store() {
     let (a, b) = sqlite_pair().await;
-    caches_follow_the_other_node(a, b).await;
+    imas_core::testkit::store::caches_follow_the_other_node(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +198,7 @@ async fn postgres_caches_follow_the_other_node() {
     let Some((a, b)) = postgres_pair().await else {
         return;
     };
-    caches_follow_the_other_node(a, b).await;
+    imas_core::testkit::store::caches_follow_the_other_node(a, b).await;
 }
 
 /// A SQLite database another process holds is refused with a message that says

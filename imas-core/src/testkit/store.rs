@@ -1599,3 +1599,95 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
     .await;
     assert_eq!(store.pending_outbox().await.expect("pending"), 2);
 }
+
+/// Polls `check` (every 10 ms, for up to 10 s) until it holds; fails naming
+/// `what` otherwise.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "after 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Two stores on one database, as two nodes hold them: node B caches a
+/// caller's role and a list page, node A changes both, and B serves the new
+/// role and the new page without any call on B in between that would bypass
+/// its cache (it polls the same calls until they change, or fails after
+/// 10 s). Both stores must report a generation.
+pub async fn caches_follow_the_other_node(
+    a: std::sync::Arc<dyn Store>,
+    b: std::sync::Arc<dyn Store>,
+) {
+    expect_generation(&*b).await;
+    let keys = crate::auth::JwtKeys::new(&[7u8; 32], Duration::from_secs(3600)).expect("keys");
+    let engine = |store: std::sync::Arc<dyn Store>| {
+        crate::Engine::builder(store)
+            .jwt_keys(keys.clone())
+            .build()
+            .expect("engine")
+    };
+    let (ea, eb) = (engine(a.clone()), engine(b));
+    let admin = user("root", Role::Admin);
+    a.commit(Change {
+        user: Some(UserWrite::Insert(admin.clone())),
+        ..Change::default()
+    })
+    .await
+    .expect("admin");
+    let root = crate::Principal {
+        id: admin.id,
+        role: Role::Admin,
+    };
+    let (member, token) = eb
+        .register(crate::engine::NewUser {
+            name: "Member".into(),
+            username: "member".into(),
+            email: "member@example.com".into(),
+            password: "password 123".into(),
+        })
+        .await
+        .expect("register");
+    let titles = async |e: &crate::Engine| {
+        e.list_incidents(&root, &IncidentFilter::default(), PageRequest::first(50))
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|i| i.title)
+            .collect::<Vec<_>>()
+    };
+    let create = async |title: &str| {
+        ea.create_incident(
+            &root,
+            crate::engine::NewIncident {
+                title: title.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create")
+    };
+    create("first").await;
+    eventually("B lists A's first incident", async || {
+        titles(&eb).await == ["first"]
+    })
+    .await;
+    // B reads (and caches) the user's role and the page.
+    for _ in 0..3 {
+        assert_eq!(
+            eb.authenticate(&token).await.expect("auth").role,
+            Role::User
+        );
+        assert_eq!(titles(&eb).await, ["first"], "B's page, cached");
+    }
+    ea.change_role(&root, member.id, Role::Engineer)
+        .await
+        .expect("role");
+    create("second").await;
+    eventually("B serves the new role and the new page", async || {
+        eb.authenticate(&token).await.expect("auth").role == Role::Engineer
+            && titles(&eb).await == ["second", "first"]
+    })
+    .await;
+}
