@@ -1790,7 +1790,7 @@ impl Engine {
         if jobs.is_empty() {
             return Ok(DeliveryReport::default());
         }
-        let lost = std::sync::Mutex::new(HashSet::new());
+        let lost = Released::default();
         let work = std::pin::pin!(self.deliver_jobs(&jobs, &lost));
         let beat = std::pin::pin!(self.keep_reserved(&jobs, &lost));
         match futures::future::select(work, beat).await {
@@ -1801,36 +1801,25 @@ impl Engine {
 
     /// Extends the reservation of `jobs` every third of the visibility until
     /// none is held any more (or, in practice, until the delivery that runs
-    /// beside it ends and drops it). `lost` holds the tokens no longer ours:
+    /// beside it ends and drops it). `lost` holds the reservations no longer ours:
     /// those the delivery handed back (failed, dead-lettered, being acked),
     /// and those whose reservation proved stale, whose delivery then stops
     /// before its next channel.
-    async fn keep_reserved(&self, jobs: &[Job], lost: &std::sync::Mutex<HashSet<String>>) {
+    async fn keep_reserved(&self, jobs: &[Job], lost: &Released) {
         let visibility = self.inner.config.job_visibility;
         let every = (visibility / 3).max(Duration::from_millis(1));
         loop {
             tokio::time::sleep(every).await;
-            let held: Vec<Job> = {
-                let lost = lost
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                jobs.iter()
-                    .filter(|j| !lost.contains(&j.token))
-                    .cloned()
-                    .collect()
-            };
+            let held = lost.held(jobs);
             if held.is_empty() {
                 return;
             }
             match self.inner.queue.extend(&held, visibility).await {
                 Ok(flags) => {
-                    let mut lost = lost
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     for (job, kept) in held.iter().zip(flags) {
                         if !kept {
                             warn!(key = %job.key, "job reservation lost while delivering: another worker has it");
-                            lost.insert(job.token.clone());
+                            lost.insert(job);
                         }
                     }
                 }
@@ -1843,28 +1832,16 @@ impl Engine {
     /// Delivers reserved jobs one after another, then acks the delivered ones
     /// and completes their outbox entries. Skips a job whose reservation is in
     /// `lost`: its new holder delivers it.
-    async fn deliver_jobs(
-        &self,
-        jobs: &[Job],
-        lost: &std::sync::Mutex<HashSet<String>>,
-    ) -> Result<DeliveryReport> {
+    async fn deliver_jobs(&self, jobs: &[Job], lost: &Released) -> Result<DeliveryReport> {
         let cfg = &self.inner.config;
         let mut report = DeliveryReport {
             jobs: jobs.len(),
             ..Default::default()
         };
-        let is_lost = |job: &Job| {
-            lost.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&job.token)
-        };
+        let is_lost = |job: &Job| lost.contains(job);
         // Handed back: the heartbeat stops extending it (and would otherwise
         // report it lost).
-        let release = |job: &Job| {
-            lost.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(job.token.clone());
-        };
+        let release = |job: &Job| lost.insert(job);
         let mut done = Vec::with_capacity(jobs.len());
         let mut dead = Vec::new();
         for job in jobs {
@@ -2146,6 +2123,36 @@ impl Engine {
 }
 
 // ----- operations: metrics and retention (SPEC §8) --------------------------------------
+
+/// The reservations of one worker step that are no longer its own: handed
+/// back (failed, dead-lettered, being acked) or lost to another worker.
+#[derive(Default)]
+struct Released(std::sync::Mutex<HashSet<String>>);
+
+impl Released {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn contains(&self, job: &Job) -> bool {
+        self.tokens().contains(&job.token)
+    }
+
+    fn insert(&self, job: &Job) {
+        self.tokens().insert(job.token.clone());
+    }
+
+    /// The jobs of `jobs` still held.
+    fn held(&self, jobs: &[Job]) -> Vec<Job> {
+        let tokens = self.tokens();
+        jobs.iter()
+            .filter(|j| !tokens.contains(&j.token))
+            .cloned()
+            .collect()
+    }
+}
 
 /// Delivered outbox rows removed per retention step.
 const RETENTION_BATCH: u32 = 1_000;
