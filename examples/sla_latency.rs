@@ -210,8 +210,8 @@ impl OutboxStore for Observed {
     ) -> Result<Vec<OutboxEntry>> {
         self.inner.claim_outbox(now, lease, limit).await
     }
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
-        self.inner.complete_outbox(keys).await
+    async fn complete_outbox(&self, keys: &[String], now: Timestamp) -> Result<()> {
+        self.inner.complete_outbox(keys, now).await
     }
     async fn pending_outbox(&self) -> Result<u64> {
         self.inner.pending_outbox().await

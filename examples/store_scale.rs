@@ -428,7 +428,7 @@ async fn explain_real_statements(
     .await?;
     notices.take_plans(); // the migration check's
     // The claimed incidents are due again once their lease has passed.
-    let later = imas::escalation::after(now, LEASE + Duration::from_secs(1));
+    let later = imas::model::plus(now, LEASE + Duration::from_secs(1));
     let mut reclaimed = 0usize;
     let mut claim_plans = Vec::new();
     loop {

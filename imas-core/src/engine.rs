@@ -1882,7 +1882,7 @@ impl Engine {
             // must not publish them again. If this stops before it, the relay
             // publishes an entry once more and its job is dead-lettered again.
             report.dead_lettered = dead.len();
-            self.inner.store.complete_outbox(&dead).await?;
+            self.inner.store.complete_outbox(&dead, self.now()).await?;
         }
         if !done.is_empty() {
             // Delivered: the outbox entries are done and the jobs acked, each
@@ -1890,7 +1890,7 @@ impl Engine {
             // the work out again and delivery, idempotent by key, repeats
             // nothing.
             let keys: Vec<String> = done.iter().map(|j| j.key.clone()).collect();
-            self.inner.store.complete_outbox(&keys).await?;
+            self.inner.store.complete_outbox(&keys, self.now()).await?;
             done.iter().for_each(release);
             self.inner
                 .queue

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::model::{Incident, Role, Status, Timestamp, UserId};
-use crate::sla::{SlaPolicy, add_ms};
+use crate::sla::SlaPolicy;
 
 /// Who a level notifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,9 +222,4 @@ pub fn next_step(
 /// `next_step`'s due instant, what stores index as `next_due_at`.
 pub fn next_due(i: &Incident, sla: &SlaPolicy, esc: &EscalationPolicy) -> Option<Timestamp> {
     next_step(i, sla, esc).map(|(_, at)| at)
-}
-
-/// `t + d`, for callers that hold a [`Duration`].
-pub fn after(t: Timestamp, d: Duration) -> Timestamp {
-    add_ms(t, i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

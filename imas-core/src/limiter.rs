@@ -159,7 +159,7 @@ fn ms(t: Timestamp) -> i64 {
 }
 
 fn window_ms(limit: &RateLimit) -> i64 {
-    i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX)
+    crate::model::millis(limit.window)
 }
 
 impl Slot {

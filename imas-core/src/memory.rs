@@ -13,18 +13,13 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::model::{
     AuditEntry, AuditFilter, AuditId, Cursor, Incident, IncidentFilter, IncidentId, Notification,
-    NotificationId, OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId,
+    NotificationId, OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, millis, plus,
 };
 use crate::ports::{
     AuditStore, Change, ChangeStore, Clock, DeadLetter, FailOutcome, Generation, Generations,
     IncidentStore, IncidentWrite, Job, NewJob, NotificationStore, OutboxStore, Queue, QueueStats,
     RetryPolicy, SystemClock, UserStore, UserWrite,
 };
-use crate::sla::add_ms;
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the maps half-written: every
@@ -311,7 +306,7 @@ impl IncidentStore for MemoryStore {
             .collect();
         // A claim moves the incident's due time to the end of the lease: nobody
         // else sees it as due until then, and if the claimer dies it comes back.
-        let until = add_ms(now, ms(lease));
+        let until = plus(now, lease);
         let mut out = Vec::with_capacity(due.len());
         for slot in due {
             inner.due.remove(&slot);
@@ -437,7 +432,7 @@ impl OutboxStore for MemoryStore {
             .take(limit as usize)
             .cloned()
             .collect();
-        let until = add_ms(now, ms(lease));
+        let until = plus(now, lease);
         let mut out = Vec::with_capacity(due.len());
         for slot in due {
             inner.outbox_ready.remove(&slot);
@@ -452,7 +447,7 @@ impl OutboxStore for MemoryStore {
         Ok(out)
     }
 
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
+    async fn complete_outbox(&self, keys: &[String], _now: Timestamp) -> Result<()> {
         let mut inner = lock(&self.inner);
         for key in keys {
             if let Some(entry) = inner.outbox.remove(key) {
@@ -613,7 +608,7 @@ impl Queue for MemoryQueue {
                 inner.next_id += 1;
                 inner.by_key.insert(job.key.clone(), id);
                 added += 1;
-                let visible_at = now.saturating_add(ms(job.delay));
+                let visible_at = now.saturating_add(millis(job.delay));
                 inner.schedule.insert((visible_at, id));
                 inner.jobs.insert(
                     id,
@@ -658,7 +653,7 @@ impl Queue for MemoryQueue {
             inner.reservations += 1;
             let token = format!("{id}:{}", inner.reservations);
             q.attempt += 1;
-            q.visible_at = now.saturating_add(ms(visibility));
+            q.visible_at = now.saturating_add(millis(visibility));
             q.token = Some(token.clone());
             out.push(Job {
                 key: q.key.clone(),
@@ -693,7 +688,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn extend(&self, jobs: &[Job], visibility: Duration) -> Result<Vec<bool>> {
-        let until = self.now_ms().saturating_add(ms(visibility));
+        let until = self.now_ms().saturating_add(millis(visibility));
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;
         Ok(jobs
@@ -732,7 +727,7 @@ impl Queue for MemoryQueue {
             } else {
                 q.visible_at = self
                     .now_ms()
-                    .saturating_add(ms(self.retry.backoff(q.attempt)));
+                    .saturating_add(millis(self.retry.backoff(q.attempt)));
                 q.token = None;
                 let at = crate::model::from_millis(q.visible_at);
                 inner.by_key.insert(q.key.clone(), id);

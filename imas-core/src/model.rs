@@ -30,6 +30,27 @@ pub fn from_millis(ms: i64) -> Timestamp {
     })
 }
 
+/// Whole milliseconds in `d`, saturating at `i64::MAX` (the unit every store and
+/// policy keeps durations in).
+pub fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `t + ms` milliseconds, saturating at the representable range.
+pub fn plus_ms(t: Timestamp, ms: i64) -> Timestamp {
+    t.checked_add_signed(chrono::TimeDelta::milliseconds(ms))
+        .unwrap_or(if ms < 0 {
+            Timestamp::MIN_UTC
+        } else {
+            Timestamp::MAX_UTC
+        })
+}
+
+/// `t + d`, saturating at the representable range.
+pub fn plus(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    plus_ms(t, millis(d))
+}
+
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident, $what:literal) => {
         $(#[$meta])*

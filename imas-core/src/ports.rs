@@ -73,10 +73,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(
-            i64::try_from(by.as_millis()).unwrap_or(i64::MAX),
-            Ordering::SeqCst,
-        );
+        self.0.fetch_add(crate::model::millis(by), Ordering::SeqCst);
     }
 
     /// Sets the clock (it may go backwards).
@@ -233,9 +230,9 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>>;
 
-    /// Marks entries delivered; they are never handed out again. Unknown keys are
-    /// ignored.
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()>;
+    /// Marks entries delivered at `now`; they are never handed out again. Unknown
+    /// keys are ignored.
+    async fn complete_outbox(&self, keys: &[String], now: Timestamp) -> Result<()>;
 
     /// How many entries are not yet delivered.
     async fn pending_outbox(&self) -> Result<u64>;

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use chrono::TimeDelta;
-
 use crate::error::{Error, Result};
-use crate::model::{Incident, Priority, Timestamp};
+use crate::model::{Incident, Priority, Timestamp, millis, plus_ms};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -105,7 +103,7 @@ impl SlaPolicy {
 
     /// The instant the at-risk warning is due (shifted by time on hold).
     pub fn at_risk_instant(&self, incident: &Incident) -> Timestamp {
-        add_ms(
+        plus_ms(
             incident.created_at,
             self.at_risk_offset_ms(incident.sla_target_ms) + incident.held_ms,
         )
@@ -113,7 +111,7 @@ impl SlaPolicy {
 }
 
 fn target_ms(name: &str, d: Duration) -> Result<i64> {
-    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let ms = millis(d);
     if !(1..=10 * 365 * 24 * HOUR).contains(&ms) {
         return Err(Error::config(
             name,
@@ -123,24 +121,14 @@ fn target_ms(name: &str, d: Duration) -> Result<i64> {
     Ok(ms)
 }
 
-/// `t + ms`, saturating at the representable range.
-pub fn add_ms(t: Timestamp, ms: i64) -> Timestamp {
-    t.checked_add_signed(TimeDelta::milliseconds(ms))
-        .unwrap_or(if ms < 0 {
-            Timestamp::MIN_UTC
-        } else {
-            Timestamp::MAX_UTC
-        })
-}
-
 /// Recomputes `sla_deadline` (created + target + time on hold before the current
 /// hold) and `response_deadline` (created + response target).
 pub fn recompute_deadlines(incident: &mut Incident) {
-    incident.sla_deadline = add_ms(
+    incident.sla_deadline = plus_ms(
         incident.created_at,
         incident.sla_target_ms + incident.held_ms,
     );
-    incident.response_deadline = add_ms(incident.created_at, incident.response_target_ms);
+    incident.response_deadline = plus_ms(incident.created_at, incident.response_target_ms);
 }
 
 /// Starts the SLA pause (the incident enters `on-hold`).

@@ -2,10 +2,10 @@
 //! included), the filters, the summary figures computed from the incidents, the
 //! page numbers, and the page count of a 5,000-incident report.
 
+use imas_core::model::plus_ms;
 use imas_core::model::{Incident, Priority, Status, UserId};
 use imas_core::report::pdf_report::{FIRST_PAGE_ROWS, ROWS_PER_PAGE};
 use imas_core::report::{PdfMeta, PdfReport};
-use imas_core::sla::add_ms;
 use imas_core::testkit::pdf_text;
 use imas_core::testkit::store::t0;
 
@@ -13,13 +13,13 @@ fn incidents(n: usize) -> Vec<Incident> {
     let reporter = UserId::new();
     (0..n)
         .map(|k| {
-            let created = add_ms(t0(), k as i64 * 1000);
+            let created = plus_ms(t0(), k as i64 * 1000);
             let mut i = Incident::open(format!("incident number {k}"), reporter, created);
             i.priority = Priority::ALL[k % 4];
             i.status = Status::ALL[k % Status::ALL.len()];
             i.sla_breached = k % 5 == 0;
             if k % 2 == 0 {
-                i.acknowledged_at = Some(add_ms(created, 90 * 60_000));
+                i.acknowledged_at = Some(plus_ms(created, 90 * 60_000));
             }
             i
         })
@@ -29,7 +29,7 @@ fn incidents(n: usize) -> Vec<Incident> {
 fn render(rows: &[Incident], filters: Vec<(String, String)>) -> Vec<u8> {
     let mut report = PdfReport::new(PdfMeta {
         filters,
-        generated_at: add_ms(t0(), 3_600_000),
+        generated_at: plus_ms(t0(), 3_600_000),
     })
     .expect("report");
     let mut pdf = Vec::new();

@@ -6,8 +6,9 @@ use std::time::Duration;
 use imas_core::escalation::{
     EscalationLevel, EscalationPolicy, Step, Target, next_escalation, next_step,
 };
+use imas_core::model::plus_ms;
 use imas_core::model::{Priority, Role, Status, UserId};
-use imas_core::sla::{self, SlaPolicy, add_ms, parse_duration};
+use imas_core::sla::{self, SlaPolicy, parse_duration};
 use imas_core::testkit::store::{at, incident, t0};
 use proptest::prelude::*;
 
@@ -307,6 +308,6 @@ proptest! {
         let mut i = incident(UserId::new(), "t", t0());
         p.assign(&mut i, Priority::Low);
         prop_assert!(p.at_risk_instant(&i) <= i.sla_deadline);
-        prop_assert_eq!(i.sla_deadline, add_ms(t0(), target_s as i64 * 1000));
+        prop_assert_eq!(i.sla_deadline, plus_ms(t0(), target_s as i64 * 1000));
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use imas_core::model::from_millis;
+use imas_core::model::{from_millis, millis};
 use imas_core::ports::{
     Clock, DeadLetter, FailOutcome, Job, NewJob, Queue, QueueStats, RetryPolicy,
 };
@@ -36,10 +36,6 @@ const BACKEND: &str = "redis";
 
 fn err(e: redis::RedisError) -> Error {
     Error::backend(BACKEND, e)
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// What is stored per job (the payload untouched by the scripts).
@@ -449,7 +445,7 @@ impl RedisQueue {
         let mut inv = self.invocation(&self.scripts.ack_reserve);
         inv.arg(self.now_ms())
             .arg(max.min(MAX_BATCH))
-            .arg(ms(visibility).max(1))
+            .arg(millis(visibility).max(1))
             .arg(self.retry.max_attempts)
             .arg(uuid::Uuid::new_v4().simple().to_string());
         for job in done {
@@ -489,7 +485,7 @@ impl RedisQueue {
             return Ok(FailOutcome::Stale);
         };
         let now = self.now_ms();
-        let at = now.saturating_add(ms(self.retry.backoff(job.attempt)));
+        let at = now.saturating_add(millis(self.retry.backoff(job.attempt)));
         let mut inv = self.invocation(&self.scripts.fail);
         inv.arg(id)
             .arg(&job.token)
@@ -537,7 +533,7 @@ impl Queue for RedisQueue {
                 inv.arg(j.key)
                     .arg(uuid::Uuid::now_v7().simple().to_string())
                     .arg(json)
-                    .arg(now.saturating_add(ms(j.delay)));
+                    .arg(now.saturating_add(millis(j.delay)));
             }
             let n: usize = inv
                 .invoke_async(&mut self.conn.clone())
@@ -625,7 +621,7 @@ impl Queue for RedisQueue {
     }
 
     async fn extend(&self, jobs: &[Job], visibility: Duration) -> Result<Vec<bool>> {
-        let until = self.now_ms().saturating_add(ms(visibility).max(1));
+        let until = self.now_ms().saturating_add(millis(visibility).max(1));
         let mut flags = Vec::with_capacity(jobs.len());
         for slice in jobs.chunks(MAX_BATCH) {
             let mut inv = self.invocation(&self.scripts.extend);

@@ -43,13 +43,12 @@ use imas_core::model::{
     Actor, AuditAction, AuditEntry, AuditFilter, AuditId, Cursor, Incident, IncidentFilter,
     IncidentId, IncidentType, Notification, NotificationId, NotificationIntent, NotificationType,
     OutboxEntry, Page, PageRequest, Priority, Role, Status, Timestamp, User, UserId, from_millis,
-    incident_terms, search_terms,
+    incident_terms, plus, search_terms,
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
     NotificationStore, OutboxStore, UserStore, UserWrite, run_detached,
 };
-use imas_core::sla::add_ms;
 use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
 use mongodb::error::{
     ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT, WriteFailure,
@@ -86,10 +85,6 @@ fn date(t: Timestamp) -> BsonDate {
 
 fn opt_date(t: Option<Timestamp>) -> Bson {
     t.map_or(Bson::Null, |t| Bson::DateTime(date(t)))
-}
-
-fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
-    add_ms(now, i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Typed reads from a document, with an error naming the field.
@@ -1253,7 +1248,7 @@ impl IncidentStore for MongoStore {
                 live(doc! { "next_due_at": { "$ne": Bson::Null, "$lte": date(now) } }),
                 doc! { "next_due_at": 1, "_id": 1 },
                 "next_due_at",
-                doc! { "$set": { "next_due_at": date(lease_end(now, lease)) } },
+                doc! { "$set": { "next_due_at": date(plus(now, lease)) } },
                 limit,
             )
             .await?;
@@ -1390,7 +1385,7 @@ impl OutboxStore for MongoStore {
                 doc! { "available_at": 1, "created_at": 1, "_id": 1 },
                 "available_at",
                 doc! {
-                    "$set": { "available_at": date(lease_end(now, lease)) },
+                    "$set": { "available_at": date(plus(now, lease)) },
                     "$inc": { "attempts": 1_i64 },
                 },
                 limit,
@@ -1399,14 +1394,14 @@ impl OutboxStore for MongoStore {
         docs.iter().map(decode_outbox).collect()
     }
 
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
+    async fn complete_outbox(&self, keys: &[String], now: Timestamp) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         self.outbox()
             .update_many(
                 doc! { "_id": { "$in": keys }, "delivered": false },
-                doc! { "$set": { "delivered": true, "delivered_at": BsonDate::now() } },
+                doc! { "$set": { "delivered": true, "delivered_at": date(now) } },
             )
             .await
             .map_err(err)?;

@@ -18,13 +18,12 @@ use async_trait::async_trait;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
     AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId, Notification, NotificationId,
-    OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId,
+    OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, plus,
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
     NotificationStore, OutboxStore, UserStore, UserWrite, run_detached,
 };
-use imas_core::sla::add_ms;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -48,10 +47,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgr
 
 fn err(e: sqlx::Error) -> Error {
     db_error(BACKEND, e)
-}
-
-fn plus(t: Timestamp, d: Duration) -> Timestamp {
-    add_ms(t, i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The columns of an incident the model reads (not the search vector).
@@ -868,12 +863,12 @@ impl OutboxStore for PostgresStore {
         Ok(keyed.into_iter().map(|(_, e)| e).collect())
     }
 
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
+    async fn complete_outbox(&self, keys: &[String], now: Timestamp) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         let mut qb = QueryBuilder::<Postgres>::new("UPDATE outbox SET delivered_at = ");
-        qb.push_bind(chrono::Utc::now());
+        qb.push_bind(now);
         qb.push(" WHERE delivered_at IS NULL AND key IN (");
         let mut keys_list = qb.separated(", ");
         for k in keys {

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
     AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId, Notification, NotificationId,
-    OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, from_millis,
+    OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, from_millis, plus,
 };
 use imas_core::ports::{
     AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
@@ -54,10 +54,6 @@ fn err(e: sqlx::Error) -> Error {
 
 fn ms(t: Timestamp) -> i64 {
     t.timestamp_millis()
-}
-
-fn lease_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The SQLite store.
@@ -817,7 +813,7 @@ impl IncidentStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Incident>> {
-        let until = ms(now).saturating_add(lease_ms(lease));
+        let until = ms(plus(now, lease));
         let claimed = self
             .writer
             .write(move |c| {
@@ -957,7 +953,7 @@ impl OutboxStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
-        let until = ms(now).saturating_add(lease_ms(lease));
+        let until = ms(plus(now, lease));
         let mut keyed = self
             .writer
             .write(move |c| {
@@ -976,12 +972,12 @@ impl OutboxStore for SqliteStore {
         Ok(keyed.into_iter().map(|(_, e)| e).collect())
     }
 
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
+    async fn complete_outbox(&self, keys: &[String], now: Timestamp) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         let keys = keys.to_vec();
-        let at = chrono::Utc::now().timestamp_millis();
+        let at = ms(now);
         self.writer
             .write(move |c| {
                 for key in &keys {

@@ -325,7 +325,7 @@ pub async fn dropped_commits_are_whole(store: &dyn Store) {
             expected.insert(format!("{id}/created"));
         }
     }
-    let far = crate::sla::add_ms(t0(), 10 * 365 * 86_400_000);
+    let far = crate::model::plus_ms(t0(), 10 * 365 * 86_400_000);
     let mut outbox = Vec::new();
     loop {
         let batch = store

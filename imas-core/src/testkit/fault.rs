@@ -319,8 +319,8 @@ impl OutboxStore for FaultyStore {
         )
         .await
     }
-    async fn complete_outbox(&self, keys: &[String]) -> Result<()> {
-        self.guarded(Call::CompleteOutbox, self.inner.complete_outbox(keys))
+    async fn complete_outbox(&self, keys: &[String], now: Timestamp) -> Result<()> {
+        self.guarded(Call::CompleteOutbox, self.inner.complete_outbox(keys, now))
             .await
     }
     async fn pending_outbox(&self) -> Result<u64> {

@@ -150,7 +150,7 @@ pub async fn retry_backoff_and_dead_letter(queue: &dyn Queue, clock: &ManualCloc
             };
             assert_eq!(
                 at,
-                crate::sla::add_ms(crate::ports::Clock::now(clock), delay.as_millis() as i64)
+                crate::model::plus(crate::ports::Clock::now(clock), delay)
             );
             clock.advance(delay - Duration::from_millis(1));
             let early = reserve(queue, 10).await;

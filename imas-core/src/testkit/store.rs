@@ -8,13 +8,14 @@ use futures::future::join_all;
 
 use crate::error::Error;
 use crate::escalation::{EscalationPolicy, next_due};
+use crate::model::plus_ms;
 use crate::model::{
     Actor, AuditAction, AuditEntry, AuditFilter, Cursor, Incident, IncidentFilter, IncidentId,
     Notification, NotificationId, NotificationIntent, NotificationType, Page, PageRequest,
     Priority, Role, Status, Timestamp, User, UserId,
 };
 use crate::ports::{Change, Generation, IncidentWrite, Store, UserWrite};
-use crate::sla::{SlaPolicy, add_ms};
+use crate::sla::SlaPolicy;
 
 pub use super::cancel::{dropped_commits_are_whole, dropped_commits_move_generation};
 
@@ -28,7 +29,7 @@ pub fn t0() -> Timestamp {
 
 /// `t0() + ms`.
 pub fn at(ms: i64) -> Timestamp {
-    add_ms(t0(), ms)
+    plus_ms(t0(), ms)
 }
 
 /// A user (with a placeholder hash) created at `t0()`.
@@ -615,7 +616,7 @@ pub async fn outbox_insert_is_idempotent(store: &dyn Store) {
     .await;
     assert_eq!(store.pending_outbox().await.expect("pending"), 3);
     store
-        .complete_outbox(&["k2".to_string()])
+        .complete_outbox(&["k2".to_string()], at(2))
         .await
         .expect("complete");
     commit(
@@ -1245,7 +1246,10 @@ pub async fn outbox_relay_contract(store: &dyn Store) {
     assert_eq!(rest[0].intent, intents[3]);
 
     store
-        .complete_outbox(&["o0".to_string(), "o3".to_string(), "unknown".to_string()])
+        .complete_outbox(
+            &["o0".to_string(), "o3".to_string(), "unknown".to_string()],
+            at(30),
+        )
         .await
         .expect("complete");
     assert_eq!(store.pending_outbox().await.expect("pending"), 3);
@@ -1495,7 +1499,10 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
         .expect("claim");
     assert_eq!(claimed.len(), 4);
     let old_keys: Vec<String> = old.iter().map(|i| i.key.clone()).collect();
-    store.complete_outbox(&old_keys).await.expect("complete");
+    store
+        .complete_outbox(&old_keys, at(1_000))
+        .await
+        .expect("complete");
     assert_eq!(
         store.oldest_pending_outbox().await.expect("oldest"),
         Some(at(5)),
@@ -1516,7 +1523,7 @@ pub async fn retention_prunes_delivered(store: &dyn Store) {
         .expect("claim");
     assert!(claimed.iter().any(|e| e.intent.key == "r"));
     store
-        .complete_outbox(&["r".to_string()])
+        .complete_outbox(&["r".to_string()], at(60_000))
         .await
         .expect("complete");
     for (key, channel) in [
