@@ -2,8 +2,8 @@
 //! queries over them. Plain data with serde names matching the HTTP API; the rules
 //! that change it live in [`crate::engine`], [`crate::sla`] and [`crate::escalation`].
 //!
-//! One file per entity ([`user`], [`incident`], [`audit`], [`notification`]),
-//! plus [`ids`], [`time`], [`paging`], [`filter`] and [`search`]; everything is
+//! One file per entity (`user`, `incident`, `audit`, `notification`),
+//! plus `ids`, `time`, `paging`, `filter` and `search`; everything is
 //! re-exported here, so `imas_core::model::Incident` and the like are the paths to use.
 
 /// Implements `as_str`, `Display`, `FromStr` (with a validation error naming
