@@ -86,7 +86,7 @@ impl IncidentFilter {
 
 impl IncidentFilter {
     /// Checks what a caller can set: dates within the years
-    /// [`MIN_YEAR`]..=[`MAX_YEAR`] and a query within the term limits (see
+    /// [`MIN_YEAR`](super::MIN_YEAR)..=[`MAX_YEAR`](super::MAX_YEAR) and a query within the term limits (see
     /// [`query_terms`]). Errors name the API's parameters (`startDate`, `endDate`,
     /// `q`).
     pub fn validate(&self) -> Result<()> {
@@ -123,7 +123,7 @@ pub struct AuditFilter {
 
 impl AuditFilter {
     /// Checks what a caller can set: dates within the years
-    /// [`MIN_YEAR`]..=[`MAX_YEAR`] (fields `from`, `to`) and a `target` that is
+    /// [`MIN_YEAR`](super::MIN_YEAR)..=[`MAX_YEAR`](super::MAX_YEAR) (fields `from`, `to`) and a `target` that is
     /// text a store can hold (no NUL character).
     pub fn validate(&self) -> Result<()> {
         for (field, t) in [("from", self.from), ("to", self.to)] {

@@ -33,7 +33,7 @@ impl Cursor {
     }
 
     /// Parses [`Cursor::encode`]'s output. A position outside the years
-    /// [`MIN_YEAR`]..=[`MAX_YEAR`] is no cursor IMAS made: a validation error.
+    /// [`MIN_YEAR`](super::MIN_YEAR)..=[`MAX_YEAR`](super::MAX_YEAR) is no cursor IMAS made: a validation error.
     pub fn decode(s: &str) -> Result<Self> {
         let bad = || {
             Error::validation(

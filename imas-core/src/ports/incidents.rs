@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::{Incident, IncidentFilter, IncidentId, Page, PageRequest, Timestamp};
 
-/// A write to the incidents table, part of a [`Change`].
+/// A write to the incidents table, part of a [`Change`](super::Change).
 #[derive(Debug, Clone, PartialEq)]
 pub enum IncidentWrite {
     /// A new incident (`version` 1). A duplicate id is a conflict.

@@ -37,7 +37,7 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
     /// Retention (SPEC §8): deletes up to `limit` delivered entries whose last
     /// publication is older than `before` (`available_at < before`: the lease of
     /// the claim that delivered them ended before it), together with the
-    /// channel receipts ([`NotificationStore::record_delivery`]) of their keys.
+    /// channel receipts ([`NotificationStore::record_delivery`](super::NotificationStore::record_delivery)) of their keys.
     /// Undelivered entries, the audit log and in-app notifications are never
     /// touched. A pruned key is forgotten: an intent with the same key committed
     /// later is written again (the in-app notification stays deduplicated by

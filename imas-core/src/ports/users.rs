@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::{Role, User, UserId};
 
-/// A write to the users table, part of a [`Change`].
+/// A write to the users table, part of a [`Change`](super::Change).
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserWrite {
     /// A new user; a taken username or email is a `Conflict`.
