@@ -35,8 +35,10 @@ mod cache;
 pub mod engine;
 pub mod error;
 pub mod escalation;
+pub mod lifecycle;
 pub mod limiter;
 pub mod memory;
+mod messages;
 pub mod metrics;
 pub mod model;
 pub mod ports;
@@ -45,6 +47,7 @@ pub mod report;
 pub mod sla;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod validation;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig, Principal};
 pub use error::{Error, Result};
