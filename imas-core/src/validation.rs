@@ -3,6 +3,7 @@
 
 use crate::engine::NewUser;
 use crate::error::{Error, Result};
+use crate::messages;
 
 pub(crate) const MAX_NAME: usize = 100;
 
@@ -26,14 +27,9 @@ pub(crate) fn check_len(field: &str, value: &str, min: usize, max: usize) -> Res
     }
     let n = value.chars().count();
     if n < min || n > max {
-        let expected = if min == 0 {
-            format!("at most {max} characters")
-        } else {
-            format!("{min} to {max} characters")
-        };
         return Err(Error::validation(
             field,
-            format!("expected {expected}, got {n}"),
+            messages::wrong_length(min, max, n),
         ));
     }
     Ok(())
@@ -77,17 +73,16 @@ pub(crate) fn validate_new_user(u: &NewUser) -> Result<NewUser> {
 pub fn validate_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_lowercase();
     check_len("email", &email, 3, 254)?;
-    let expected = "expected one email address such as ada@example.com";
     let address = email
         .parse::<lettre::Address>()
-        .map_err(|e| Error::validation("email", format!("{expected} ({e})")))?;
+        .map_err(|e| Error::validation("email", messages::not_an_email(e)))?;
     // A domain of one label (`a@b`) is no address mail can reach from outside;
     // an address literal (`a@[192.0.2.1]`) is accepted as lettre parses it.
     let domain = address.domain();
     if !domain.starts_with('[') && !domain.trim_end_matches('.').contains('.') {
         return Err(Error::validation(
             "email",
-            format!("{expected} (the domain has no dot)"),
+            messages::not_an_email("the domain has no dot"),
         ));
     }
     Ok(email)

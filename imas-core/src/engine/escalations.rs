@@ -2,10 +2,11 @@
 //! place an automatic step (missed response, at risk, breach, escalation level)
 //! changes an incident, audits it and notifies its targets.
 
+use super::recipients::Notice;
 use super::{Engine, Principal, SweepReport};
 use crate::error::{Error, Result};
 use crate::escalation::{Step, Target};
-use crate::messages::quoted;
+use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, Incident, IncidentFilter, IncidentId, NotificationIntent,
     NotificationType, Page, PageRequest, Status, Timestamp,
@@ -28,9 +29,9 @@ impl Engine {
         }
         let before = self.load_incident(id).await?;
         if before.status.is_done() {
-            return Err(Error::conflict(format!(
-                "incident {id} is {} and cannot be escalated",
-                before.status
+            return Err(Error::conflict(messages::not_escalatable(
+                id,
+                before.status,
             )));
         }
         let now = self.now();
@@ -38,35 +39,21 @@ impl Engine {
         after.escalation_level += 1;
         after.escalated_at = Some(now);
         let level = after.escalation_level;
-        let why = reason
-            .as_deref()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default();
+        let reason = reason.as_deref();
         let audit = AuditEntry::new(
             AuditAction::Escalation,
             Actor::User(who.id),
             Some(id.to_string()),
-            format!(
-                "incident {} escalated manually to level {level}{why}",
-                quoted(&after.title)
-            ),
+            messages::escalated_manually(&after.title, level, reason),
             now,
         );
-        let message = format!(
-            "Incident {} escalated to level {level}{why}",
-            quoted(&after.title)
-        );
-        let targets = self.escalation().level(level).targets.clone();
-        let outbox = self
-            .intents(
-                &after,
-                &targets,
-                &format!("level{level}"),
-                NotificationType::Escalation,
-                &message,
-                now,
-            )
-            .await?;
+        let notice = Notice {
+            targets: self.escalation().level(level).targets.clone(),
+            step: format!("level{level}"),
+            kind: NotificationType::Escalation,
+            message: messages::escalated_notice(&after.title, level, reason),
+        };
+        let outbox = self.intents(&after, &notice, now).await?;
         self.commit_update(&before, after, now, vec![audit], outbox)
             .await
     }
@@ -92,7 +79,8 @@ impl Engine {
     }
 
     /// Applies one due automatic step to `incident` (in memory), adding its audit
-    /// entries and intents.
+    /// entries and intents: [`Engine::take_step`] changes the incident and says
+    /// what the step records; this writes that down the same way for every step.
     pub(super) async fn apply_step(
         &self,
         incident: &mut Incident,
@@ -102,129 +90,89 @@ impl Engine {
         outbox: &mut Vec<NotificationIntent>,
         report: &mut SweepReport,
     ) -> Result<()> {
-        let target = Some(incident.id.to_string());
-        let title = quoted(&incident.title);
+        let (entries, notice) = self.take_step(incident, step, now, report);
+        let target = incident.id.to_string();
+        audit.extend(entries.into_iter().map(|(action, text)| {
+            AuditEntry::new(action, Actor::System, Some(target.clone()), text, now)
+        }));
+        outbox.extend(self.intents(incident, &notice, now).await?);
+        Ok(())
+    }
+
+    /// Changes `incident` for one automatic step and counts it in `report`;
+    /// returns the step's audit entries (action and text, by the system) and
+    /// what it notifies.
+    fn take_step(
+        &self,
+        incident: &mut Incident,
+        step: Step,
+        now: Timestamp,
+        report: &mut SweepReport,
+    ) -> (Vec<(AuditAction, String)>, Notice) {
+        let title = incident.title.clone();
+        let to_assignee = |step: String, message: String| Notice {
+            targets: vec![Target::Assignee],
+            step,
+            kind: NotificationType::Warning,
+            message,
+        };
         match step {
             Step::ResponseBreach => {
                 incident.response_breached_at = Some(now);
                 report.response_breaches += 1;
-                audit.push(AuditEntry::new(
-                    AuditAction::SlaResponseBreach,
-                    Actor::System,
-                    target,
-                    format!(
-                        "response target missed for {title}: still open at {}",
-                        incident.response_deadline.to_rfc3339()
-                    ),
-                    now,
-                ));
-                let message =
-                    format!("Response target missed for {title}: nobody has acknowledged it yet");
-                outbox.extend(
-                    self.intents(
-                        incident,
-                        &[Target::Assignee],
-                        "response",
-                        NotificationType::Warning,
-                        &message,
-                        now,
-                    )
-                    .await?,
+                let text = messages::response_missed(&title, incident.response_deadline);
+                let notice = to_assignee(
+                    "response".to_string(),
+                    messages::response_missed_notice(&title),
                 );
+                (vec![(AuditAction::SlaResponseBreach, text)], notice)
             }
             Step::AtRisk => {
                 incident.at_risk_at = Some(now);
                 report.at_risk += 1;
-                let deadline = incident.sla_deadline.to_rfc3339();
-                audit.push(AuditEntry::new(
-                    AuditAction::SlaAtRisk,
-                    Actor::System,
-                    target,
-                    format!("SLA at risk for {title}: deadline {deadline}"),
-                    now,
-                ));
-                let message = format!("SLA at risk for {title}: deadline {deadline}");
+                let text = messages::at_risk(&title, incident.sla_deadline);
                 let key = format!("at-risk:{}", incident.sla_deadline.timestamp_millis());
-                outbox.extend(
-                    self.intents(
-                        incident,
-                        &[Target::Assignee],
-                        &key,
-                        NotificationType::Warning,
-                        &message,
-                        now,
-                    )
-                    .await?,
-                );
+                let notice = to_assignee(key, text.clone());
+                (vec![(AuditAction::SlaAtRisk, text)], notice)
             }
             Step::Breach => {
                 incident.sla_breached = true;
                 incident.breached_at = Some(now);
                 report.breaches += 1;
-                audit.push(AuditEntry::new(
+                let mut entries = vec![(
                     AuditAction::SlaBreach,
-                    Actor::System,
-                    target.clone(),
-                    format!(
-                        "SLA violated for {title}: deadline {}",
-                        incident.sla_deadline.to_rfc3339()
-                    ),
-                    now,
-                ));
-                let message = format!("SLA violated for {title}");
-                let targets = self.escalation().level(1).targets.clone();
-                outbox.extend(
-                    self.intents(
-                        incident,
-                        &targets,
-                        "breach",
-                        NotificationType::Escalation,
-                        &message,
-                        now,
-                    )
-                    .await?,
-                );
+                    messages::breached(&title, incident.sla_deadline),
+                )];
                 if incident.escalation_level == 0 && self.escalation().breach_is_level_one() {
                     incident.escalation_level = 1;
                     incident.escalated_at = Some(now);
                     report.escalations += 1;
-                    audit.push(AuditEntry::new(
+                    entries.push((
                         AuditAction::Escalation,
-                        Actor::System,
-                        target,
-                        format!("incident {title} escalated to level 1 at SLA breach"),
-                        now,
+                        messages::escalated_at_breach(&title),
                     ));
                 }
+                let notice = Notice {
+                    targets: self.escalation().level(1).targets.clone(),
+                    step: "breach".to_string(),
+                    kind: NotificationType::Escalation,
+                    message: messages::breached_notice(&title),
+                };
+                (entries, notice)
             }
             Step::Escalate(level) => {
                 incident.escalation_level = level;
                 incident.escalated_at = Some(now);
                 report.escalations += 1;
-                audit.push(AuditEntry::new(
-                    AuditAction::Escalation,
-                    Actor::System,
-                    target,
-                    format!("incident {title} escalated automatically to level {level}"),
-                    now,
-                ));
-                let message = format!(
-                    "Incident {title} escalated to level {level}: SLA breached and not acknowledged"
-                );
-                let targets = self.escalation().level(level).targets.clone();
-                outbox.extend(
-                    self.intents(
-                        incident,
-                        &targets,
-                        &format!("level{level}"),
-                        NotificationType::Escalation,
-                        &message,
-                        now,
-                    )
-                    .await?,
-                );
+                let notice = Notice {
+                    targets: self.escalation().level(level).targets.clone(),
+                    step: format!("level{level}"),
+                    kind: NotificationType::Escalation,
+                    message: messages::escalated_unacknowledged(&title, level),
+                };
+                let text = messages::escalated_automatically(&title, level);
+                (vec![(AuditAction::Escalation, text)], notice)
             }
         }
-        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
 use crate::escalation::{self};
-use crate::messages::quoted;
+use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, Incident, IncidentFilter, IncidentId, IncidentType,
     NotificationIntent, NotificationType, Page, PageRequest, Priority, Status, Timestamp, UserId,
@@ -67,7 +67,7 @@ impl Engine {
         NotificationIntent {
             key: format!("{}:assigned:{}:{}", incident.id, version, assignee),
             user: assignee,
-            message: format!("You were assigned incident {}", quoted(&incident.title)),
+            message: messages::assigned(&incident.title),
             kind: NotificationType::Info,
             incident_id: Some(incident.id),
             created_at: now,
@@ -101,11 +101,7 @@ impl Engine {
             AuditAction::IncidentCreated,
             Actor::User(who.id),
             Some(incident.id.to_string()),
-            format!(
-                "incident {} created ({} priority)",
-                quoted(&incident.title),
-                incident.priority
-            ),
+            messages::incident_created(&incident.title, incident.priority),
             now,
         );
         let outbox = match incident.assigned_to {
@@ -228,9 +224,10 @@ impl Engine {
         }
         let before = self.load_incident(id).await?;
         if let Some(v) = expected_version.filter(|v| *v != before.version) {
-            return Err(Error::conflict(format!(
-                "incident {id} is at version {}, not {v}; reload and retry",
-                before.version
+            return Err(Error::conflict(messages::stale_version(
+                id,
+                before.version,
+                v,
             )));
         }
         let now = self.now();
@@ -269,11 +266,7 @@ impl Engine {
             AuditAction::IncidentUpdated,
             actor,
             target.clone(),
-            format!(
-                "incident {} updated: {}",
-                quoted(&after.title),
-                changed.join(", ")
-            ),
+            messages::incident_updated(&after.title, &changed),
             now,
         )];
         if after.status != before.status {
@@ -281,7 +274,7 @@ impl Engine {
                 AuditAction::StatusChanged,
                 actor,
                 target,
-                format!("status changed from {} to {}", before.status, after.status),
+                messages::status_changed(before.status, after.status),
                 now,
             ));
         }
@@ -322,7 +315,7 @@ impl Engine {
             AuditAction::IncidentDeleted,
             Actor::User(who.id),
             Some(id.to_string()),
-            format!("incident {} deleted", quoted(&incident.title)),
+            messages::incident_deleted(&incident.title),
             self.now(),
         );
         self.commit(Change {

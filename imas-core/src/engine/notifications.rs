@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
+use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, Notification, NotificationId, NotificationIntent, Page,
     PageRequest, UserId,
@@ -59,7 +60,7 @@ impl StreamSlot {
         let n = open.entry(user).or_insert(0);
         if *n >= max {
             return Err(Error::rate_limited(
-                format!("at most {max} live notification streams per user are open at once"),
+                messages::too_many_streams(max),
                 STREAM_RETRY_AFTER,
             ));
         }
@@ -212,7 +213,7 @@ impl Engine {
             AuditAction::DeadLetterRedriven,
             Actor::User(who.id),
             Some(target.clone()),
-            format!("dead-lettered notification {target} redriven"),
+            messages::dead_letter_redriven(&target),
             self.now(),
         );
         self.commit(Change {
@@ -388,12 +389,8 @@ impl Engine {
     /// job now. Returns whether the in-app record was new.
     async fn deliver(&self, payload: &serde_json::Value, lost: impl Fn() -> bool) -> Result<bool> {
         // A payload that is not an intent never will be: no retry helps.
-        let intent: NotificationIntent = serde_json::from_value(payload.clone()).map_err(|e| {
-            Error::undeliverable(
-                "queue",
-                format!("job payload is not a notification intent: {e}"),
-            )
-        })?;
+        let intent: NotificationIntent = serde_json::from_value(payload.clone())
+            .map_err(|e| Error::undeliverable("queue", messages::not_an_intent(e)))?;
         let n = Notification::from_intent(&intent, self.now());
         let inserted = match self.inner.store.insert_notification(&n).await {
             Ok(inserted) => {

@@ -8,6 +8,16 @@ use crate::error::Result;
 use crate::escalation::Target;
 use crate::model::{Incident, NotificationIntent, NotificationType, Role, Timestamp, UserId};
 
+/// What a step of an incident notifies: whom, under which step key (the middle
+/// of each intent's idempotency key), as which kind, with which message.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Notice {
+    pub(super) targets: Vec<Target>,
+    pub(super) step: String,
+    pub(super) kind: NotificationType,
+    pub(super) message: String,
+}
+
 impl Engine {
     /// The users a list of targets means for an incident, without duplicates.
     /// `Assignee` falls back to every engineer (then every admin) when the
@@ -50,25 +60,22 @@ impl Engine {
             .collect())
     }
 
-    /// One intent per recipient, keyed `incident:step:user`.
+    /// One intent per recipient of `notice`, keyed `incident:step:user`.
     pub(super) async fn intents(
         &self,
         incident: &Incident,
-        targets: &[Target],
-        step_key: &str,
-        kind: NotificationType,
-        message: &str,
+        notice: &Notice,
         now: Timestamp,
     ) -> Result<Vec<NotificationIntent>> {
         Ok(self
-            .recipients(incident, targets)
+            .recipients(incident, &notice.targets)
             .await?
             .into_iter()
             .map(|user| NotificationIntent {
-                key: format!("{}:{step_key}:{user}", incident.id),
+                key: format!("{}:{}:{user}", incident.id, notice.step),
                 user,
-                message: message.to_string(),
-                kind,
+                message: notice.message.clone(),
+                kind: notice.kind,
                 incident_id: Some(incident.id),
                 created_at: now,
             })

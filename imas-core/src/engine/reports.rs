@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
+use crate::messages;
 use crate::model::{Incident, IncidentFilter, PageRequest, Role, Timestamp};
 use crate::rbac::{self, Permission};
 
@@ -72,11 +73,7 @@ impl Engine {
             None => limit.window,
         };
         Err(Error::rate_limited(
-            format!(
-                "at most {} incidents may be reported per {} s; try again later",
-                limit.max,
-                limit.window.as_secs()
-            ),
+            messages::report_limit(limit.max, limit.window),
             wait.max(Duration::from_secs(1)),
         ))
     }

@@ -6,7 +6,7 @@ use tracing::{debug, warn};
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
 use crate::escalation::{self};
-use crate::messages::quoted;
+use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, Incident, IncidentFilter, IncidentId, Page, PageRequest,
     Priority,
@@ -60,12 +60,11 @@ impl Engine {
             AuditAction::SlaAssigned,
             Actor::User(who.id),
             Some(id.to_string()),
-            format!(
-                "SLA of {}h assigned to {} ({} priority), deadline {}",
-                after.sla_target_ms as f64 / 3_600_000.0,
-                quoted(&after.title),
+            messages::sla_assigned(
+                &after.title,
+                after.sla_target_ms,
                 priority,
-                after.sla_deadline.to_rfc3339()
+                after.sla_deadline,
             ),
             now,
         );

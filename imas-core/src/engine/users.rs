@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use super::{Engine, Principal};
 use crate::auth::{self};
 use crate::error::{Error, Result};
-use crate::messages::from_where;
+use crate::messages;
 use crate::model::{Actor, AuditAction, AuditEntry, Role, User, UserId};
 use crate::ports::{Change, UserWrite};
 use crate::rbac::{self, Permission};
@@ -62,7 +62,7 @@ impl Engine {
             AuditAction::UserRegistered,
             actor,
             Some(user.id.to_string()),
-            format!("user {} registered with role {}", user.username, user.role),
+            messages::user_registered(&user.username, user.role),
             now,
         );
         self.commit(Change {
@@ -164,7 +164,7 @@ impl Engine {
                     AuditAction::Login,
                     Actor::User(u.id),
                     Some(u.id.to_string()),
-                    format!("{} signed in {}", u.username, from_where(client)),
+                    messages::signed_in(&u.username, client),
                     now,
                 );
                 self.commit(Change {
@@ -188,7 +188,7 @@ impl Engine {
                     AuditAction::LoginFailed,
                     Actor::System,
                     Some(target),
-                    format!("failed sign-in {}", from_where(client)),
+                    messages::sign_in_failed(client),
                     now,
                 );
                 self.commit(Change {
@@ -259,19 +259,13 @@ impl Engine {
         if user.role == Role::Admin
             && self.inner.store.users_with_role(Role::Admin).await?.len() <= 1
         {
-            return Err(Error::conflict(format!(
-                "{} is the last admin and cannot be demoted; make another admin first",
-                user.username
-            )));
+            return Err(Error::conflict(messages::last_admin(&user.username)));
         }
         let audit = AuditEntry::new(
             AuditAction::RoleChanged,
             Actor::User(who.id),
             Some(id.to_string()),
-            format!(
-                "role of {} changed from {} to {}",
-                user.username, user.role, role
-            ),
+            messages::role_changed(&user.username, user.role, role),
             self.now(),
         );
         self.commit(Change {
