@@ -31,3 +31,53 @@ pub fn transition(incident: &mut Incident, to: Status, now: Timestamp) -> Result
     incident.status = to;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{UserId, from_millis};
+
+    fn at(ms: i64) -> Timestamp {
+        from_millis(ms)
+    }
+
+    #[test]
+    fn leaving_open_acknowledges_once() {
+        let mut i = Incident::open("db", UserId::new(), at(0));
+        transition(&mut i, Status::InProgress, at(10)).expect("allowed");
+        assert_eq!(i.status, Status::InProgress);
+        assert_eq!(i.acknowledged_at, Some(at(10)));
+        transition(&mut i, Status::OnHold, at(20)).expect("allowed");
+        assert_eq!(i.acknowledged_at, Some(at(10)));
+    }
+
+    #[test]
+    fn a_refused_transition_changes_nothing() {
+        let mut i = Incident::open("db", UserId::new(), at(0));
+        transition(&mut i, Status::Closed, at(5)).expect("allowed");
+        let before = i.clone();
+        let refused = transition(&mut i, Status::InProgress, at(6));
+        assert!(matches!(
+            refused,
+            Err(Error::InvalidTransition {
+                from: Status::Closed,
+                to: Status::InProgress
+            })
+        ));
+        assert_eq!(i, before);
+    }
+
+    #[test]
+    fn time_on_hold_is_not_counted_and_reopening_clears_the_resolution() {
+        let mut i = Incident::open("db", UserId::new(), at(0));
+        transition(&mut i, Status::OnHold, at(1_000)).expect("allowed");
+        assert_eq!(i.hold_started_at, Some(at(1_000)));
+        transition(&mut i, Status::Resolved, at(4_000)).expect("allowed");
+        assert_eq!((i.hold_started_at, i.held_ms), (None, 3_000));
+        assert_eq!(i.resolved_at, Some(at(4_000)));
+        transition(&mut i, Status::InProgress, at(5_000)).expect("allowed");
+        assert_eq!(i.resolved_at, None);
+        transition(&mut i, Status::Closed, at(6_000)).expect("allowed");
+        assert_eq!(i.closed_at, Some(at(6_000)));
+    }
+}
