@@ -12,7 +12,7 @@ use crate::model::{
     NotificationType, Page, PageRequest, Status, Timestamp,
 };
 use crate::rbac::{self, Permission};
-use crate::validation::*;
+use crate::validation::{MAX_REASON, check_len};
 
 impl Engine {
     /// Raises an incident's escalation level by one (admin) and notifies the

@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::ports::{Change, IncidentWrite};
 use crate::rbac::{self, Permission};
-use crate::validation::*;
+use crate::validation::{MAX_DESCRIPTION, check_len, validate_title};
 
 /// Input of [`Engine::create_incident`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

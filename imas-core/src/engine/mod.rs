@@ -20,9 +20,7 @@ mod users;
 pub use crate::validation::{validate_email, validate_password};
 pub use incidents::{IncidentPatch, NewIncident};
 pub use notifications::DeliveryReport;
-use notifications::LIVE_CAPACITY;
 pub use operations::DEFAULT_RETENTION;
-use reports::REPORT_LOCKS;
 pub use sla::{SweepReport, Violations};
 pub use users::NewUser;
 
@@ -32,6 +30,8 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use self::notifications::LIVE_CAPACITY;
+use self::reports::REPORT_LOCKS;
 use crate::auth::{DEFAULT_TOKEN_TTL, JwtKeys};
 use crate::cache::ReadCache;
 use crate::error::{Error, Result};
@@ -103,7 +103,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Default of [`EngineConfig::max_streams_per_user`].
+/// Default of [`EngineConfig::max_streams_per_user`](super::EngineConfig::max_streams_per_user).
 pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 3;
 
 /// Builds an [`Engine`]. Only the store is required: the clock defaults to the

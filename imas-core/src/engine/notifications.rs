@@ -133,7 +133,7 @@ impl Engine {
     /// live streams (Server-Sent Events). Only the caller's own ever appear. A
     /// stream that falls far behind skips ahead; `list_notifications` has all.
     ///
-    /// A user holds at most [`EngineConfig::max_streams_per_user`] streams at
+    /// A user holds at most [`EngineConfig::max_streams_per_user`](super::EngineConfig::max_streams_per_user) streams at
     /// once: one more is [`Error::RateLimited`] until one is dropped. The
     /// stream is fused: polled again after its end, it stays ended.
     pub fn subscribe_notifications(
@@ -235,7 +235,7 @@ impl Engine {
 
     /// One relay step: publishes due outbox entries to the queue. An entry stays in
     /// the outbox until a worker confirms delivery; if the queue loses the job, the
-    /// entry is published again after [`EngineConfig::outbox_lease`].
+    /// entry is published again after [`EngineConfig::outbox_lease`](super::EngineConfig::outbox_lease).
     pub async fn relay_step(&self) -> Result<usize> {
         let cfg = &self.inner.config;
         let entries = self
@@ -262,7 +262,7 @@ impl Engine {
     /// One worker step: reserves jobs, delivers each to the in-app store (by
     /// idempotency key) and the channels, then acks the job and completes its
     /// outbox entry. A failed delivery is reported to the queue for retry.
-    /// While it works the jobs stay reserved to it ([`Queue::extend`]), however
+    /// While it works the jobs stay reserved to it ([`Queue::extend`](crate::ports::Queue::extend)), however
     /// slow the channels are: no other worker is handed them meanwhile.
     pub async fn work_step(&self) -> Result<DeliveryReport> {
         let cfg = &self.inner.config;

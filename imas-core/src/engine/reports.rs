@@ -14,7 +14,7 @@ pub(super) const REPORT_LOCKS: usize = 64;
 
 impl Engine {
     /// This process's turn of a limited caller (a `user`, when
-    /// [`EngineConfig::report_limit`] is set) to report: held from the limit
+    /// [`EngineConfig::report_limit`](super::EngineConfig::report_limit) is set) to report: held from the limit
     /// check to the commit; `None` for callers the limit does not apply to.
     pub(super) async fn report_turn(
         &self,
@@ -33,7 +33,7 @@ impl Engine {
         }
     }
 
-    /// Refuses a report by a `user` who reached [`EngineConfig::report_limit`].
+    /// Refuses a report by a `user` who reached [`EngineConfig::report_limit`](super::EngineConfig::report_limit).
     /// Counted from the store (the incidents the caller reported within the
     /// window), so the limit holds across nodes and restarts.
     pub(super) async fn check_report_limit(&self, who: &Principal, now: Timestamp) -> Result<()> {

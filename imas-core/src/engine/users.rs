@@ -11,7 +11,7 @@ use crate::messages;
 use crate::model::{Actor, AuditAction, AuditEntry, Role, User, UserId};
 use crate::ports::{Change, UserWrite};
 use crate::rbac::{self, Permission};
-use crate::validation::*;
+use crate::validation::validate_new_user;
 
 /// Input of [`Engine::register`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl Engine {
     /// unknown user get the same error, after the same work; both are audited
     /// as `LOGIN_FAILED`, a success as `LOGIN`, each with the client address in
     /// its description. After too many failures for the username or the
-    /// address ([`EngineConfig::sign_in`]) an attempt is refused at once with
+    /// address ([`EngineConfig::sign_in`](super::EngineConfig::sign_in)) an attempt is refused at once with
     /// [`Error::RateLimited`], without checking the password; when the hashing
     /// pool is full, with [`Error::Unavailable`]. Neither refusal is audited or
     /// counted.
