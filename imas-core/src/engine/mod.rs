@@ -103,7 +103,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// Default of [`EngineConfig::max_streams_per_user`](super::EngineConfig::max_streams_per_user).
+/// Default of [`EngineConfig::max_streams_per_user`].
 pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 3;
 
 /// Builds an [`Engine`]. Only the store is required: the clock defaults to the
