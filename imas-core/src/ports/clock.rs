@@ -1,5 +1,30 @@
 //! The clock port: the one source of time (DESIGN.md invariant 4). Tests drive
-//! every deadline with a [`ManualClock`]; servers use the [`SystemClock`].
+//! every deadline with a [`ManualClock`]; servers use the [`SystemClock`]. A host
+//! with a time source of its own implements the port and hands it to the engine:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use imas_core::model::{Timestamp, from_millis};
+//! use imas_core::ports::Clock;
+//! use imas_core::{Engine, memory::MemoryStore};
+//!
+//! /// A clock stopped at one instant (a replay, say).
+//! #[derive(Debug)]
+//! struct Frozen(Timestamp);
+//!
+//! impl Clock for Frozen {
+//!     fn now(&self) -> Timestamp {
+//!         self.0
+//!     }
+//! }
+//!
+//! let at = from_millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
+//! let engine = Engine::builder(Arc::new(MemoryStore::new()))
+//!     .clock(Arc::new(Frozen(at)))
+//!     .build()?;
+//! assert_eq!(engine.now(), at);
+//! # Ok::<(), imas_core::Error>(())
+//! ```
 
 use std::fmt::Debug;
 use std::sync::Arc;
