@@ -12,6 +12,12 @@
 //! provide the others, and the `testkit` feature holds the conformance suites they
 //! all pass.
 //!
+//! Where things are: [`model`] (one file per entity, plus ids, time and paging),
+//! [`ports`] (one file per port), [`engine`] (the builder and commit in its root,
+//! one file per use-case group), the pure rules beside them ([`lifecycle`],
+//! [`validation`], [`sla`], [`escalation`], [`rbac`]), and [`report`] (the
+//! incident summary, CSV and PDF).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use imas_core::{Engine, memory::MemoryStore, engine::NewIncident};
