@@ -4,9 +4,10 @@
 //! intents as one atomic [`Change`]. This file holds the builder, the
 //! configuration and the commit; each use-case group is an `impl Engine` block in
 //! a file of its own (users, incidents, sla, escalations, recipients,
-//! notifications, loops, reports, audit, operations).
+//! notifications, delivery, loops, reports, audit, operations).
 
 mod audit;
+mod delivery;
 mod escalations;
 mod incidents;
 mod loops;
@@ -18,8 +19,8 @@ mod sla;
 mod users;
 
 pub use crate::validation::{validate_email, validate_password};
+pub use delivery::DeliveryReport;
 pub use incidents::{IncidentPatch, NewIncident};
-pub use notifications::DeliveryReport;
 pub use operations::DEFAULT_RETENTION;
 pub use sla::{SweepReport, Violations};
 pub use users::NewUser;
