@@ -12,6 +12,12 @@
 //! provide the others, and the `testkit` feature holds the conformance suites they
 //! all pass.
 //!
+//! Where things are: [`model`] (one file per entity, plus ids, time and paging),
+//! [`ports`] (one file per port), [`engine`] (the builder and commit in its root,
+//! one file per use-case group), the pure rules beside them ([`lifecycle`],
+//! [`validation`], [`sla`], [`escalation`], [`rbac`]), and [`report`] (the
+//! incident summary, CSV and PDF).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use imas_core::{Engine, memory::MemoryStore, engine::NewIncident};
@@ -35,8 +41,10 @@ mod cache;
 pub mod engine;
 pub mod error;
 pub mod escalation;
+pub mod lifecycle;
 pub mod limiter;
 pub mod memory;
+mod messages;
 pub mod metrics;
 pub mod model;
 pub mod ports;
@@ -45,6 +53,7 @@ pub mod report;
 pub mod sla;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod validation;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig, Principal};
 pub use error::{Error, Result};

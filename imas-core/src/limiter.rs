@@ -1,6 +1,6 @@
 //! Sign-in protection (SPEC §7): failed sign-in attempts limited per username
 //! and per client address over a sliding window, in bounded process memory, on
-//! the engine's clock; and [`HashPool`], the bounded pool every argon2 hash and
+//! the engine's clock; and `HashPool`, the bounded pool every argon2 hash and
 //! verification runs on, which refuses work when full instead of queueing it
 //! without end.
 //!

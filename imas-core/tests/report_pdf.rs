@@ -4,7 +4,7 @@
 
 use imas_core::model::plus_ms;
 use imas_core::model::{Incident, Priority, Status, UserId};
-use imas_core::report::pdf_report::{FIRST_PAGE_ROWS, ROWS_PER_PAGE};
+use imas_core::report::pdf::{FIRST_PAGE_ROWS, ROWS_PER_PAGE};
 use imas_core::report::{PdfMeta, PdfReport};
 use imas_core::testkit::pdf_text;
 use imas_core::testkit::store::t0;

@@ -19,10 +19,11 @@ use std::sync::OnceLock;
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo, UnicodeCmap};
 use pdf_writer::{Chunk, Content, Filter, Finish, Name, Rect, Ref, Str, TextStr};
 
+use super::IncidentSummary;
 use crate::error::{Error, Result};
-use crate::model::{Incident, Priority, Status, Timestamp};
+use crate::model::{Incident, Timestamp};
 
-static FONT_DATA: &[u8] = include_bytes!("../assets/fonts/DejaVuSansCondensed.ttf");
+static FONT_DATA: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansCondensed.ttf");
 
 /// A4 landscape, in points.
 const PAGE_W: f32 = 842.0;
@@ -118,40 +119,6 @@ impl Font {
     }
 }
 
-/// Counts and sums behind the summary.
-#[derive(Debug, Default)]
-struct Summary {
-    total: u64,
-    by_status: [u64; Status::ALL.len()],
-    by_priority: [u64; Priority::ALL.len()],
-    breached: u64,
-    ack_ms: i128,
-    acked: u64,
-    resolve_ms: i128,
-    resolved: u64,
-}
-
-impl Summary {
-    fn add(&mut self, i: &Incident) {
-        self.total += 1;
-        if let Some(n) = Status::ALL.iter().position(|s| *s == i.status) {
-            self.by_status[n] += 1;
-        }
-        if let Some(n) = Priority::ALL.iter().position(|p| *p == i.priority) {
-            self.by_priority[n] += 1;
-        }
-        self.breached += u64::from(i.sla_breached);
-        if let Some(at) = i.acknowledged_at {
-            self.ack_ms += i128::from((at - i.created_at).num_milliseconds());
-            self.acked += 1;
-        }
-        if let Some(at) = i.resolved_at {
-            self.resolve_ms += i128::from((at - i.created_at).num_milliseconds());
-            self.resolved += 1;
-        }
-    }
-}
-
 /// Appends a glyph id as four hex digits.
 fn push_hex(out: &mut Vec<u8>, gid: u16) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -193,12 +160,9 @@ fn human(ms: i128) -> String {
     }
 }
 
-fn mean(sum: i128, n: u64) -> String {
-    if n == 0 {
-        "n/a".into()
-    } else {
-        human(sum / i128::from(n))
-    }
+/// A mean time as the summary shows it, `n/a` when there is none.
+fn mean(d: Option<std::time::Duration>) -> String {
+    d.map_or_else(|| "n/a".into(), |d| human(d.as_millis() as i128))
 }
 
 /// `2026-01-31 12:00` (UTC) into `buf`.
@@ -231,7 +195,7 @@ pub struct PdfReport {
     /// Glyphs used (by glyph id), for the font's widths and its
     /// text-extraction map.
     used: Vec<Option<(char, u16)>>,
-    summary: Summary,
+    summary: IncidentSummary,
     /// Scratch buffer for a cell's glyph ids.
     cell: Vec<u8>,
 }
@@ -295,7 +259,7 @@ impl PdfReport {
             rows_left: 0,
             y: 0.0,
             used: vec![None; usize::from(font.face.number_of_glyphs())],
-            summary: Summary::default(),
+            summary: IncidentSummary::default(),
             cell: Vec::with_capacity(256),
         };
         report.written = report.out.len();
@@ -498,25 +462,17 @@ impl PdfReport {
 
     fn summary_content(&mut self) -> Vec<u8> {
         let s = &self.summary;
-        let statuses: Vec<String> = Status::ALL
-            .iter()
-            .zip(s.by_status)
-            .map(|(st, n)| format!("{st} {n}"))
-            .collect();
-        let priorities: Vec<String> = Priority::ALL
-            .iter()
-            .zip(s.by_priority)
-            .map(|(p, n)| format!("{p} {n}"))
-            .collect();
+        let statuses: Vec<String> = s.statuses().map(|(st, n)| format!("{st} {n}")).collect();
+        let priorities: Vec<String> = s.priorities().map(|(p, n)| format!("{p} {n}")).collect();
         let lines = [
             format!("Incidents: {}    SLA breached: {}", s.total, s.breached),
             format!("By status: {}", statuses.join(" · ")),
             format!("By priority: {}", priorities.join(" · ")),
             format!(
                 "Mean time to acknowledge: {} ({} acknowledged)    Mean time to resolve: {} ({} resolved)",
-                mean(s.ack_ms, s.acked),
-                s.acked,
-                mean(s.resolve_ms, s.resolved),
+                mean(s.mean_time_to_acknowledge()),
+                s.acknowledged,
+                mean(s.mean_time_to_resolve()),
                 s.resolved
             ),
         ];
@@ -806,7 +762,7 @@ mod tests {
         assert_eq!(human(42 * 60_000), "42 min");
         assert_eq!(human(65 * 60_000), "1 h 05 min");
         assert_eq!(human((2 * 24 + 3) * 3_600_000), "2 d 3 h");
-        assert_eq!(mean(0, 0), "n/a");
+        assert_eq!(mean(None), "n/a");
     }
 
     #[test]

@@ -1,0 +1,331 @@
+//! Incidents: create, read, list, update (fields and status), delete. Each
+//! change commits with its audit entries and the assignee's notification.
+
+use std::sync::Arc;
+
+use super::{Engine, Principal};
+use crate::error::{Error, Result};
+use crate::escalation::{self};
+use crate::messages;
+use crate::model::{
+    Actor, AuditAction, AuditEntry, Incident, IncidentFilter, IncidentId, IncidentType,
+    NotificationIntent, NotificationType, Page, PageRequest, Priority, Status, Timestamp, UserId,
+};
+use crate::ports::{Change, IncidentWrite};
+use crate::rbac::{self, Permission};
+use crate::validation::{MAX_DESCRIPTION, check_len, validate_title};
+
+/// Input of [`Engine::create_incident`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewIncident {
+    /// 1..=200 characters.
+    pub title: String,
+    /// At most 10,000 characters.
+    pub description: Option<String>,
+    /// Default `task`.
+    pub kind: Option<IncidentType>,
+    /// Default `medium`.
+    pub priority: Option<Priority>,
+    /// An existing user.
+    pub assigned_to: Option<UserId>,
+}
+
+/// Input of [`Engine::update_incident`]: the fields to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New kind.
+    pub kind: Option<IncidentType>,
+    /// New priority (re-computes the SLA).
+    pub priority: Option<Priority>,
+    /// New status (must be an allowed transition).
+    pub status: Option<Status>,
+    /// `Some(None)` unassigns.
+    pub assigned_to: Option<Option<UserId>>,
+}
+
+impl Engine {
+    pub(super) async fn require_user(&self, field: &str, id: UserId) -> Result<()> {
+        match self.inner.store.get_user(id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::validation(field, "no user has this id")),
+        }
+    }
+
+    /// The `info` notification to a new assignee, keyed by the version that
+    /// makes the assignment.
+    pub(super) fn assignment_intent(
+        &self,
+        incident: &Incident,
+        version: i64,
+        assignee: UserId,
+        now: Timestamp,
+    ) -> NotificationIntent {
+        NotificationIntent {
+            key: format!("{}:assigned:{}:{}", incident.id, version, assignee),
+            user: assignee,
+            message: messages::assigned(&incident.title),
+            kind: NotificationType::Info,
+            incident_id: Some(incident.id),
+            created_at: now,
+        }
+    }
+
+    /// Creates an incident reported by the caller; its SLA follows its priority.
+    pub async fn create_incident(&self, who: &Principal, input: NewIncident) -> Result<Incident> {
+        rbac::require(who.role, Permission::CreateIncident)?;
+        if input.assigned_to.is_some() {
+            rbac::require(who.role, Permission::AssignOnReport)?;
+        }
+        validate_title(&input.title)?;
+        let description = input.description.unwrap_or_default();
+        check_len("description", &description, 0, MAX_DESCRIPTION)?;
+        if let Some(a) = input.assigned_to {
+            self.require_user("assignedTo", a).await?;
+        }
+        // Held from the limit check to the commit (only for a limited caller).
+        let _reporting = self.report_turn(who).await;
+        let now = self.now();
+        self.check_report_limit(who, now).await?;
+        let mut incident = Incident::open(input.title, who.id, now);
+        incident.description = description;
+        incident.kind = input.kind.unwrap_or_default();
+        incident.assigned_to = input.assigned_to;
+        self.sla()
+            .assign(&mut incident, input.priority.unwrap_or_default());
+        incident.next_due_at = escalation::next_due(&incident, self.sla(), self.escalation());
+        let audit = AuditEntry::new(
+            AuditAction::IncidentCreated,
+            Actor::User(who.id),
+            Some(incident.id.to_string()),
+            messages::incident_created(&incident.title, incident.priority),
+            now,
+        );
+        let outbox = match incident.assigned_to {
+            Some(a) if a != who.id => {
+                vec![self.assignment_intent(&incident, incident.version, a, now)]
+            }
+            _ => Vec::new(),
+        };
+        self.commit(Change {
+            incident: Some(IncidentWrite::Insert(incident.clone())),
+            audit: vec![audit],
+            outbox,
+            ..Change::default()
+        })
+        .await?;
+        Ok(incident)
+    }
+
+    /// One incident: admins and engineers read any; other callers only those they
+    /// reported (others are `NotFound`, which leaks nothing).
+    pub async fn get_incident(&self, who: &Principal, id: IncidentId) -> Result<Incident> {
+        let incident = self.load_incident(id).await?;
+        if rbac::allows(who.role, Permission::ReadAnyIncident) || incident.reported_by == who.id {
+            Ok(incident)
+        } else {
+            Err(Error::NotFound { entity: "incident" })
+        }
+    }
+
+    /// Incidents matching a filter, newest first.
+    pub async fn list_incidents(
+        &self,
+        who: &Principal,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Incident>> {
+        let shared = self.list_incidents_shared(who, filter, page).await?;
+        Ok(Arc::unwrap_or_clone(shared))
+    }
+
+    /// [`Engine::list_incidents`] without the copy: while the page is cached,
+    /// every caller gets the same `Arc`, so a host can key what it derives from
+    /// a page (a serialized body, say) on it and drop that with the page.
+    pub async fn list_incidents_shared(
+        &self,
+        who: &Principal,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Arc<Page<Incident>>> {
+        rbac::require(who.role, Permission::ListIncidents)?;
+        page.validate()?;
+        filter.validate()?;
+        // A query about one instant (SLA violations now) is never asked twice.
+        let at = match filter.violated_at {
+            Some(_) => None,
+            None => self.inner.store.generation(),
+        };
+        if let Some(hit) = self.inner.cache.page(filter, page, at) {
+            return Ok(hit);
+        }
+        let found = Arc::new(self.inner.store.list_incidents(filter, page).await?);
+        self.inner
+            .cache
+            .put_page(filter.clone(), page, at, Arc::clone(&found));
+        Ok(found)
+    }
+
+    /// Re-targets the SLA for a priority; a new at-risk instant still ahead re-arms
+    /// the warning.
+    pub(super) fn retarget(&self, incident: &mut Incident, priority: Priority, now: Timestamp) {
+        self.sla().assign(incident, priority);
+        if !incident.sla_breached && self.sla().at_risk_instant(incident) > now {
+            incident.at_risk_at = None;
+        }
+    }
+
+    /// Commits an update computed from `before`, with its audit and intents.
+    pub(super) async fn commit_update(
+        &self,
+        before: &Incident,
+        mut after: Incident,
+        now: Timestamp,
+        audit: Vec<AuditEntry>,
+        outbox: Vec<NotificationIntent>,
+    ) -> Result<Incident> {
+        after.updated_at = now;
+        after.version = before.version + 1;
+        after.next_due_at = escalation::next_due(&after, self.sla(), self.escalation());
+        self.commit(Change {
+            incident: Some(IncidentWrite::Update {
+                incident: after.clone(),
+                expected_version: before.version,
+            }),
+            audit,
+            outbox,
+            ..Change::default()
+        })
+        .await?;
+        Ok(after)
+    }
+
+    /// Changes any subset of an incident's editable fields. With
+    /// `expected_version`, a concurrent change since that version is a `Conflict`.
+    pub async fn update_incident(
+        &self,
+        who: &Principal,
+        id: IncidentId,
+        patch: IncidentPatch,
+        expected_version: Option<i64>,
+    ) -> Result<Incident> {
+        rbac::require(who.role, Permission::UpdateIncident)?;
+        if let Some(t) = &patch.title {
+            validate_title(t)?;
+        }
+        if let Some(d) = &patch.description {
+            check_len("description", d, 0, MAX_DESCRIPTION)?;
+        }
+        if let Some(Some(a)) = patch.assigned_to {
+            self.require_user("assignedTo", a).await?;
+        }
+        let before = self.load_incident(id).await?;
+        if let Some(v) = expected_version.filter(|v| *v != before.version) {
+            return Err(Error::conflict(messages::stale_version(
+                id,
+                before.version,
+                v,
+            )));
+        }
+        let now = self.now();
+        let mut after = before.clone();
+        let mut changed = Vec::new();
+        if let Some(t) = patch.title.filter(|t| *t != before.title) {
+            after.title = t;
+            changed.push("title");
+        }
+        if let Some(d) = patch.description.filter(|d| *d != before.description) {
+            after.description = d;
+            changed.push("description");
+        }
+        if let Some(k) = patch.kind.filter(|k| *k != before.kind) {
+            after.kind = k;
+            changed.push("type");
+        }
+        if let Some(a) = patch.assigned_to.filter(|a| *a != before.assigned_to) {
+            after.assigned_to = a;
+            changed.push("assignedTo");
+        }
+        if let Some(s) = patch.status.filter(|s| *s != before.status) {
+            crate::lifecycle::transition(&mut after, s, now)?;
+            changed.push("status");
+        }
+        if let Some(p) = patch.priority.filter(|p| *p != before.priority) {
+            self.retarget(&mut after, p, now);
+            changed.push("priority");
+        }
+        if changed.is_empty() {
+            return Ok(before);
+        }
+        let target = Some(id.to_string());
+        let actor = Actor::User(who.id);
+        let mut audit = vec![AuditEntry::new(
+            AuditAction::IncidentUpdated,
+            actor,
+            target.clone(),
+            messages::incident_updated(&after.title, &changed),
+            now,
+        )];
+        if after.status != before.status {
+            audit.push(AuditEntry::new(
+                AuditAction::StatusChanged,
+                actor,
+                target,
+                messages::status_changed(before.status, after.status),
+                now,
+            ));
+        }
+        let mut outbox = Vec::new();
+        if let Some(a) = after
+            .assigned_to
+            .filter(|a| before.assigned_to != Some(*a) && *a != who.id)
+        {
+            outbox.push(self.assignment_intent(&after, before.version + 1, a, now));
+        }
+        self.commit_update(&before, after, now, audit, outbox).await
+    }
+
+    /// Changes only the status (a convenience over [`Engine::update_incident`]).
+    pub async fn change_status(
+        &self,
+        who: &Principal,
+        id: IncidentId,
+        status: Status,
+    ) -> Result<Incident> {
+        self.update_incident(
+            who,
+            id,
+            IncidentPatch {
+                status: Some(status),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+    }
+
+    /// Deletes an incident (admin). Its audit trail stays.
+    pub async fn delete_incident(&self, who: &Principal, id: IncidentId) -> Result<()> {
+        rbac::require(who.role, Permission::DeleteIncident)?;
+        let incident = self.load_incident(id).await?;
+        let audit = AuditEntry::new(
+            AuditAction::IncidentDeleted,
+            Actor::User(who.id),
+            Some(id.to_string()),
+            messages::incident_deleted(&incident.title),
+            self.now(),
+        );
+        self.commit(Change {
+            incident: Some(IncidentWrite::Delete {
+                id,
+                expected_version: incident.version,
+            }),
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await
+    }
+}

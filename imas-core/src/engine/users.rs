@@ -1,0 +1,280 @@
+//! Users and authentication: registration, the bootstrap admin, sign-in (with
+//! its limits and audit), token verification, and role changes.
+
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+use super::{Engine, Principal};
+use crate::auth::{self};
+use crate::error::{Error, Result};
+use crate::messages;
+use crate::model::{Actor, AuditAction, AuditEntry, Role, User, UserId};
+use crate::ports::{Change, UserWrite};
+use crate::rbac::{self, Permission};
+use crate::validation::validate_new_user;
+
+/// Input of [`Engine::register`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Display name, 1..=100 characters.
+    pub name: String,
+    /// 3..=50 of `A-Z a-z 0-9 . _ -`.
+    pub username: String,
+    /// An email address (stored lower-cased).
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+}
+
+/// A fixed hash verified when the username is unknown, so that a wrong username
+/// and a wrong password take the same time. Computed on a hashing thread the
+/// first time it is needed.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password("imas-timing-equaliser").unwrap_or_default())
+}
+
+impl Engine {
+    /// Registers a new account, always with role `user`, and signs it in.
+    pub async fn register(&self, input: NewUser) -> Result<(User, String)> {
+        let input = validate_new_user(&input)?;
+        self.insert_user(input, Role::User, None).await
+    }
+
+    pub(super) async fn insert_user(
+        &self,
+        input: NewUser,
+        role: Role,
+        by: Option<Actor>,
+    ) -> Result<(User, String)> {
+        let now = self.now();
+        let user = User {
+            id: UserId::new(),
+            name: input.name,
+            username: input.username,
+            email: input.email,
+            password_hash: self.hash_password(input.password).await?,
+            role,
+            created_at: now,
+        };
+        let actor = by.unwrap_or(Actor::User(user.id));
+        let audit = AuditEntry::new(
+            AuditAction::UserRegistered,
+            actor,
+            Some(user.id.to_string()),
+            messages::user_registered(&user.username, user.role),
+            now,
+        );
+        self.commit(Change {
+            user: Some(UserWrite::Insert(user.clone())),
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await?;
+        let token = self.inner.keys.issue(user.id, user.role, now)?;
+        Ok((user, token))
+    }
+
+    /// Creates the bootstrap admin unless a user with that username exists.
+    /// Returns the new admin, or `None` when the username was taken.
+    pub async fn ensure_admin(
+        &self,
+        username: &str,
+        password: &str,
+        email: &str,
+    ) -> Result<Option<User>> {
+        if self
+            .inner
+            .store
+            .user_by_username(username.trim())
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let input = validate_new_user(&NewUser {
+            name: username.into(),
+            username: username.into(),
+            email: email.into(),
+            password: password.into(),
+        })?;
+        match self
+            .insert_user(input, Role::Admin, Some(Actor::System))
+            .await
+        {
+            Ok((user, _)) => Ok(Some(user)),
+            // Another node bootstrapped it at the same moment.
+            Err(Error::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hashes a password on the bounded pool.
+    pub(super) async fn hash_password(&self, password: String) -> Result<String> {
+        self.inner
+            .hash_pool
+            .run(move || auth::hash_password(&password))
+            .await?
+    }
+
+    /// Signs in from an unknown client address; see [`Engine::login_from`].
+    pub async fn login(&self, username: &str, password: &str) -> Result<String> {
+        self.login_from(username, password, None).await
+    }
+
+    /// Signs in a client at `client` (when known). A wrong password and an
+    /// unknown user get the same error, after the same work; both are audited
+    /// as `LOGIN_FAILED`, a success as `LOGIN`, each with the client address in
+    /// its description. After too many failures for the username or the
+    /// address ([`EngineConfig::sign_in`](super::EngineConfig::sign_in)) an attempt is refused at once with
+    /// [`Error::RateLimited`], without checking the password; when the hashing
+    /// pool is full, with [`Error::Unavailable`]. Neither refusal is audited or
+    /// counted.
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<String> {
+        let attempt = self.inner.sign_in.admit(username, client, self.now())?;
+        // No username holds a NUL (registration refuses it), and no store can
+        // look one up or record it: such a name is unknown, recorded without it.
+        let user = if username.contains('\0') {
+            None
+        } else {
+            self.inner.store.user_by_username(username).await?
+        };
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_string();
+        let ok = self
+            .inner
+            .hash_pool
+            .run(move || match hash {
+                Some(h) => auth::verify_password(&password, &h),
+                None => {
+                    let _ = auth::verify_password(&password, dummy_hash());
+                    false
+                }
+            })
+            .await?;
+        let now = self.now();
+        match user {
+            Some(u) if ok => {
+                let audit = AuditEntry::new(
+                    AuditAction::Login,
+                    Actor::User(u.id),
+                    Some(u.id.to_string()),
+                    messages::signed_in(&u.username, client),
+                    now,
+                );
+                self.commit(Change {
+                    audit: vec![audit],
+                    ..Change::default()
+                })
+                .await?;
+                // Only a sign-in that completed forgets the failures before it
+                // (if the commit failed, the attempt is dropped as abandoned).
+                attempt.succeeded(now);
+                self.inner.keys.issue(u.id, u.role, now)
+            }
+            _ => {
+                attempt.failed(now);
+                let target: String = username
+                    .chars()
+                    .take(100)
+                    .map(|c| if c == '\0' { '\u{fffd}' } else { c })
+                    .collect();
+                let audit = AuditEntry::new(
+                    AuditAction::LoginFailed,
+                    Actor::System,
+                    Some(target),
+                    messages::sign_in_failed(client),
+                    now,
+                );
+                self.commit(Change {
+                    audit: vec![audit],
+                    ..Change::default()
+                })
+                .await?;
+                Err(Error::unauthorized("invalid username or password"))
+            }
+        }
+    }
+
+    /// Verifies a bearer token and loads the caller's current role (a role change
+    /// or a deleted account takes effect at once, not when the token expires).
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let claims = self.inner.keys.verify(token, self.now())?;
+        self.principal_of(&claims).await
+    }
+
+    /// The current principal of verified claims.
+    pub(super) async fn principal_of(&self, claims: &auth::Claims) -> Result<Principal> {
+        let id = claims.user_id()?;
+        // The role is read from the store (or from the cache, which holds it only
+        // until the next user write), so a role change applies to live tokens.
+        let at = self.inner.store.generation();
+        if let Some(p) = self.inner.cache.principal(id, at) {
+            return Ok(p);
+        }
+        let user = self
+            .inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or_else(|| Error::unauthorized("unknown user"))?;
+        let p = Principal {
+            id: user.id,
+            role: user.role,
+        };
+        self.inner.cache.put_principal(p, at);
+        Ok(p)
+    }
+
+    /// A user by id (admins, or the user themself).
+    pub async fn get_user(&self, who: &Principal, id: UserId) -> Result<User> {
+        if who.id != id && who.role != Role::Admin {
+            return Err(Error::NotFound { entity: "user" });
+        }
+        self.inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or(Error::NotFound { entity: "user" })
+    }
+
+    /// Changes a user's role (admin).
+    pub async fn change_role(&self, who: &Principal, id: UserId, role: Role) -> Result<User> {
+        rbac::require(who.role, Permission::ChangeRole)?;
+        let _serialised = self.inner.role_change.lock().await;
+        let mut user = self
+            .inner
+            .store
+            .get_user(id)
+            .await?
+            .ok_or(Error::NotFound { entity: "user" })?;
+        if user.role == role {
+            return Ok(user);
+        }
+        if user.role == Role::Admin
+            && self.inner.store.users_with_role(Role::Admin).await?.len() <= 1
+        {
+            return Err(Error::conflict(messages::last_admin(&user.username)));
+        }
+        let audit = AuditEntry::new(
+            AuditAction::RoleChanged,
+            Actor::User(who.id),
+            Some(id.to_string()),
+            messages::role_changed(&user.username, user.role, role),
+            self.now(),
+        );
+        self.commit(Change {
+            user: Some(UserWrite::SetRole { id, role }),
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await?;
+        user.role = role;
+        Ok(user)
+    }
+}

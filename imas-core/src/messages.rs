@@ -1,0 +1,291 @@
+//! The texts people read: notification messages, audit descriptions and error
+//! texts, one function each, so that the wording lives in one place and the
+//! engine's use cases read as rules. Titles are quoted, instants are RFC 3339.
+
+use std::fmt::Display;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::model::{IncidentId, Priority, Role, Status, Timestamp};
+
+/// An incident title as texts show it: in double quotes.
+pub(crate) fn quoted(title: &str) -> String {
+    format!("\"{title}\"")
+}
+
+/// Where a sign-in came from, for its audit entry.
+pub(crate) fn from_where(client: Option<IpAddr>) -> String {
+    match client {
+        Some(ip) => format!("from {ip}"),
+        None => "from an unknown address".to_string(),
+    }
+}
+
+/// `: reason` after an escalation's text, or nothing.
+fn because(reason: Option<&str>) -> String {
+    reason.map(|r| format!(": {r}")).unwrap_or_default()
+}
+
+// ----- users ----------------------------------------------------------------------
+
+/// Audit: an account was created.
+pub(crate) fn user_registered(username: &str, role: Role) -> String {
+    format!("user {username} registered with role {role}")
+}
+
+/// Audit: a sign-in succeeded.
+pub(crate) fn signed_in(username: &str, client: Option<IpAddr>) -> String {
+    format!("{username} signed in {}", from_where(client))
+}
+
+/// Audit: a sign-in failed (the username is the entry's target).
+pub(crate) fn sign_in_failed(client: Option<IpAddr>) -> String {
+    format!("failed sign-in {}", from_where(client))
+}
+
+/// Error: the last admin cannot be demoted.
+pub(crate) fn last_admin(username: &str) -> String {
+    format!("{username} is the last admin and cannot be demoted; make another admin first")
+}
+
+/// Audit: a user's role changed.
+pub(crate) fn role_changed(username: &str, from: Role, to: Role) -> String {
+    format!("role of {username} changed from {from} to {to}")
+}
+
+// ----- incidents ------------------------------------------------------------------
+
+/// Notification: the recipient was assigned an incident.
+pub(crate) fn assigned(title: &str) -> String {
+    format!("You were assigned incident {}", quoted(title))
+}
+
+/// Audit: an incident was reported.
+pub(crate) fn incident_created(title: &str, priority: Priority) -> String {
+    format!("incident {} created ({priority} priority)", quoted(title))
+}
+
+/// Error: the caller reached the report limit.
+pub(crate) fn report_limit(max: u32, window: Duration) -> String {
+    format!(
+        "at most {max} incidents may be reported per {} s; try again later",
+        window.as_secs()
+    )
+}
+
+/// Error: an update expected another version than the stored one.
+pub(crate) fn stale_version(id: IncidentId, current: i64, expected: i64) -> String {
+    format!("incident {id} is at version {current}, not {expected}; reload and retry")
+}
+
+/// Audit: some fields of an incident changed (named as in the API).
+pub(crate) fn incident_updated(title: &str, changed: &[&str]) -> String {
+    format!("incident {} updated: {}", quoted(title), changed.join(", "))
+}
+
+/// Audit: an incident's status changed.
+pub(crate) fn status_changed(from: Status, to: Status) -> String {
+    format!("status changed from {from} to {to}")
+}
+
+/// Audit: an incident was deleted.
+pub(crate) fn incident_deleted(title: &str) -> String {
+    format!("incident {} deleted", quoted(title))
+}
+
+// ----- SLA and escalation -----------------------------------------------------------
+
+/// Audit: an admin re-assigned an incident's SLA.
+pub(crate) fn sla_assigned(
+    title: &str,
+    target_ms: i64,
+    priority: Priority,
+    deadline: Timestamp,
+) -> String {
+    format!(
+        "SLA of {}h assigned to {} ({priority} priority), deadline {}",
+        target_ms as f64 / 3_600_000.0,
+        quoted(title),
+        deadline.to_rfc3339()
+    )
+}
+
+/// Error: a closed or resolved incident cannot be escalated.
+pub(crate) fn not_escalatable(id: IncidentId, status: Status) -> String {
+    format!("incident {id} is {status} and cannot be escalated")
+}
+
+/// Audit: an admin escalated an incident.
+pub(crate) fn escalated_manually(title: &str, level: u32, reason: Option<&str>) -> String {
+    format!(
+        "incident {} escalated manually to level {level}{}",
+        quoted(title),
+        because(reason)
+    )
+}
+
+/// Notification: an incident was escalated by an admin.
+pub(crate) fn escalated_notice(title: &str, level: u32, reason: Option<&str>) -> String {
+    format!(
+        "Incident {} escalated to level {level}{}",
+        quoted(title),
+        because(reason)
+    )
+}
+
+/// Audit: nobody acknowledged an incident by its response deadline.
+pub(crate) fn response_missed(title: &str, deadline: Timestamp) -> String {
+    format!(
+        "response target missed for {}: still open at {}",
+        quoted(title),
+        deadline.to_rfc3339()
+    )
+}
+
+/// Notification: the response target was missed.
+pub(crate) fn response_missed_notice(title: &str) -> String {
+    format!(
+        "Response target missed for {}: nobody has acknowledged it yet",
+        quoted(title)
+    )
+}
+
+/// Audit and notification: an incident's SLA is at risk.
+pub(crate) fn at_risk(title: &str, deadline: Timestamp) -> String {
+    format!(
+        "SLA at risk for {}: deadline {}",
+        quoted(title),
+        deadline.to_rfc3339()
+    )
+}
+
+/// Audit: an incident's SLA was violated.
+pub(crate) fn breached(title: &str, deadline: Timestamp) -> String {
+    format!(
+        "SLA violated for {}: deadline {}",
+        quoted(title),
+        deadline.to_rfc3339()
+    )
+}
+
+/// Notification: an incident's SLA was violated.
+pub(crate) fn breached_notice(title: &str) -> String {
+    format!("SLA violated for {}", quoted(title))
+}
+
+/// Audit: the breach itself raised the incident to level 1.
+pub(crate) fn escalated_at_breach(title: &str) -> String {
+    format!(
+        "incident {} escalated to level 1 at SLA breach",
+        quoted(title)
+    )
+}
+
+/// Audit: the sweep raised an incident's escalation level.
+pub(crate) fn escalated_automatically(title: &str, level: u32) -> String {
+    format!(
+        "incident {} escalated automatically to level {level}",
+        quoted(title)
+    )
+}
+
+/// Notification: the sweep raised an incident's escalation level.
+pub(crate) fn escalated_unacknowledged(title: &str, level: u32) -> String {
+    format!(
+        "Incident {} escalated to level {level}: SLA breached and not acknowledged",
+        quoted(title)
+    )
+}
+
+// ----- notifications ----------------------------------------------------------------
+
+/// Error: a user opened more live streams than allowed.
+pub(crate) fn too_many_streams(max: usize) -> String {
+    format!("at most {max} live notification streams per user are open at once")
+}
+
+/// Audit: an admin redrove a dead letter.
+pub(crate) fn dead_letter_redriven(key: &str) -> String {
+    format!("dead-lettered notification {key} redriven")
+}
+
+/// Error: a queued job's payload is no notification intent.
+pub(crate) fn not_an_intent(error: impl Display) -> String {
+    format!("job payload is not a notification intent: {error}")
+}
+
+// ----- validation -------------------------------------------------------------------
+
+/// Error: a text's length (in characters) is outside `min..=max`.
+pub(crate) fn wrong_length(min: usize, max: usize, n: usize) -> String {
+    let expected = if min == 0 {
+        format!("at most {max} characters")
+    } else {
+        format!("{min} to {max} characters")
+    };
+    format!("expected {expected}, got {n}")
+}
+
+/// Error: not one email address, with why.
+pub(crate) fn not_an_email(why: impl Display) -> String {
+    format!("expected one email address such as ada@example.com ({why})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::from_millis;
+
+    #[test]
+    fn titles_are_quoted_and_instants_are_rfc3339() {
+        let t = from_millis(0);
+        assert_eq!(quoted("Disk full"), "\"Disk full\"");
+        assert_eq!(
+            at_risk("Disk full", t),
+            "SLA at risk for \"Disk full\": deadline 1970-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            sla_assigned("db", 5_400_000, Priority::High, t),
+            "SLA of 1.5h assigned to \"db\" (high priority), deadline 1970-01-01T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn escalation_texts_carry_the_reason_only_when_given() {
+        assert_eq!(
+            escalated_manually("db", 2, Some("customer down")),
+            "incident \"db\" escalated manually to level 2: customer down"
+        );
+        assert_eq!(
+            escalated_notice("db", 2, None),
+            "Incident \"db\" escalated to level 2"
+        );
+    }
+
+    #[test]
+    fn sign_ins_say_where_from() {
+        let ip: IpAddr = "192.0.2.7".parse().expect("address");
+        assert_eq!(signed_in("ada", Some(ip)), "ada signed in from 192.0.2.7");
+        assert_eq!(
+            sign_in_failed(None),
+            "failed sign-in from an unknown address"
+        );
+    }
+
+    #[test]
+    fn lengths_say_the_bounds_and_what_came() {
+        assert_eq!(
+            wrong_length(0, 10, 11),
+            "expected at most 10 characters, got 11"
+        );
+        assert_eq!(wrong_length(3, 50, 2), "expected 3 to 50 characters, got 2");
+    }
+
+    #[test]
+    fn the_report_limit_names_its_window_in_seconds() {
+        assert_eq!(
+            report_limit(60, Duration::from_secs(3600)),
+            "at most 60 incidents may be reported per 3600 s; try again later"
+        );
+    }
+}

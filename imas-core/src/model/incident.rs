@@ -1,0 +1,229 @@
+//! Incidents: their priority, type and lifecycle status, and the incident record
+//! with its SLA and escalation state. The transition rules are in
+//! [`crate::lifecycle`], the SLA arithmetic in [`crate::sla`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{IncidentId, Timestamp, UserId};
+
+/// An incident's priority; it selects the SLA targets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Low.
+    Low,
+    /// Medium (the default).
+    #[default]
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+string_enum!(Priority, "priority", { Low => "low", Medium => "medium", High => "high", Critical => "critical" });
+
+impl Priority {
+    /// Position in [`Priority::ALL`], for per-priority tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What kind of work an incident is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentType {
+    /// A defect.
+    Bug,
+    /// A feature request.
+    Feature,
+    /// A task (the default).
+    #[default]
+    Task,
+}
+string_enum!(IncidentType, "type", { Bug => "bug", Feature => "feature", Task => "task" });
+
+/// An incident's lifecycle status. See [`Status::can_transition_to`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+pub enum Status {
+    /// New, nobody has responded yet.
+    #[default]
+    #[serde(rename = "open")]
+    Open,
+    /// Somebody has seen it.
+    #[serde(rename = "acknowledged")]
+    Acknowledged,
+    /// Being worked on.
+    #[serde(rename = "in-progress")]
+    InProgress,
+    /// Waiting on something outside; the SLA clock is paused.
+    #[serde(rename = "on-hold")]
+    OnHold,
+    /// Fixed; may be reopened.
+    #[serde(rename = "resolved")]
+    Resolved,
+    /// Final.
+    #[serde(rename = "closed")]
+    Closed,
+}
+string_enum!(Status, "status", {
+    Open => "open",
+    Acknowledged => "acknowledged",
+    InProgress => "in-progress",
+    OnHold => "on-hold",
+    Resolved => "resolved",
+    Closed => "closed",
+});
+
+impl Status {
+    /// Whether the lifecycle allows going from `self` to `to` (SPEC §1). Staying in
+    /// the same status is not a transition and is refused too.
+    pub const fn can_transition_to(self, to: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, to),
+            (Open, Acknowledged | InProgress | OnHold | Resolved | Closed)
+                | (Acknowledged, InProgress | OnHold | Resolved | Closed)
+                | (InProgress, OnHold | Resolved | Closed)
+                | (OnHold, InProgress | Resolved | Closed)
+                | (Resolved, Closed | InProgress)
+        )
+    }
+
+    /// Resolved and closed incidents have no running SLA.
+    pub const fn is_done(self) -> bool {
+        matches!(self, Status::Resolved | Status::Closed)
+    }
+}
+
+/// An incident with its SLA and escalation state.
+///
+/// Serialises to the API's JSON (camelCase, `type`, `slaHours`); bookkeeping the
+/// engine needs but clients do not (`heldMs`, `holdStartedAt`, `nextDueAt`) is
+/// kept out of the JSON.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    /// Id.
+    pub id: IncidentId,
+    /// Title, 1..=200 characters.
+    pub title: String,
+    /// Description, at most 10,000 characters.
+    pub description: String,
+    /// Kind of work.
+    #[serde(rename = "type")]
+    pub kind: IncidentType,
+    /// Priority.
+    pub priority: Priority,
+    /// Status.
+    pub status: Status,
+    /// Assignee.
+    pub assigned_to: Option<UserId>,
+    /// Who reported it (set by the server).
+    pub reported_by: UserId,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Resolution target, in milliseconds (JSON: `slaHours`, fractional).
+    #[serde(rename = "slaHours", with = "hours")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub sla_target_ms: i64,
+    /// Resolution deadline: created + target + time spent on hold (while on hold,
+    /// the value at the start of the hold; it moves on resume).
+    pub sla_deadline: DateTime<Utc>,
+    /// Response target in milliseconds (JSON: `responseHours`).
+    #[serde(rename = "responseHours", with = "hours")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub response_target_ms: i64,
+    /// Leave `open` before this instant.
+    pub response_deadline: DateTime<Utc>,
+    /// When the missed response target was recorded.
+    pub response_breached_at: Option<DateTime<Utc>>,
+    /// When the at-risk warning was recorded.
+    pub at_risk_at: Option<DateTime<Utc>>,
+    /// Whether the resolution SLA was breached (never reset).
+    pub sla_breached: bool,
+    /// When the breach was recorded.
+    pub breached_at: Option<DateTime<Utc>>,
+    /// 0 = not escalated.
+    pub escalation_level: u32,
+    /// When the current escalation level was reached.
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// First time the incident left `open`; stops automatic escalation.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When it was last resolved (cleared on reopen).
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When it was closed.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Milliseconds spent on hold before the current hold (the SLA pause).
+    #[serde(skip, default)]
+    pub held_ms: i64,
+    /// Start of the current hold.
+    #[serde(skip, default)]
+    pub hold_started_at: Option<DateTime<Utc>>,
+    /// Next instant the SLA monitor must look at this incident (none when nothing
+    /// is pending). Maintained by the engine, indexed by stores.
+    #[serde(skip, default)]
+    pub next_due_at: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency version, incremented by every write.
+    pub version: i64,
+}
+
+impl Incident {
+    /// A new `open` incident with no SLA targets yet (see
+    /// [`crate::sla::SlaPolicy::assign`]), version 1.
+    pub fn open(title: impl Into<String>, reported_by: UserId, now: Timestamp) -> Self {
+        Self {
+            id: IncidentId::new(),
+            title: title.into(),
+            description: String::new(),
+            kind: IncidentType::default(),
+            priority: Priority::default(),
+            status: Status::Open,
+            assigned_to: None,
+            reported_by,
+            created_at: now,
+            updated_at: now,
+            sla_target_ms: 0,
+            sla_deadline: now,
+            response_target_ms: 0,
+            response_deadline: now,
+            response_breached_at: None,
+            at_risk_at: None,
+            sla_breached: false,
+            breached_at: None,
+            escalation_level: 0,
+            escalated_at: None,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            held_ms: 0,
+            hold_started_at: None,
+            next_due_at: None,
+            version: 1,
+        }
+    }
+}
+
+mod hours {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(*ms as f64 / 3_600_000.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let hours = f64::deserialize(d)?;
+        Ok((hours * 3_600_000.0).round() as i64)
+    }
+}

@@ -1,0 +1,67 @@
+//! The domain model: users, incidents, audit entries, notifications and the
+//! queries over them. Plain data with serde names matching the HTTP API; the rules
+//! that change it live in [`crate::engine`], [`crate::sla`] and [`crate::escalation`].
+//!
+//! One file per entity (`user`, `incident`, `audit`, `notification`),
+//! plus `ids`, `time`, `paging`, `filter` and `search`; everything is
+//! re-exported here, so `imas_core::model::Incident` and the like are the paths to use.
+
+/// Implements `as_str`, `Display`, `FromStr` (with a validation error naming
+/// `$field`) and an `ALL` list for a fieldless enum with fixed spellings.
+macro_rules! string_enum {
+    ($name:ident, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling used in JSON and in stores.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::error::Error;
+            fn from_str(s: &str) -> $crate::error::Result<Self> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::error::Error::validation(
+                        $field,
+                        concat!("expected one of: ", $crate::model::join_literals!($($text),+)),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+macro_rules! join_literals {
+    ($first:literal $(, $rest:literal)*) => { concat!($first $(, ", ", $rest)*) };
+}
+pub(crate) use join_literals;
+
+mod audit;
+mod filter;
+mod ids;
+mod incident;
+mod notification;
+mod paging;
+mod search;
+mod time;
+mod user;
+
+pub use audit::*;
+pub use filter::*;
+pub use ids::*;
+pub use incident::*;
+pub use notification::*;
+pub use paging::*;
+pub use search::*;
+pub use time::*;
+pub use user::*;

@@ -1,0 +1,31 @@
+//! Ports: the traits adapters implement. Stores (users, incidents, audit,
+//! notifications, outbox, and the one atomic [`ChangeStore::commit`]), the
+//! notification [`Queue`], delivery [`Channel`]s and the [`Clock`].
+//!
+//! Every trait is object-safe; the engine holds `Arc<dyn Store>`, `Arc<dyn Queue>`
+//! and `Arc<dyn Clock>`. Adapters translate: they hold no business rule, and
+//! `crate::testkit` (feature `testkit`) checks each one against the same contract.
+//! One file per port; everything is re-exported here, so `imas_core::ports::X`
+//! is the path to use. `channel` shows how to implement a port.
+
+mod audit;
+mod change;
+mod channel;
+mod clock;
+mod incidents;
+mod notifications;
+mod outbox;
+mod queue;
+mod store;
+mod users;
+
+pub use audit::*;
+pub use change::*;
+pub use channel::*;
+pub use clock::*;
+pub use incidents::*;
+pub use notifications::*;
+pub use outbox::*;
+pub use queue::*;
+pub use store::*;
+pub use users::*;
