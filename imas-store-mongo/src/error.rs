@@ -91,3 +91,23 @@ fn driver(e: &Error) -> Option<&mongodb::error::Error> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use imas_core::Error;
+
+    use crate::MongoStore;
+
+    /// The library names its own setting; the server names its variable.
+    #[tokio::test]
+    async fn a_bad_url_is_a_config_error_on_url() {
+        let e = MongoStore::connect("localhost:27017")
+            .await
+            .expect_err("not a URL");
+        assert!(
+            matches!(&e, Error::Config { name, .. } if name == "url"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not a MongoDB URL"), "{e}");
+    }
+}
