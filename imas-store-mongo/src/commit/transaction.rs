@@ -36,7 +36,8 @@ impl MongoStore {
                 }
             };
             // A transaction that lost a write conflict to a concurrent one did
-            // nothing; the server says so with a label, and it is run again.
+            // nothing; the server says so with a label (or the WriteConflict
+            // code), and it is run again.
             match outcome {
                 Err(e) if attempt < TRANSACTION_ATTEMPTS && is_transient(&e) => {
                     tokio::time::sleep(Duration::from_millis(2 * attempt)).await;
