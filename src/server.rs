@@ -110,306 +110,416 @@ impl ServerConfig {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let port = match get("PORT") {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| Error::config("PORT", "expected a port number from 0 to 65535"))?,
-            None => 3000,
-        };
-        let mongodb_url = get("MONGODB_URL");
-        if let Some(url) = &mongodb_url {
-            if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
-                return Err(Error::config(
-                    "MONGODB_URL",
-                    "expected mongodb://host:port/database (or mongodb+srv://)",
-                ));
-            }
-            if get("DATABASE_URL").is_some() {
-                return Err(Error::config(
-                    "MONGODB_URL",
-                    "set either DATABASE_URL or MONGODB_URL, not both",
-                ));
-            }
-            #[cfg(not(feature = "mongo"))]
-            return Err(Error::config(
-                "MONGODB_URL",
-                "this build has no MongoDB store (feature `mongo`)",
-            ));
-        }
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-        let db_schema = get("IMAS_DB_SCHEMA").unwrap_or_else(|| "imas".to_string());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
-            return Err(Error::config(
-                "DATABASE_URL",
-                "expected sqlite://path or postgres://user@host/db",
-            ));
-        }
-        let redis_url = match (get("REDIS_URL"), get("REDIS_HOST"), get("REDIS_PORT")) {
-            (Some(url), _, _) => {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(Error::config("REDIS_URL", "expected redis://host:port"));
-                }
-                Some(url)
-            }
-            (None, Some(host), port) => {
-                let port = port.unwrap_or_else(|| "6379".into());
-                port.parse::<u16>()
-                    .map_err(|_| Error::config("REDIS_PORT", "expected a port number"))?;
-                Some(format!("redis://{host}:{port}"))
-            }
-            (None, None, Some(_)) => {
-                return Err(Error::config(
-                    "REDIS_HOST",
-                    "expected a host to go with REDIS_PORT",
-                ));
-            }
-            (None, None, None) => None,
-        };
-        let queue_prefix = get("IMAS_QUEUE_PREFIX").unwrap_or_else(|| {
-            format!(
-                "imas:{:016x}",
-                fnv1a(&match &mongodb_url {
-                    Some(url) => url.clone(),
-                    None => format!("{database_url}#{db_schema}"),
-                })
-            )
-        });
-        #[cfg(not(feature = "redis"))]
-        if redis_url.is_some() {
-            return Err(Error::config(
-                "REDIS_URL",
-                "this build has no Redis support (feature `redis`)",
-            ));
-        }
-        let webhook = match (get("IMAS_WEBHOOK_URL"), get("IMAS_WEBHOOK_SECRET")) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::config(
-                    "IMAS_WEBHOOK_SECRET",
-                    "expected the secret that signs webhook calls",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "IMAS_WEBHOOK_URL",
-                    "expected the URL to post notifications to",
-                ));
-            }
-            (Some(url), Some(secret)) => {
-                #[cfg(feature = "webhook")]
-                crate::channels::WebhookChannel::new(
-                    &url,
-                    secret.as_bytes(),
-                    Duration::from_secs(10),
-                )?;
-                #[cfg(not(feature = "webhook"))]
-                let _ = (url, secret);
-                #[cfg(not(feature = "webhook"))]
-                return Err(Error::config(
-                    "IMAS_WEBHOOK_URL",
-                    "this build has no webhook support (feature `webhook`)",
-                ));
-                #[cfg(feature = "webhook")]
-                Some((url, secret))
-            }
-        };
-        let smtp = match (get("IMAS_SMTP_URL"), get("IMAS_SMTP_FROM")) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::config(
-                    "IMAS_SMTP_FROM",
-                    "expected the sender address",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(Error::config("IMAS_SMTP_URL", "expected smtp://host:port"));
-            }
-            (Some(url), Some(from)) => {
-                if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                    return Err(Error::config(
-                        "IMAS_SMTP_URL",
-                        "expected smtp://host:port or smtps://host",
-                    ));
-                }
-                #[cfg(not(feature = "email"))]
-                let _ = from;
-                #[cfg(not(feature = "email"))]
-                return Err(Error::config(
-                    "IMAS_SMTP_URL",
-                    "this build has no email support (feature `email`)",
-                ));
-                #[cfg(feature = "email")]
-                Some((url, from))
-            }
-        };
-        let jwt = get("JWT_SECRET")
-            .map(|s| JwtKeys::new(s.as_bytes(), DEFAULT_TOKEN_TTL))
-            .transpose()?;
-        // Nodes sharing a PostgreSQL or MongoDB store must share the secret too:
-        // the random development secret is only for the SQLite default.
-        if jwt.is_none() && (mongodb_url.is_some() || database_url.starts_with("postgres")) {
-            return Err(Error::config(
-                "JWT_SECRET",
-                "expected a secret of 32 bytes or more, shared by every node: it is required with a PostgreSQL or MongoDB store",
-            ));
-        }
-        let admin = match (get("IMAS_ADMIN_USERNAME"), get("IMAS_ADMIN_PASSWORD")) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::config(
-                    "IMAS_ADMIN_PASSWORD",
-                    "expected a password (8 characters or more)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "IMAS_ADMIN_USERNAME",
-                    "expected the admin's username",
-                ));
-            }
-            (Some(username), Some(password)) => {
-                let email =
-                    get("IMAS_ADMIN_EMAIL").unwrap_or_else(|| format!("{username}@imas.local"));
-                Some(BootstrapAdmin {
-                    username,
-                    password,
-                    email,
-                })
-            }
-        };
-        let mut sla = SlaPolicy::default();
-        if let Some(spec) = get("IMAS_SLA_POLICY") {
-            sla = sla.with_resolution_spec("IMAS_SLA_POLICY", &spec)?;
-        }
-        if let Some(spec) = get("IMAS_SLA_RESPONSE_POLICY") {
-            sla = sla.with_response_spec("IMAS_SLA_RESPONSE_POLICY", &spec)?;
-        }
-        if let Some(f) = get("IMAS_SLA_AT_RISK") {
-            let fraction = f.parse::<f64>().map_err(|_| {
-                Error::config(
-                    "IMAS_SLA_AT_RISK",
-                    "expected a number greater than 0 and at most 1, e.g. 0.8",
-                )
-            })?;
-            sla = sla.with_at_risk_fraction(fraction).map_err(|_| {
-                Error::config(
-                    "IMAS_SLA_AT_RISK",
-                    "expected a number greater than 0 and at most 1",
-                )
-            })?;
-        }
-        let claim_lease = match get("IMAS_CLAIM_LEASE") {
-            Some(d) => imas_core::sla::parse_duration(&d)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    Error::config("IMAS_CLAIM_LEASE", "expected a duration such as 30s")
-                })?,
-            None => EngineConfig::default().claim_lease,
-        };
-        let mut sign_in = imas_core::limiter::SignInLimits::default();
-        if let Some(spec) = get("IMAS_LOGIN_LIMIT") {
-            sign_in.per_username = RateLimit::parse("IMAS_LOGIN_LIMIT", &spec)?;
-        }
-        if let Some(spec) = get("IMAS_LOGIN_ADDRESS_LIMIT") {
-            sign_in.per_address = RateLimit::parse("IMAS_LOGIN_ADDRESS_LIMIT", &spec)?;
-        }
-        let report_limit = match get("IMAS_REPORT_LIMIT") {
-            Some(off) if off == "off" => None,
-            Some(spec) => Some(RateLimit::parse("IMAS_REPORT_LIMIT", &spec)?),
-            None => EngineConfig::default().report_limit,
-        };
-        // A whole number in `range`, or the default when unset.
-        let count =
-            |name: &str, range: std::ops::RangeInclusive<usize>, default: usize| match get(name) {
-                Some(n) => n
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or_else(|| {
-                        Error::config(
-                            name,
-                            format!(
-                                "expected a whole number from {} to {}",
-                                range.start(),
-                                range.end()
-                            ),
-                        )
-                    }),
-                None => Ok(default),
-            };
-        let mut hash_pool = imas_core::limiter::HashPoolConfig::default();
-        hash_pool.workers = count("IMAS_HASH_WORKERS", 1..=4096, hash_pool.workers)?;
-        hash_pool.queue = count("IMAS_HASH_QUEUE", 0..=4096, hash_pool.queue)?;
+        let get: Get<'_> = &get;
+        let port = port(get)?;
+        let db = database(get)?;
+        let redis_url = redis_url(get)?;
+        let queue_prefix = queue_prefix(get, &db);
+        let webhook = webhook(get)?;
+        let smtp = smtp(get)?;
+        let jwt = jwt(get, &db)?;
+        let admin = admin(get)?;
+        let mut engine = engine_config(get)?;
         let metrics_token = get("IMAS_METRICS_TOKEN");
-        let retention = match get("IMAS_RETENTION") {
-            Some(d) => imas_core::sla::parse_duration(&d)
-                .filter(|d| *d >= MIN_RETENTION)
-                .ok_or_else(|| {
-                    Error::config(
-                        "IMAS_RETENTION",
-                        "expected a duration of at least 1h, such as 7d or 36h",
-                    )
-                })?,
-            None => imas_core::engine::DEFAULT_RETENTION,
-        };
-        let duration = |name: &str, default: Duration| match get(name) {
-            Some(d) => imas_core::sla::parse_duration(&d)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    Error::config(name, "expected a duration above zero such as 10s or 500ms")
-                }),
-            None => Ok(default),
-        };
-        let (serving, routing) = (
-            imas_http::serve::ServeOptions::default(),
-            imas_http::RouterOptions::default(),
-        );
-        let header_timeout = duration("IMAS_HEADER_TIMEOUT", serving.header_timeout)?;
-        let request_timeout = duration("IMAS_REQUEST_TIMEOUT", routing.request_timeout)?;
-        let max_connections = count(
-            "IMAS_MAX_CONNECTIONS",
-            1..=MAX_LIMIT,
-            serving.max_connections,
-        )?;
-        let max_concurrent_requests = count(
-            "IMAS_MAX_CONCURRENT_REQUESTS",
-            1..=MAX_LIMIT,
-            routing.max_concurrent_requests,
-        )?;
-        let escalation = match get("IMAS_ESCALATION_DELAYS") {
-            Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec)?,
-            None => EscalationPolicy::default(),
-        };
+        let retention = retention(get)?;
+        let http = http_limits(get)?;
+        engine.escalation = escalation(get)?;
         Ok(Self {
             port,
-            database_url,
-            mongodb_url,
-            db_schema,
+            database_url: db.database_url,
+            mongodb_url: db.mongodb_url,
+            db_schema: db.db_schema,
             redis_url,
             queue_prefix,
             webhook,
             smtp,
             jwt,
             admin,
-            engine: EngineConfig {
-                sla,
-                escalation,
-                claim_lease,
-                sign_in,
-                hash_pool,
-                report_limit,
-                ..EngineConfig::default()
-            },
+            engine,
             monitor_poll: Duration::from_secs(1),
             notifier_poll: Duration::from_millis(250),
             metrics_token,
             retention,
             retention_every: Duration::from_secs(600),
-            header_timeout,
-            request_timeout,
-            max_connections,
-            max_concurrent_requests,
+            header_timeout: http.header_timeout,
+            request_timeout: http.request_timeout,
+            max_connections: http.max_connections,
+            max_concurrent_requests: http.max_concurrent_requests,
         })
+    }
+}
+
+/// A variable's value, trimmed; `None` when unset or blank.
+type Get<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// `PORT` (default 3000).
+fn port(get: Get<'_>) -> Result<u16> {
+    match get("PORT") {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| Error::config("PORT", "expected a port number from 0 to 65535")),
+        None => Ok(3000),
+    }
+}
+
+/// The store's variables: `MONGODB_URL`, or `DATABASE_URL` and `IMAS_DB_SCHEMA`.
+struct DatabaseVars {
+    database_url: String,
+    mongodb_url: Option<String>,
+    db_schema: String,
+}
+
+impl DatabaseVars {
+    /// Whether several nodes may share the store (PostgreSQL or MongoDB).
+    fn is_shared(&self) -> bool {
+        self.mongodb_url.is_some() || self.database_url.starts_with("postgres")
+    }
+}
+
+/// `MONGODB_URL`, `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]) and
+/// `IMAS_DB_SCHEMA` (default `imas`); at most one of the two URLs.
+fn database(get: Get<'_>) -> Result<DatabaseVars> {
+    let mongodb_url = get("MONGODB_URL");
+    if let Some(url) = &mongodb_url {
+        if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+            return Err(Error::config(
+                "MONGODB_URL",
+                "expected mongodb://host:port/database (or mongodb+srv://)",
+            ));
+        }
+        if get("DATABASE_URL").is_some() {
+            return Err(Error::config(
+                "MONGODB_URL",
+                "set either DATABASE_URL or MONGODB_URL, not both",
+            ));
+        }
+        #[cfg(not(feature = "mongo"))]
+        return Err(Error::config(
+            "MONGODB_URL",
+            "this build has no MongoDB store (feature `mongo`)",
+        ));
+    }
+    let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+    let db_schema = get("IMAS_DB_SCHEMA").unwrap_or_else(|| "imas".to_string());
+    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+        return Err(Error::config(
+            "DATABASE_URL",
+            "expected sqlite://path or postgres://user@host/db",
+        ));
+    }
+    Ok(DatabaseVars {
+        database_url,
+        mongodb_url,
+        db_schema,
+    })
+}
+
+/// `REDIS_URL`, or `REDIS_HOST` and `REDIS_PORT` (default 6379); `None` is the
+/// in-process queue.
+fn redis_url(get: Get<'_>) -> Result<Option<String>> {
+    let url = match (get("REDIS_URL"), get("REDIS_HOST"), get("REDIS_PORT")) {
+        (Some(url), _, _) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(Error::config("REDIS_URL", "expected redis://host:port"));
+            }
+            Some(url)
+        }
+        (None, Some(host), port) => {
+            let port = port.unwrap_or_else(|| "6379".into());
+            port.parse::<u16>()
+                .map_err(|_| Error::config("REDIS_PORT", "expected a port number"))?;
+            Some(format!("redis://{host}:{port}"))
+        }
+        (None, None, Some(_)) => {
+            return Err(Error::config(
+                "REDIS_HOST",
+                "expected a host to go with REDIS_PORT",
+            ));
+        }
+        (None, None, None) => None,
+    };
+    #[cfg(not(feature = "redis"))]
+    if url.is_some() {
+        return Err(Error::config(
+            "REDIS_URL",
+            "this build has no Redis support (feature `redis`)",
+        ));
+    }
+    Ok(url)
+}
+
+/// `IMAS_QUEUE_PREFIX`, by default derived from the store's URL (and schema).
+fn queue_prefix(get: Get<'_>, db: &DatabaseVars) -> String {
+    get("IMAS_QUEUE_PREFIX").unwrap_or_else(|| {
+        format!(
+            "imas:{:016x}",
+            fnv1a(&match &db.mongodb_url {
+                Some(url) => url.clone(),
+                None => format!("{}#{}", db.database_url, db.db_schema),
+            })
+        )
+    })
+}
+
+/// `IMAS_WEBHOOK_URL` and `IMAS_WEBHOOK_SECRET`, both or neither.
+fn webhook(get: Get<'_>) -> Result<Option<(String, String)>> {
+    match (get("IMAS_WEBHOOK_URL"), get("IMAS_WEBHOOK_SECRET")) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::config(
+            "IMAS_WEBHOOK_SECRET",
+            "expected the secret that signs webhook calls",
+        )),
+        (None, Some(_)) => Err(Error::config(
+            "IMAS_WEBHOOK_URL",
+            "expected the URL to post notifications to",
+        )),
+        (Some(url), Some(secret)) => {
+            #[cfg(feature = "webhook")]
+            crate::channels::WebhookChannel::new(&url, secret.as_bytes(), Duration::from_secs(10))?;
+            #[cfg(not(feature = "webhook"))]
+            let _ = (url, secret);
+            #[cfg(not(feature = "webhook"))]
+            return Err(Error::config(
+                "IMAS_WEBHOOK_URL",
+                "this build has no webhook support (feature `webhook`)",
+            ));
+            #[cfg(feature = "webhook")]
+            Ok(Some((url, secret)))
+        }
+    }
+}
+
+/// `IMAS_SMTP_URL` and `IMAS_SMTP_FROM`, both or neither.
+fn smtp(get: Get<'_>) -> Result<Option<(String, String)>> {
+    match (get("IMAS_SMTP_URL"), get("IMAS_SMTP_FROM")) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::config(
+            "IMAS_SMTP_FROM",
+            "expected the sender address",
+        )),
+        (None, Some(_)) => Err(Error::config("IMAS_SMTP_URL", "expected smtp://host:port")),
+        (Some(url), Some(from)) => {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(Error::config(
+                    "IMAS_SMTP_URL",
+                    "expected smtp://host:port or smtps://host",
+                ));
+            }
+            #[cfg(not(feature = "email"))]
+            let _ = from;
+            #[cfg(not(feature = "email"))]
+            return Err(Error::config(
+                "IMAS_SMTP_URL",
+                "this build has no email support (feature `email`)",
+            ));
+            #[cfg(feature = "email")]
+            Ok(Some((url, from)))
+        }
+    }
+}
+
+/// `JWT_SECRET`; required with a store that several nodes share.
+fn jwt(get: Get<'_>, db: &DatabaseVars) -> Result<Option<JwtKeys>> {
+    let jwt = get("JWT_SECRET")
+        .map(|s| JwtKeys::new(s.as_bytes(), DEFAULT_TOKEN_TTL))
+        .transpose()?;
+    // Nodes sharing a PostgreSQL or MongoDB store must share the secret too:
+    // the random development secret is only for the SQLite default.
+    if jwt.is_none() && db.is_shared() {
+        return Err(Error::config(
+            "JWT_SECRET",
+            "expected a secret of 32 bytes or more, shared by every node: it is required with a PostgreSQL or MongoDB store",
+        ));
+    }
+    Ok(jwt)
+}
+
+/// `IMAS_ADMIN_USERNAME` and `IMAS_ADMIN_PASSWORD` (both or neither), and
+/// `IMAS_ADMIN_EMAIL` (default `<username>@imas.local`).
+fn admin(get: Get<'_>) -> Result<Option<BootstrapAdmin>> {
+    match (get("IMAS_ADMIN_USERNAME"), get("IMAS_ADMIN_PASSWORD")) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::config(
+            "IMAS_ADMIN_PASSWORD",
+            "expected a password (8 characters or more)",
+        )),
+        (None, Some(_)) => Err(Error::config(
+            "IMAS_ADMIN_USERNAME",
+            "expected the admin's username",
+        )),
+        (Some(username), Some(password)) => {
+            let email = get("IMAS_ADMIN_EMAIL").unwrap_or_else(|| format!("{username}@imas.local"));
+            Ok(Some(BootstrapAdmin {
+                username,
+                password,
+                email,
+            }))
+        }
+    }
+}
+
+/// The engine's tunables but the escalation delays: `IMAS_SLA_*`,
+/// `IMAS_CLAIM_LEASE`, `IMAS_LOGIN_*LIMIT`, `IMAS_REPORT_LIMIT`, `IMAS_HASH_*`.
+fn engine_config(get: Get<'_>) -> Result<EngineConfig> {
+    let defaults = EngineConfig::default();
+    let sla = sla(get)?;
+    let claim_lease = match get("IMAS_CLAIM_LEASE") {
+        Some(d) => imas_core::sla::parse_duration(&d)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Error::config("IMAS_CLAIM_LEASE", "expected a duration such as 30s"))?,
+        None => defaults.claim_lease,
+    };
+    Ok(EngineConfig {
+        sla,
+        claim_lease,
+        sign_in: sign_in(get)?,
+        report_limit: match get("IMAS_REPORT_LIMIT") {
+            Some(off) if off == "off" => None,
+            Some(spec) => Some(RateLimit::parse("IMAS_REPORT_LIMIT", &spec)?),
+            None => defaults.report_limit,
+        },
+        hash_pool: hash_pool(get)?,
+        ..defaults
+    })
+}
+
+/// `IMAS_SLA_POLICY`, `IMAS_SLA_RESPONSE_POLICY` and `IMAS_SLA_AT_RISK`.
+fn sla(get: Get<'_>) -> Result<SlaPolicy> {
+    let mut sla = SlaPolicy::default();
+    if let Some(spec) = get("IMAS_SLA_POLICY") {
+        sla = sla.with_resolution_spec("IMAS_SLA_POLICY", &spec)?;
+    }
+    if let Some(spec) = get("IMAS_SLA_RESPONSE_POLICY") {
+        sla = sla.with_response_spec("IMAS_SLA_RESPONSE_POLICY", &spec)?;
+    }
+    if let Some(f) = get("IMAS_SLA_AT_RISK") {
+        let fraction = f.parse::<f64>().map_err(|_| {
+            Error::config(
+                "IMAS_SLA_AT_RISK",
+                "expected a number greater than 0 and at most 1, e.g. 0.8",
+            )
+        })?;
+        sla = sla.with_at_risk_fraction(fraction).map_err(|_| {
+            Error::config(
+                "IMAS_SLA_AT_RISK",
+                "expected a number greater than 0 and at most 1",
+            )
+        })?;
+    }
+    Ok(sla)
+}
+
+/// `IMAS_LOGIN_LIMIT` and `IMAS_LOGIN_ADDRESS_LIMIT`.
+fn sign_in(get: Get<'_>) -> Result<imas_core::limiter::SignInLimits> {
+    let mut sign_in = imas_core::limiter::SignInLimits::default();
+    if let Some(spec) = get("IMAS_LOGIN_LIMIT") {
+        sign_in.per_username = RateLimit::parse("IMAS_LOGIN_LIMIT", &spec)?;
+    }
+    if let Some(spec) = get("IMAS_LOGIN_ADDRESS_LIMIT") {
+        sign_in.per_address = RateLimit::parse("IMAS_LOGIN_ADDRESS_LIMIT", &spec)?;
+    }
+    Ok(sign_in)
+}
+
+/// `IMAS_HASH_WORKERS` and `IMAS_HASH_QUEUE`.
+fn hash_pool(get: Get<'_>) -> Result<imas_core::limiter::HashPoolConfig> {
+    let mut hash_pool = imas_core::limiter::HashPoolConfig::default();
+    hash_pool.workers = count(get, "IMAS_HASH_WORKERS", 1..=4096, hash_pool.workers)?;
+    hash_pool.queue = count(get, "IMAS_HASH_QUEUE", 0..=4096, hash_pool.queue)?;
+    Ok(hash_pool)
+}
+
+/// `IMAS_ESCALATION_DELAYS`.
+fn escalation(get: Get<'_>) -> Result<EscalationPolicy> {
+    match get("IMAS_ESCALATION_DELAYS") {
+        Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec),
+        None => Ok(EscalationPolicy::default()),
+    }
+}
+
+/// `IMAS_RETENTION` (default 7 days, at least [`MIN_RETENTION`]).
+fn retention(get: Get<'_>) -> Result<Duration> {
+    match get("IMAS_RETENTION") {
+        Some(d) => imas_core::sla::parse_duration(&d)
+            .filter(|d| *d >= MIN_RETENTION)
+            .ok_or_else(|| {
+                Error::config(
+                    "IMAS_RETENTION",
+                    "expected a duration of at least 1h, such as 7d or 36h",
+                )
+            }),
+        None => Ok(imas_core::engine::DEFAULT_RETENTION),
+    }
+}
+
+/// The HTTP server's limits.
+struct HttpLimits {
+    header_timeout: Duration,
+    request_timeout: Duration,
+    max_connections: usize,
+    max_concurrent_requests: usize,
+}
+
+/// `IMAS_HEADER_TIMEOUT`, `IMAS_REQUEST_TIMEOUT`, `IMAS_MAX_CONNECTIONS` and
+/// `IMAS_MAX_CONCURRENT_REQUESTS` (defaults: the HTTP crate's).
+fn http_limits(get: Get<'_>) -> Result<HttpLimits> {
+    let (serving, routing) = (
+        imas_http::serve::ServeOptions::default(),
+        imas_http::RouterOptions::default(),
+    );
+    Ok(HttpLimits {
+        header_timeout: duration(get, "IMAS_HEADER_TIMEOUT", serving.header_timeout)?,
+        request_timeout: duration(get, "IMAS_REQUEST_TIMEOUT", routing.request_timeout)?,
+        max_connections: count(
+            get,
+            "IMAS_MAX_CONNECTIONS",
+            1..=MAX_LIMIT,
+            serving.max_connections,
+        )?,
+        max_concurrent_requests: count(
+            get,
+            "IMAS_MAX_CONCURRENT_REQUESTS",
+            1..=MAX_LIMIT,
+            routing.max_concurrent_requests,
+        )?,
+    })
+}
+
+/// A whole number in `range`, or `default` when unset.
+fn count(
+    get: Get<'_>,
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+    default: usize,
+) -> Result<usize> {
+    match get(name) {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                Error::config(
+                    name,
+                    format!(
+                        "expected a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+        None => Ok(default),
+    }
+}
+
+/// A duration above zero, or `default` when unset.
+fn duration(get: Get<'_>, name: &str, default: Duration) -> Result<Duration> {
+    match get(name) {
+        Some(d) => imas_core::sla::parse_duration(&d)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::config(name, "expected a duration above zero such as 10s or 500ms")
+            }),
+        None => Ok(default),
     }
 }
 
@@ -433,7 +543,9 @@ fn fnv1a(text: &str) -> u64 {
 async fn store(config: &ServerConfig) -> Result<std::sync::Arc<dyn imas_core::ports::Store>> {
     #[cfg(feature = "mongo")]
     if let Some(url) = &config.mongodb_url {
-        let store = imas_store_mongo::MongoStore::connect(url).await?;
+        let store = imas_store_mongo::MongoStore::connect(url)
+            .await
+            .map_err(in_variable("MONGODB_URL"))?;
         return Ok(std::sync::Arc::new(store));
     }
     #[cfg(feature = "postgres")]
@@ -443,15 +555,27 @@ async fn store(config: &ServerConfig) -> Result<std::sync::Arc<dyn imas_core::po
             &config.db_schema,
         )
         .await
-        .map_err(|e| match e {
-            Error::Config { name, message } if name == "schema" => {
-                Error::config("IMAS_DB_SCHEMA", message)
-            }
-            e => e,
-        })?;
+        .map_err(in_variable("DATABASE_URL"))?;
         return Ok(std::sync::Arc::new(store));
     }
-    imas_store_sqlx::connect(&config.database_url).await
+    imas_store_sqlx::connect(&config.database_url)
+        .await
+        .map_err(in_variable("DATABASE_URL"))
+}
+
+/// A connect's configuration error in the server's terms: the setting an
+/// adapter names (`url`, or `schema` for PostgreSQL) becomes the variable that
+/// holds it, `var` for the URL. Other errors pass unchanged.
+fn in_variable(var: &'static str) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::Config { name, message } if name == "url" || name == var => {
+            Error::config(var, message)
+        }
+        Error::Config { name, message } if name == "schema" => {
+            Error::config("IMAS_DB_SCHEMA", message)
+        }
+        e => e,
+    }
 }
 
 /// Builds the engine the configuration describes (connecting to the store and
@@ -478,7 +602,8 @@ pub async fn engine(config: &ServerConfig) -> Result<Engine> {
             std::sync::Arc::new(imas_core::ports::SystemClock),
             imas_core::ports::RetryPolicy::default(),
         )
-        .await?;
+        .await
+        .map_err(in_variable("REDIS_URL"))?;
         builder = builder.queue(std::sync::Arc::new(queue));
     }
     match &config.jwt {
@@ -725,5 +850,27 @@ mod tests {
             let dev = config(&vars).expect("SQLite without JWT_SECRET");
             assert!(dev.jwt.is_none(), "{sqlite:?}: development mode");
         }
+    }
+
+    /// A store's or queue's configuration error names the server's variable,
+    /// whether the adapter names its setting (`url`, `schema`) or already the
+    /// variable; other errors pass unchanged.
+    #[test]
+    fn connect_errors_name_the_variable() {
+        let named = |var, name: &str| match in_variable(var)(Error::config(name, "bad")) {
+            Error::Config { name, message } => {
+                assert_eq!(message, "bad");
+                name
+            }
+            e => panic!("{e}"),
+        };
+        assert_eq!(named("DATABASE_URL", "url"), "DATABASE_URL");
+        assert_eq!(named("DATABASE_URL", "DATABASE_URL"), "DATABASE_URL");
+        assert_eq!(named("DATABASE_URL", "schema"), "IMAS_DB_SCHEMA");
+        assert_eq!(named("MONGODB_URL", "url"), "MONGODB_URL");
+        assert_eq!(named("REDIS_URL", "url"), "REDIS_URL");
+        assert_eq!(named("REDIS_URL", "retry policy"), "retry policy");
+        let other = in_variable("DATABASE_URL")(Error::conflict("taken"));
+        assert!(matches!(other, Error::Conflict { .. }), "{other}");
     }
 }

@@ -1,0 +1,223 @@
+//! Recovery of single-document changes interrupted between their entity write
+//! and the move-out of their side effects: pending entries still on their
+//! carrier, journal documents, and incidents marked for deletion. Nothing
+//! committed is lost; running it twice changes nothing.
+
+use futures::TryStreamExt;
+use imas_core::error::Result;
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::MongoStore;
+use crate::error::err;
+
+impl MongoStore {
+    /// Finishes changes that were interrupted between their entity write and the
+    /// move-out of their audit entries and outbox rows (single-document mode; in
+    /// transaction mode there are none). Runs at connect time and before every
+    /// outbox claim; safe to run any time, from any node. Its queries are range
+    /// conditions on indexed fields (`_pending.cid`, `_deleting`), so an idle
+    /// recovery costs a few index lookups, not a scan.
+    pub async fn recover(&self) -> Result<()> {
+        for coll in [self.users(), self.incidents()] {
+            let carriers: Vec<Document> = coll
+                .find(doc! { "_pending.cid": { "$gt": "" } })
+                .projection(doc! { "_id": 1, "_pending": 1, "_deleting": 1 })
+                .await
+                .map_err(err)?
+                .try_collect()
+                .await
+                .map_err(err)?;
+            for c in carriers {
+                let Some(id) = c.get("_id").cloned() else {
+                    continue;
+                };
+                let entries = c
+                    .get_array("_pending")
+                    .map(|a| a.to_vec())
+                    .unwrap_or_default();
+                for e in entries.iter().filter_map(Bson::as_document) {
+                    self.move_out(e).await?;
+                    let cid = e.get("cid").cloned().unwrap_or(Bson::Null);
+                    coll.update_one(
+                        doc! { "_id": id.clone() },
+                        doc! { "$pull": { "_pending": { "cid": cid } } },
+                    )
+                    .await
+                    .map_err(err)?;
+                }
+            }
+        }
+        let journal: Vec<Document> = self
+            .pending_changes()
+            .find(doc! {})
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        for j in journal {
+            self.move_out(&j).await?;
+            if let Some(id) = j.get("_id") {
+                self.pending_changes()
+                    .delete_one(doc! { "_id": id.clone() })
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        // Incidents whose deletion was marked and whose entries are moved out.
+        self.incidents()
+            .delete_many(doc! { "_deleting": { "$gt": "" }, "_pending.0": { "$exists": false } })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Recovery of changes interrupted between their entity write and the move-out
+    //! of their side effects (single-document mode). The interrupted states are
+    //! written here as a crash would leave them.
+
+    use std::time::Duration;
+
+    use imas_core::model::{
+        Actor, AuditAction, AuditEntry, AuditFilter, IncidentFilter, NotificationIntent,
+        NotificationType, PageRequest, UserId,
+    };
+    use imas_core::ports::{
+        AuditStore, Change, ChangeStore, IncidentStore, IncidentWrite, OutboxStore,
+    };
+    use mongodb::bson::doc;
+    use uuid::Uuid;
+
+    use crate::codec::{audit_doc, incident_doc, outbox_docs};
+    use crate::{Atomicity, MongoStore};
+    use imas_core::testkit::service_url;
+    use imas_core::testkit::store::{at, incident};
+
+    fn audit_entry(n: i64) -> AuditEntry {
+        AuditEntry::new(
+            AuditAction::IncidentCreated,
+            Actor::System,
+            None,
+            format!("entry {n}"),
+            at(n),
+        )
+    }
+
+    #[tokio::test]
+    async fn recover_finishes_interrupted_changes_once() {
+        let Some(url) = service_url("MONGODB_URL") else {
+            return;
+        };
+        let name = format!("imas_test_{}", Uuid::new_v4().simple());
+        let store = MongoStore::connect_with(&url, &name, Some(Atomicity::SingleDocument))
+            .await
+            .expect("connect");
+        let reporter = UserId::new();
+        let kept = incident(reporter, "kept", at(0));
+        store
+            .commit(Change {
+                incident: Some(IncidentWrite::Insert(kept.clone())),
+                ..Change::default()
+            })
+            .await
+            .expect("insert");
+        let intent = NotificationIntent {
+            key: "k-1".into(),
+            user: reporter,
+            message: "hello".into(),
+            kind: NotificationType::Info,
+            incident_id: Some(kept.id),
+            created_at: at(1),
+        };
+        let (e1, e2, e3) = (audit_entry(1), audit_entry(2), audit_entry(3));
+        // 1. An update whose entity write landed, carrying an audit entry and an
+        //    outbox row, and nothing after.
+        store
+            .incidents()
+            .update_one(
+                doc! { "_id": kept.id.to_string() },
+                doc! { "$push": { "_pending": {
+                    "cid": "c1",
+                    "audit": [audit_doc(&e1)],
+                    "outbox": outbox_docs(std::slice::from_ref(&intent)).expect("outbox"),
+                } } },
+            )
+            .await
+            .expect("interrupted update");
+        // 2. A change without an entity: only its journal document.
+        store
+            .pending_changes()
+            .insert_one(doc! { "_id": "c2", "cid": "c2", "audit": [audit_doc(&e2)], "outbox": [] })
+            .await
+            .expect("journal");
+        // 3. A delete that marked its incident and stopped.
+        let gone = incident(reporter, "gone", at(0));
+        let mut marked = incident_doc(&gone);
+        marked.insert("_deleting", "c3");
+        marked.insert(
+            "_pending",
+            vec![doc! { "cid": "c3", "audit": [audit_doc(&e3)], "outbox": [] }],
+        );
+        store
+            .incidents()
+            .insert_one(marked)
+            .await
+            .expect("interrupted delete");
+
+        let audit_count = |s: &MongoStore| {
+            let s = s.clone();
+            async move {
+                s.list_audit(&AuditFilter::default(), PageRequest::first(50))
+                    .await
+                    .expect("audit")
+                    .items
+                    .len()
+            }
+        };
+        assert_eq!(audit_count(&store).await, 0);
+        assert_eq!(store.pending_outbox().await.expect("pending"), 0);
+        assert!(
+            store.get_incident(gone.id).await.expect("get").is_none(),
+            "an incident being deleted is already invisible"
+        );
+        assert_eq!(
+            store
+                .count_incidents(&IncidentFilter::default())
+                .await
+                .expect("count"),
+            1
+        );
+
+        for _ in 0..2 {
+            store.recover().await.expect("recover");
+            assert_eq!(audit_count(&store).await, 3, "each entry once");
+            assert_eq!(store.pending_outbox().await.expect("pending"), 1);
+        }
+        let left = store
+            .incidents()
+            .count_documents(doc! { "$or": [
+                { "_pending.0": { "$exists": true } },
+                { "_deleting": { "$exists": true } },
+            ] })
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "no pending entry or marked incident is left");
+        assert_eq!(
+            store
+                .pending_changes()
+                .count_documents(doc! {})
+                .await
+                .expect("journal"),
+            0
+        );
+        let claimed = store
+            .claim_outbox(at(10), Duration::from_secs(30), 10)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].intent, intent);
+    }
+}
