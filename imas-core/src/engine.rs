@@ -31,6 +31,12 @@ use crate::ports::{
 use crate::rbac::{self, Permission};
 use crate::sla::{self, SlaPolicy};
 
+mod downloads;
+mod health;
+
+pub use downloads::{Download, DownloadError, ReportRequest};
+pub use health::Health;
+
 /// The authenticated caller of a use case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {

@@ -7,6 +7,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imas_core::Error;
+use imas_core::engine::DownloadError;
 use serde_json::json;
 
 /// An error answered over HTTP.
@@ -93,6 +94,25 @@ impl From<Error> for ApiError {
         match retry_after {
             Some(after) => answer.retry_after(after),
             None => answer,
+        }
+    }
+}
+
+impl From<DownloadError> for ApiError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::BadFormat => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            DownloadError::NotCompiledIn { .. } => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, e.to_string())
+            }
+            DownloadError::Engine(e) => e.into(),
+            _ => {
+                tracing::error!(error = %e, "download failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the server log",
+                )
+            }
         }
     }
 }
