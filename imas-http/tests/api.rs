@@ -147,6 +147,20 @@ impl App {
             .status()
     }
 
+    /// The report of `query` as the admin downloads it, checking its type and
+    /// its file name (`incidents.{extension}`).
+    async fn download(&self, query: &str, content_type: &str, extension: &str) -> Bytes {
+        let uri = format!("/reports/incidents?{query}");
+        let a = self.call(Method::GET, &uri, Some(&self.admin), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{query}");
+        assert_eq!(a.header(CONTENT_TYPE), content_type);
+        assert_eq!(
+            a.header(CONTENT_DISPOSITION),
+            format!("attachment; filename=\"incidents.{extension}\"")
+        );
+        a.body
+    }
+
     async fn incident(&self, title: &str, priority: &str) -> Value {
         let a = self
             .call(
@@ -379,42 +393,18 @@ async fn reports_are_downloads() {
     for (title, priority) in [("one", "high"), ("two", "low"), ("three", "high")] {
         app.incident(title, priority).await;
     }
-    let a = app
-        .call(
-            Method::GET,
-            "/reports/incidents?format=CSV&priority=high",
-            Some(&app.admin),
-            None,
-        )
+    let text = app
+        .download("format=CSV&priority=high", "text/csv; charset=utf-8", "csv")
         .await;
-    assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.header(CONTENT_TYPE), "text/csv; charset=utf-8");
-    assert_eq!(
-        a.header(CONTENT_DISPOSITION),
-        "attachment; filename=\"incidents.csv\""
-    );
-    let text = String::from_utf8(a.body.to_vec()).expect("utf-8");
+    let text = String::from_utf8(text.to_vec()).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "a header and the two high ones: {text}");
     assert!(
         lines[1].contains("three") && lines[2].contains("one"),
         "{text}"
     );
-    let a = app
-        .call(
-            Method::GET,
-            "/reports/incidents?format=pdf",
-            Some(&app.admin),
-            None,
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.header(CONTENT_TYPE), "application/pdf");
-    assert_eq!(
-        a.header(CONTENT_DISPOSITION),
-        "attachment; filename=\"incidents.pdf\""
-    );
-    assert!(a.body.starts_with(b"%PDF-"));
+    let pdf = app.download("format=pdf", "application/pdf", "pdf").await;
+    assert!(pdf.starts_with(b"%PDF-"));
     for uri in ["/reports/incidents", "/reports/incidents?format=xls"] {
         let a = app.call(Method::GET, uri, Some(&app.admin), None).await;
         assert_eq!(
