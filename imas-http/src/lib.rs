@@ -1,7 +1,10 @@
 //! The IMAS HTTP API: [`router`] turns an [`Engine`] into an axum [`Router`] with
 //! the routes of the original IMAS (same paths and methods) plus the additions of
 //! the specification. It holds no business rule: it maps HTTP to engine calls and
-//! engine errors to status codes. A host can mount it under a prefix:
+//! engine errors to status codes. The routes live by resource in `api/` (one
+//! module per feature of the engine: its routes, handlers and OpenAPI entries
+//! together); this module adds the layers every route shares. A host can mount
+//! it under a prefix:
 //!
 //! ```no_run
 //! # fn demo(engine: imas_core::Engine) {
