@@ -7,6 +7,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imas_core::Error;
+use imas_core::engine::DownloadError;
 use serde_json::json;
 
 /// An error answered over HTTP.
@@ -93,6 +94,25 @@ impl From<Error> for ApiError {
         match retry_after {
             Some(after) => answer.retry_after(after),
             None => answer,
+        }
+    }
+}
+
+impl From<DownloadError> for ApiError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::BadFormat => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            DownloadError::NotCompiledIn { .. } => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, e.to_string())
+            }
+            DownloadError::Engine(e) => e.into(),
+            _ => {
+                tracing::error!(error = %e, "download failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the server log",
+                )
+            }
         }
     }
 }
@@ -199,6 +219,128 @@ mod tests {
         let answer = ApiError::from(rejection);
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{json}");
         answer.field
+    }
+
+    /// The status, `Retry-After` and body of an error's answer.
+    fn answer(e: impl Into<ApiError>) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = e.into().into_response();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
+            .expect("body");
+        (status, retry, serde_json::from_slice(&body).expect("json"))
+    }
+
+    #[test]
+    fn each_core_error_has_its_status() {
+        use imas_core::model::Status;
+        let after = std::time::Duration::from_millis(1500);
+        let cases: Vec<(Error, StatusCode)> = vec![
+            (
+                Error::NotFound { entity: "incident" },
+                StatusCode::NOT_FOUND,
+            ),
+            (Error::conflict("stale version"), StatusCode::CONFLICT),
+            (
+                Error::InvalidTransition {
+                    from: Status::Open,
+                    to: Status::Closed,
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                Error::Forbidden {
+                    message: "no".into(),
+                },
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                Error::Unauthorized {
+                    message: "expired".into(),
+                },
+                StatusCode::UNAUTHORIZED,
+            ),
+            (Error::validation("title", "blank"), StatusCode::BAD_REQUEST),
+            (
+                Error::RateLimited {
+                    message: "sign-in".into(),
+                    retry_after: after,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                Error::Unavailable {
+                    message: "hash pool".into(),
+                    retry_after: after,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Error::Config {
+                    name: "secret".into(),
+                    message: "short".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                Error::Undeliverable {
+                    channel: "email",
+                    message: "550".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                Error::backend("postgres", std::io::Error::other("password=hunter2")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, status) in cases {
+            let text = e.to_string();
+            let limited = matches!(e, Error::RateLimited { .. } | Error::Unavailable { .. });
+            let (got, retry, body) = answer(e);
+            assert_eq!(got, status, "{text}");
+            assert_eq!(retry.as_deref(), limited.then_some("2"), "{text}");
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                assert_eq!(
+                    body,
+                    json!({ "error": "internal error; see the server log" })
+                );
+            } else {
+                assert_eq!(body["error"], text);
+            }
+        }
+        let (_, _, body) = answer(Error::validation("title", "blank"));
+        assert_eq!(
+            body,
+            json!({ "error": "invalid title: blank", "field": "title" })
+        );
+    }
+
+    #[test]
+    fn download_errors_have_their_status() {
+        let (status, _, body) = answer(DownloadError::BadFormat);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({ "error": "Invalid format. Use 'csv' or 'pdf'." })
+        );
+        let (status, _, body) = answer(DownloadError::NotCompiledIn {
+            format: "PDF",
+            feature: "pdf",
+        });
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            body,
+            json!({ "error": "PDF reports are not compiled in (feature `pdf`)" })
+        );
+        let (status, _, _) = answer(DownloadError::Engine(Error::Forbidden {
+            message: "export reports".into(),
+        }));
+        assert_eq!(status, StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -223,37 +223,36 @@ impl ListParams {
     }
 }
 
-/// Parses a comma-separated list of enum values, naming `field` on error.
-pub fn parse_list<T: std::str::FromStr<Err = Error>>(
-    value: Option<&str>,
-) -> Result<Vec<T>, ApiError> {
+// The parsers below return the core's validation errors (answered 400 naming
+// the parameter), so that a report's filter error can be handed to the engine,
+// which answers it after its permission check.
+
+/// Parses a comma-separated list of enum values; the error names the field.
+pub fn parse_list<T: std::str::FromStr<Err = Error>>(value: Option<&str>) -> Result<Vec<T>, Error> {
     match value {
         None | Some("") => Ok(Vec::new()),
-        Some(v) => v
-            .split(',')
-            .map(|p| p.trim().parse::<T>().map_err(ApiError::from))
-            .collect(),
+        Some(v) => v.split(',').map(|p| p.trim().parse::<T>()).collect(),
     }
 }
 
 /// Statuses from `status=open,in-progress`.
-pub fn statuses(value: Option<&str>) -> Result<Vec<Status>, ApiError> {
+pub fn statuses(value: Option<&str>) -> Result<Vec<Status>, Error> {
     parse_list(value)
 }
 
 /// Priorities from `priority=high,critical`.
-pub fn priorities(value: Option<&str>) -> Result<Vec<Priority>, ApiError> {
+pub fn priorities(value: Option<&str>) -> Result<Vec<Priority>, Error> {
     parse_list(value)
 }
 
 /// A user id parameter.
-pub fn user_id(field: &str, value: Option<&str>) -> Result<Option<UserId>, ApiError> {
+pub fn user_id(field: &str, value: Option<&str>) -> Result<Option<UserId>, Error> {
     match value {
         None | Some("") => Ok(None),
         Some(v) => v
             .parse()
             .map(Some)
-            .map_err(|_| ApiError::invalid(field, "expected a user id (a UUID)")),
+            .map_err(|_| Error::validation(field, "expected a user id (a UUID)")),
     }
 }
 
@@ -263,7 +262,7 @@ pub fn date(
     field: &str,
     value: Option<&str>,
     end_of_day: bool,
-) -> Result<Option<Timestamp>, ApiError> {
+) -> Result<Option<Timestamp>, Error> {
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -271,7 +270,7 @@ pub fn date(
         Ok(t) => Some(truncate_millis(t.with_timezone(&Utc))),
         Err(_) => {
             let day = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-                ApiError::invalid(
+                Error::validation(
                     field,
                     "expected a date such as 2026-01-31 or 2026-01-31T12:00:00Z",
                 )
@@ -284,7 +283,5 @@ pub fn date(
             t.map(|t| t.and_utc())
         }
     };
-    t.map(|t| check_instant(field, t))
-        .transpose()
-        .map_err(ApiError::from)
+    t.map(|t| check_instant(field, t)).transpose()
 }

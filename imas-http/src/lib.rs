@@ -1,7 +1,10 @@
 //! The IMAS HTTP API: [`router`] turns an [`Engine`] into an axum [`Router`] with
 //! the routes of the original IMAS (same paths and methods) plus the additions of
 //! the specification. It holds no business rule: it maps HTTP to engine calls and
-//! engine errors to status codes. A host can mount it under a prefix:
+//! engine errors to status codes. The routes live by resource in `api/` (one
+//! module per feature of the engine: its routes, handlers and OpenAPI entries
+//! together); this module adds the layers every route shares. A host can mount
+//! it under a prefix:
 //!
 //! ```no_run
 //! # fn demo(engine: imas_core::Engine) {
@@ -16,7 +19,6 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::routing::{get, patch, post};
 use imas_core::Engine;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -28,11 +30,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+mod api;
 pub mod error;
 pub mod extract;
 mod metrics;
 pub mod openapi;
-mod routes;
 pub mod serve;
 
 pub use error::{ApiError, ApiResult};
@@ -142,39 +144,11 @@ pub fn router(engine: Engine) -> Router {
 pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let http_metrics = Arc::new(metrics::HttpMetrics::default());
-    let api = Router::new()
-        .route("/auth/register", post(routes::register))
-        .route("/auth/login", post(routes::login))
-        .route(
-            "/incidents",
-            get(routes::list_incidents).post(routes::create_incident),
-        )
-        .route(
-            "/incidents/{id}",
-            get(routes::get_incident)
-                .put(routes::update_incident)
-                .delete(routes::delete_incident),
-        )
-        .route("/sla/assign-sla", post(routes::assign_sla))
-        .route("/sla/violations", get(routes::violations))
-        .route("/api/escalations", get(routes::list_escalations))
-        .route("/api/escalations/manual", post(routes::escalate))
-        .route("/notifications", get(routes::list_notifications))
-        .route("/notifications/stream", get(routes::notification_stream))
-        .route("/notifications/{id}/read", patch(routes::mark_read))
-        .route("/reports/incidents", get(routes::report))
-        .route("/audit", get(routes::list_audit))
-        .route("/users/{id}/role", patch(routes::change_role))
-        .route("/admin/dead-letters", get(routes::list_dead_letters))
-        .route(
-            "/admin/dead-letters/{key}/redrive",
-            post(routes::redrive_dead_letter),
-        )
-        .route("/healthz", get(routes::healthz))
-        .route("/openapi.json", get(routes::openapi))
-        .route("/metrics", get(routes::metrics))
-        .fallback(routes::no_route)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+    let (api, doc) = api::router().split_for_parts();
+    let api = api
+        .route("/openapi.json", api::openapi_json(&doc))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(AppState {
             engine,
             bodies: Arc::default(),

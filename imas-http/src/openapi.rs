@@ -1,38 +1,20 @@
-//! `GET /openapi.json`: the API description, generated from the handlers and the
-//! model types with utoipa.
+//! `GET /openapi.json`: the API description, generated with utoipa from the
+//! handlers (each resource module of `api` declares its routes with their
+//! OpenAPI entries) and the model types.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes;
+/// The whole OpenAPI document of the IMAS API, as `GET /openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    crate::api::router().into_openapi()
+}
 
-/// The OpenAPI document of the IMAS API.
+/// The document's frame: its title and description and the bearer security
+/// scheme; the paths and their schemas come from the routes ([`document`]).
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "IMAS", description = "Incident management and alerting: incidents, SLAs, escalation, notifications, audit."),
-    paths(
-        routes::register,
-        routes::login,
-        routes::change_role,
-        routes::create_incident,
-        routes::list_incidents,
-        routes::get_incident,
-        routes::update_incident,
-        routes::delete_incident,
-        routes::assign_sla,
-        routes::violations,
-        routes::list_escalations,
-        routes::escalate,
-        routes::list_notifications,
-        routes::mark_read,
-        routes::notification_stream,
-        routes::list_audit,
-        routes::report,
-        routes::healthz,
-        routes::list_dead_letters,
-        routes::redrive_dead_letter,
-        routes::metrics,
-    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

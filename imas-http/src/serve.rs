@@ -188,7 +188,7 @@ impl Refusals {
             tracing::warn!(
                 cap,
                 refused = self.since_warning,
-                "connection cap reached: refusing new connections (IMAS_MAX_CONNECTIONS)"
+                "connection cap reached: refusing new connections (ServeOptions::max_connections)"
             );
             self.since_warning = 0;
             self.warned_at = Some(Instant::now());

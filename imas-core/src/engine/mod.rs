@@ -8,7 +8,9 @@
 
 mod audit;
 mod delivery;
+mod downloads;
 mod escalations;
+mod health;
 mod incidents;
 mod loops;
 mod notifications;
@@ -20,6 +22,8 @@ mod users;
 
 pub use crate::validation::{validate_email, validate_password};
 pub use delivery::DeliveryReport;
+pub use downloads::{Download, DownloadError, ReportRequest};
+pub use health::Health;
 pub use incidents::{IncidentPatch, NewIncident};
 pub use operations::DEFAULT_RETENTION;
 pub use sla::{SweepReport, Violations};

@@ -1,0 +1,83 @@
+//! The JSON API by resource: one module per feature of the engine, each with
+//! its own [`OpenApiRouter`] in which a route, its handler and its OpenAPI entry
+//! are declared together (`routes!`); [`router`] merges them.
+
+use axum::Json;
+use axum::http::header::LINK;
+use axum::http::{HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use imas_core::model::{Cursor, Incident, Page};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+mod audit;
+mod escalations;
+mod incidents;
+mod notifications;
+mod reports;
+mod service;
+mod sla;
+mod users;
+
+pub(crate) use service::{method_not_allowed, no_route, openapi_json};
+
+/// Every documented route, with the OpenAPI document they make together
+/// (`GET /openapi.json` itself is added by [`crate::router_with`]).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(users::router())
+        .merge(incidents::router())
+        .merge(sla::router())
+        .merge(escalations::router())
+        .merge(notifications::router())
+        .merge(audit::router())
+        .merge(reports::router())
+        .merge(service::router())
+}
+
+/// Answer of `POST /sla/assign-sla` and `POST /api/escalations/manual`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct MessageAnswer {
+    message: String,
+    incident: Incident,
+}
+
+/// An error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorAnswer {
+    error: String,
+    /// The field at fault, for validation errors.
+    field: Option<String>,
+}
+
+/// A JSON array answer with `Link: <...>; rel="next"` when there is a next page.
+fn paged<T: Serialize>(uri: &Uri, page: Page<T>) -> Response {
+    with_next_link(Json(page.items).into_response(), uri, page.next)
+}
+
+/// Adds `Link: <...>; rel="next"` when there is a next page.
+fn with_next_link(mut response: Response, uri: &Uri, next: Option<Cursor>) -> Response {
+    if let Some(link) = next.and_then(|n| next_link(uri, n)) {
+        response.headers_mut().insert(LINK, link);
+    }
+    response
+}
+
+fn next_link(uri: &Uri, next: Cursor) -> Option<HeaderValue> {
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    pairs.retain(|(k, _)| k != "cursor");
+    pairs.push(("cursor".into(), next.encode()));
+    let query = serde_urlencoded::to_string(&pairs).ok()?;
+    HeaderValue::from_str(&format!("<{}?{query}>; rel=\"next\"", uri.path())).ok()
+}
+
+/// An id from the path; a 400 naming `id` otherwise.
+fn parse_path<T: std::str::FromStr<Err = imas_core::Error>>(raw: &str) -> ApiResult<T> {
+    raw.parse::<T>()
+        .map_err(|_| ApiError::invalid("id", "expected an id (a UUID)"))
+}
