@@ -26,7 +26,7 @@ mod webhook {
     use base64::engine::general_purpose::STANDARD as BASE64;
     use hmac::{Hmac, Mac};
     use imas_core::model::Notification;
-    use imas_core::ports::{Channel, Clock, SystemClock};
+    use imas_core::ports::{Channel, Clock, Recipient, SystemClock};
     use imas_core::{Error, Result};
     use sha2::Sha256;
 
@@ -68,10 +68,7 @@ mod webhook {
         /// is at least 16 bytes.
         pub fn new(url: &str, secret: &[u8], timeout: Duration) -> Result<Self> {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(Error::config(
-                    "IMAS_WEBHOOK_URL",
-                    "expected an http:// or https:// URL",
-                ));
+                return Err(Error::config("url", "expected an http:// or https:// URL"));
             }
             let key = Self::signing_key(secret)?;
             let client = reqwest::Client::builder()
@@ -98,7 +95,7 @@ mod webhook {
             let key = match secret.strip_prefix(SECRET_PREFIX.as_bytes()) {
                 Some(encoded) => BASE64.decode(encoded).map_err(|e| {
                     Error::config(
-                        "IMAS_WEBHOOK_SECRET",
+                        "secret",
                         format!("expected base64 after {SECRET_PREFIX} ({e})"),
                     )
                 })?,
@@ -106,7 +103,7 @@ mod webhook {
             };
             if key.len() < 16 {
                 return Err(Error::config(
-                    "IMAS_WEBHOOK_SECRET",
+                    "secret",
                     "expected a key of at least 16 bytes",
                 ));
             }
@@ -141,7 +138,7 @@ mod webhook {
             "webhook"
         }
 
-        async fn deliver(&self, n: &Notification) -> Result<()> {
+        async fn deliver(&self, n: &Notification, _to: &Recipient) -> Result<()> {
             let body = serde_json::to_vec(n).map_err(|e| Error::backend("serde_json", e))?;
             let timestamp = self.clock.now().timestamp();
             let response = self
@@ -216,11 +213,10 @@ mod webhook {
 #[cfg(feature = "email")]
 mod email {
     use std::fmt;
-    use std::sync::Arc;
 
     use async_trait::async_trait;
     use imas_core::model::Notification;
-    use imas_core::ports::{Channel, Store};
+    use imas_core::ports::{Channel, Recipient};
     use imas_core::{Error, Result};
     use lettre::message::Mailbox;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -231,7 +227,6 @@ mod email {
     pub struct EmailChannel {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
-        users: Arc<dyn Store>,
     }
 
     impl fmt::Debug for EmailChannel {
@@ -245,22 +240,16 @@ mod email {
     impl EmailChannel {
         /// A channel sending through `smtp_url` (`smtp://host:port` in clear,
         /// `smtp://host?tls=required` with STARTTLS, `smtps://host` with TLS;
-        /// `user:password@` for authentication) from the address `from`, looking
-        /// recipients up in `users`.
-        pub fn new(smtp_url: &str, from: &str, users: Arc<dyn Store>) -> Result<Self> {
+        /// `user:password@` for authentication) from the address `from`, to the
+        /// address of the recipient the engine hands over.
+        pub fn new(smtp_url: &str, from: &str) -> Result<Self> {
             let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
-                .map_err(|e| {
-                    Error::config("IMAS_SMTP_URL", format!("expected smtp://host:port ({e})"))
-                })?
+                .map_err(|e| Error::config("smtp_url", format!("expected smtp://host:port ({e})")))?
                 .build();
-            let from = from.parse::<Mailbox>().map_err(|e| {
-                Error::config("IMAS_SMTP_FROM", format!("expected an email address ({e})"))
-            })?;
-            Ok(Self {
-                transport,
-                from,
-                users,
-            })
+            let from = from
+                .parse::<Mailbox>()
+                .map_err(|e| Error::config("from", format!("expected an email address ({e})")))?;
+            Ok(Self { transport, from })
         }
     }
 
@@ -284,11 +273,7 @@ mod email {
             "email"
         }
 
-        async fn deliver(&self, n: &Notification) -> Result<()> {
-            // A recipient that no longer exists gets nothing (and nothing retries).
-            let Some(user) = self.users.get_user(n.user).await? else {
-                return Ok(());
-            };
+        async fn deliver(&self, n: &Notification, user: &Recipient) -> Result<()> {
             let to = format!(
                 "{} <{}>",
                 user.name.replace(['<', '>', '"'], ""),

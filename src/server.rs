@@ -275,7 +275,8 @@ fn webhook(get: Get<'_>) -> Result<Option<(String, String)>> {
         )),
         (Some(url), Some(secret)) => {
             #[cfg(feature = "webhook")]
-            crate::channels::WebhookChannel::new(&url, secret.as_bytes(), Duration::from_secs(10))?;
+            crate::channels::WebhookChannel::new(&url, secret.as_bytes(), Duration::from_secs(10))
+                .map_err(in_variables(WEBHOOK_VARS))?;
             #[cfg(not(feature = "webhook"))]
             let _ = (url, secret);
             #[cfg(not(feature = "webhook"))]
@@ -563,6 +564,34 @@ async fn store(config: &ServerConfig) -> Result<std::sync::Arc<dyn imas_core::po
         .map_err(in_variable("DATABASE_URL"))
 }
 
+/// The settings [`crate::channels::WebhookChannel::new`] names, and the
+/// variables that hold them.
+#[cfg(feature = "webhook")]
+const WEBHOOK_VARS: &[(&str, &str)] = &[
+    ("url", "IMAS_WEBHOOK_URL"),
+    ("secret", "IMAS_WEBHOOK_SECRET"),
+];
+
+/// The settings [`crate::channels::EmailChannel::new`] names, and the variables
+/// that hold them.
+#[cfg(feature = "email")]
+const SMTP_VARS: &[(&str, &str)] = &[("smtp_url", "IMAS_SMTP_URL"), ("from", "IMAS_SMTP_FROM")];
+
+/// A channel's configuration error in the server's terms: each setting it
+/// names becomes the variable that holds it. Other errors pass unchanged.
+#[cfg(any(feature = "webhook", feature = "email"))]
+fn in_variables(vars: &'static [(&'static str, &'static str)]) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::Config { name, message } => {
+            match vars.iter().find(|(setting, _)| *setting == name) {
+                Some((_, var)) => Error::config(*var, message),
+                None => Error::Config { name, message },
+            }
+        }
+        e => e,
+    }
+}
+
 /// A connect's configuration error in the server's terms: the setting an
 /// adapter names (`url`, or `schema` for PostgreSQL) becomes the variable that
 /// holds it, `var` for the URL. Other errors pass unchanged.
@@ -586,12 +615,14 @@ pub async fn engine(config: &ServerConfig) -> Result<Engine> {
     #[cfg(feature = "webhook")]
     if let Some((url, secret)) = &config.webhook {
         let channel =
-            crate::channels::WebhookChannel::new(url, secret.as_bytes(), Duration::from_secs(10))?;
+            crate::channels::WebhookChannel::new(url, secret.as_bytes(), Duration::from_secs(10))
+                .map_err(in_variables(WEBHOOK_VARS))?;
         builder = builder.channel(std::sync::Arc::new(channel));
     }
     #[cfg(feature = "email")]
     if let Some((url, from)) = &config.smtp {
-        let channel = crate::channels::EmailChannel::new(url, from, store.clone())?;
+        let channel =
+            crate::channels::EmailChannel::new(url, from).map_err(in_variables(SMTP_VARS))?;
         builder = builder.channel(std::sync::Arc::new(channel));
     }
     #[cfg(feature = "redis")]

@@ -97,7 +97,6 @@ async fn each_notification_is_mailed_once() {
     let email = EmailChannel::new(
         &format!("smtp://127.0.0.1:{port}"),
         "IMAS <imas@example.com>",
-        store.clone(),
     )
     .expect("channel");
     let queue = Arc::new(MemoryQueue::new(
@@ -172,7 +171,6 @@ async fn an_invalid_address_is_dead_lettered_at_once_without_a_call() {
     let email = EmailChannel::new(
         &format!("smtp://127.0.0.1:{port}"),
         "IMAS <imas@example.com>",
-        store.clone(),
     )
     .expect("channel");
     let engine = Engine::builder(store.clone())

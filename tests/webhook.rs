@@ -371,7 +371,13 @@ async fn the_reference_library_verifies_imas_and_rejects_replays() {
         .expect("webhook")
         .with_clock(Arc::new(clock));
     let n = Notification::from_intent(&intent("swh-2", user), chrono::Utc::now());
-    let e = late.deliver(&n).await.expect_err("too old");
+    let to = imas::ports::Recipient {
+        id: user,
+        name: "Ada".into(),
+        username: "ada".into(),
+        email: "ada@example.com".into(),
+    };
+    let e = late.deliver(&n, &to).await.expect_err("too old");
     assert!(e.is_permanent(), "401 is for good: {e}");
 
     let s = state().await;

@@ -42,7 +42,7 @@ impl Channel for SlowChannel {
         "slow"
     }
 
-    async fn deliver(&self, _: &Notification) -> Result<()> {
+    async fn deliver(&self, _: &Notification, _: &imas_core::ports::Recipient) -> Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.stall {
             Stall::Slowly => {
@@ -79,7 +79,7 @@ impl Channel for Counting {
         "counting"
     }
 
-    async fn deliver(&self, _: &Notification) -> Result<()> {
+    async fn deliver(&self, _: &Notification, _: &imas_core::ports::Recipient) -> Result<()> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

@@ -1112,7 +1112,11 @@ impl imas_core::ports::Channel for Gone {
     fn name(&self) -> &'static str {
         "gone"
     }
-    async fn deliver(&self, _: &imas_core::model::Notification) -> imas_core::Result<()> {
+    async fn deliver(
+        &self,
+        _: &imas_core::model::Notification,
+        _: &imas_core::ports::Recipient,
+    ) -> imas_core::Result<()> {
         use std::sync::atomic::Ordering::SeqCst;
         self.calls.fetch_add(1, SeqCst);
         if self.fixed.load(SeqCst) {
@@ -1229,7 +1233,11 @@ impl imas_core::ports::Channel for Down {
     fn name(&self) -> &'static str {
         "down"
     }
-    async fn deliver(&self, _: &imas_core::model::Notification) -> imas_core::Result<()> {
+    async fn deliver(
+        &self,
+        _: &imas_core::model::Notification,
+        _: &imas_core::ports::Recipient,
+    ) -> imas_core::Result<()> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(Error::backend("down", "connection refused"))
     }

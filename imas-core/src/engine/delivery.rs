@@ -11,7 +11,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::model::{Notification, NotificationIntent};
-use crate::ports::{FailOutcome, Job, NewJob};
+use crate::ports::{FailOutcome, Job, NewJob, Recipient};
 
 /// What one notification worker step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -241,6 +241,7 @@ impl Engine {
         // failure does not keep the others from delivering; the job is
         // dead-lettered at once only when every failure is permanent.
         let mut failure: Option<Error> = None;
+        let mut recipient: Option<Recipient> = None;
         for channel in &self.inner.channels {
             if lost() {
                 return Err(Error::unavailable(
@@ -257,7 +258,18 @@ impl Engine {
                 self.count_delivery(channel.name(), true, Ok(()))?;
                 continue;
             }
-            let sent = channel.deliver(&n).await;
+            let to = match &recipient {
+                Some(to) => to,
+                None => match self.inner.store.get_user(n.user).await? {
+                    Some(user) => recipient.insert(Recipient::from(&user)),
+                    None => {
+                        // Nobody to send to (and nothing a retry would change).
+                        warn!(key = %n.key, user = %n.user, "notification recipient does not exist: channels skipped");
+                        break;
+                    }
+                },
+            };
+            let sent = channel.deliver(&n, to).await;
             let failed = sent.as_ref().err().map(Error::is_permanent);
             match self.count_delivery(channel.name(), false, sent) {
                 Ok(()) => {

@@ -4,7 +4,7 @@
 //! ```
 //! use async_trait::async_trait;
 //! use imas_core::model::Notification;
-//! use imas_core::ports::Channel;
+//! use imas_core::ports::{Channel, Recipient};
 //! use imas_core::Result;
 //!
 //! #[derive(Debug)]
@@ -15,8 +15,8 @@
 //!     fn name(&self) -> &'static str {
 //!         "stdout"
 //!     }
-//!     async fn deliver(&self, n: &Notification) -> Result<()> {
-//!         println!("{} <- {} ({})", n.user, n.message, n.key);
+//!     async fn deliver(&self, n: &Notification, to: &Recipient) -> Result<()> {
+//!         println!("{} <{}> <- {} ({})", to.name, to.email, n.message, n.key);
 //!         Ok(())
 //!     }
 //! }
@@ -27,7 +27,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::Notification;
+use crate::model::{Notification, User, UserId};
 
 /// A delivery channel for notifications beyond the in-app store (webhook, email,
 /// live stream). Deliveries may repeat: use [`Notification::key`] to deduplicate.
@@ -35,6 +35,32 @@ use crate::model::Notification;
 pub trait Channel: Send + Sync + Debug + 'static {
     /// A short name for logs.
     fn name(&self) -> &'static str;
-    /// Delivers one notification.
-    async fn deliver(&self, n: &Notification) -> Result<()>;
+    /// Delivers one notification to its recipient (`to.id == n.user`), whom the
+    /// engine has looked up: a channel needs no store of its own.
+    async fn deliver(&self, n: &Notification, to: &Recipient) -> Result<()>;
+}
+
+/// The user a notification is for, as a channel addresses them (never the
+/// password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The user's id.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Login name.
+    pub username: String,
+    /// Email address.
+    pub email: String,
+}
+
+impl From<&User> for Recipient {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            name: u.name.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+        }
+    }
 }
