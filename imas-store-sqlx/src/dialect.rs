@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use imas_core::error::Result;
@@ -25,18 +26,17 @@ pub type DbQuery<'q, D> =
 /// [`SqliteDialect`](crate::SqliteDialect) and
 /// [`PostgresDialect`](crate::PostgresDialect) only.
 pub trait Dialect: Debug + Sized + Send + Sync + 'static {
-    type DB: Database<Row = Self::Row>;
-    type Row: RowExt + sqlx::Row<Database = Self::DB>;
+    type DB: Database<Row: RowExt>;
     /// What a store of this dialect holds beside its read pool.
     type State: Clone + Debug + Send + Sync + 'static;
     const BACKEND: &'static str;
 
     /// The statements, built once.
-    fn sql() -> &'static Statements;
+    const SQL: &'static LazyLock<Statements>;
     fn bind(q: DbQuery<'_, Self>, v: Value) -> DbQuery<'_, Self>;
     fn push_bind(qb: &mut QueryBuilder<Self::DB>, v: Value);
-    /// Appends a condition that every term appears in the incident's search terms.
-    fn push_search(qb: &mut QueryBuilder<Self::DB>, terms: &[String]);
+    /// How a search condition is written.
+    const MATCH: Match;
     /// The store's generation counters.
     fn generations(store: &SqlStore<Self>) -> &Generations;
 
@@ -69,6 +69,17 @@ pub trait Dialect: Debug + Sized + Send + Sync + 'static {
         before: Timestamp,
         limit: u32,
     ) -> impl Future<Output = Result<Pruned>> + Send;
+}
+
+/// How a dialect matches an incident's search terms: `prefix`, then one bound
+/// value (every term quoted with `quote`, joined by `and`), then `suffix`. Terms
+/// are alphanumeric only, so a quoted term is one token, never query syntax.
+#[derive(Debug)]
+pub struct Match {
+    pub prefix: &'static str,
+    pub quote: char,
+    pub and: &'static str,
+    pub suffix: &'static str,
 }
 
 /// A claim's lease end.

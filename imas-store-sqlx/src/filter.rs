@@ -20,6 +20,18 @@ fn bind_id<D: Dialect>(qb: &mut QueryBuilder<D::DB>, id: uuid::Uuid) {
     D::push_bind(qb, Value::Id(Some(id)));
 }
 
+/// Appends a condition that every term appears in the incident's search terms.
+fn push_search<D: Dialect>(qb: &mut QueryBuilder<D::DB>, terms: &[String]) {
+    let m = &D::MATCH;
+    let query: Vec<String> = terms
+        .iter()
+        .map(|t| format!("{q}{t}{q}", q = m.quote))
+        .collect();
+    qb.push(m.prefix);
+    bind_text::<D>(qb, query.join(m.and));
+    qb.push(m.suffix);
+}
+
 fn push_in<D: Dialect>(qb: &mut QueryBuilder<D::DB>, col: &str, values: &[&'static str]) {
     qb.push(format_args!(" AND {col} IN ("));
     for (n, v) in values.iter().enumerate() {
@@ -86,7 +98,7 @@ pub(crate) fn push_incident_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: 
     if let Some(q) = &f.q {
         let terms = search_terms(q);
         if !terms.is_empty() {
-            D::push_search(qb, &terms);
+            push_search::<D>(qb, &terms);
         }
     }
 }

@@ -25,12 +25,12 @@ use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dialect::{DbQuery, Dialect, bind_value};
+use crate::dialect::{DbQuery, Dialect, Match, bind_value};
 use crate::error::SqlError;
 use crate::filter::{into_page, push_page};
 use crate::intent_json;
 use crate::sql::{Flavor, Search, Statements, Stmt, missing_or_stale};
-use crate::store::SqlStore;
+use crate::store::{SqlStore, query as store_query};
 use crate::table::{
     AUDIT, Decode, Get, INCIDENTS, Kind, Positioned, Table, Value, sqlx_row_ext, terms_of,
 };
@@ -394,6 +394,10 @@ async fn commit_batch(pool: &PgPool, batch: Vec<Pending>) {
     }
 }
 
+fn query(sql: &'static str, args: Vec<Value>) -> PgQuery<'static> {
+    store_query::<PostgresDialect>(sql, args)
+}
+
 /// Commits one change in a transaction of its own.
 async fn commit_alone(pool: &PgPool, change: &Change) -> Result<()> {
     let stmts = SQL.plan(change)?;
@@ -412,20 +416,11 @@ async fn commit_alone(pool: &PgPool, change: &Change) -> Result<()> {
     tx.commit().await.map_err(err)
 }
 
-fn query(sql: &'static str, args: Vec<Value>) -> PgQuery<'static> {
-    args.into_iter()
-        .fold(sqlx::query(sql), |q, v| PostgresDialect::bind(q, v))
-}
-
 impl Dialect for PostgresDialect {
     type DB = Postgres;
-    type Row = PgRow;
     type State = PostgresState;
     const BACKEND: &'static str = BACKEND;
-
-    fn sql() -> &'static Statements {
-        &SQL
-    }
+    const SQL: &'static LazyLock<Statements> = &SQL;
 
     fn bind(q: DbQuery<'_, Self>, v: Value) -> DbQuery<'_, Self> {
         bind_value!(q, bind, v, std::convert::identity, std::convert::identity)
@@ -441,15 +436,14 @@ impl Dialect for PostgresDialect {
         );
     }
 
-    fn push_search(qb: &mut QueryBuilder<Postgres>, terms: &[String]) {
-        // The stored vector holds IMAS's own terms as lexemes; the query is the
-        // same terms ANDed. Terms are alphanumeric only, so quoting each one makes
-        // it a plain lexeme, never tsquery syntax.
-        let query: Vec<String> = terms.iter().map(|t| format!("'{t}'")).collect();
-        qb.push(" AND search @@ ");
-        qb.push_bind(query.join(" & "));
-        qb.push("::tsquery");
-    }
+    /// The stored vector holds IMAS's own terms as lexemes; the query is the
+    /// same terms ANDed.
+    const MATCH: Match = Match {
+        prefix: " AND search @@ ",
+        quote: '\'',
+        and: " & ",
+        suffix: "::tsquery",
+    };
 
     fn generations(store: &PostgresStore) -> &Generations {
         &store.state.generations

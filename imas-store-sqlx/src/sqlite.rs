@@ -32,7 +32,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use crate::dialect::{DbQuery, Dialect, bind_value};
+use crate::dialect::{DbQuery, Dialect, Match, bind_value};
 use crate::error::SqlError;
 use crate::filter::{into_page, push_page};
 use crate::sql::{Flavor, Search, Statements, Stmt, missing_or_stale};
@@ -376,13 +376,9 @@ fn run_all(c: &Connection, stmts: Vec<Stmt>) -> Result<()> {
 
 impl Dialect for SqliteDialect {
     type DB = Sqlite;
-    type Row = SqliteRow;
     type State = SqliteState;
     const BACKEND: &'static str = BACKEND;
-
-    fn sql() -> &'static Statements {
-        &SQL
-    }
+    const SQL: &'static LazyLock<Statements> = &SQL;
 
     fn bind(q: DbQuery<'_, Self>, v: Value) -> DbQuery<'_, Self> {
         bind_value!(q, bind, v, ms, |t: Vec<String>| t.join(" "))
@@ -392,14 +388,13 @@ impl Dialect for SqliteDialect {
         bind_value!(qb, push_bind, v, ms, |t: Vec<String>| t.join(" "));
     }
 
-    fn push_search(qb: &mut QueryBuilder<Sqlite>, terms: &[String]) {
-        // Each term is alphanumeric only; quoted, it is one FTS5 token and never
-        // FTS5 syntax. Terms side by side mean AND.
-        let query: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
-        qb.push(" AND seq IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ");
-        qb.push_bind(query.join(" "));
-        qb.push(")");
-    }
+    /// FTS5: terms side by side mean AND.
+    const MATCH: Match = Match {
+        prefix: " AND seq IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ",
+        quote: '"',
+        and: " ",
+        suffix: ")",
+    };
 
     fn generations(store: &SqliteStore) -> &Generations {
         &store.state.file.generations

@@ -50,7 +50,7 @@ impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
 }
 
 /// A query of fixed text with its values bound.
-fn query<D: Dialect>(sql: &'static str, args: Vec<Value>) -> DbQuery<'static, D> {
+pub(crate) fn query<D: Dialect>(sql: &'static str, args: Vec<Value>) -> DbQuery<'static, D> {
     args.into_iter()
         .fold(sqlx::query(sql), |q, v| D::bind(q, v))
 }
@@ -72,7 +72,7 @@ where
         row.as_ref().map(T::decode).transpose()
     }
 
-    async fn one(&self, sql: &'static str, args: Vec<Value>) -> Result<D::Row> {
+    async fn one(&self, sql: &'static str, args: Vec<Value>) -> Result<<D::DB as Database>::Row> {
         query::<D>(sql, args)
             .fetch_one(&self.pool)
             .await
@@ -124,17 +124,17 @@ where
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
 {
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
-        self.optional(&D::sql().get_user, vec![Value::Id(Some(id.0))])
+        self.optional(&D::SQL.get_user, vec![Value::Id(Some(id.0))])
             .await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
-        self.optional(&D::sql().user_by_username, vec![Value::text(username)])
+        self.optional(&D::SQL.user_by_username, vec![Value::text(username)])
             .await
     }
 
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
-        let rows = query::<D>(&D::sql().users_with_role, vec![Value::text(role.as_str())])
+        let rows = query::<D>(&D::SQL.users_with_role, vec![Value::text(role.as_str())])
             .fetch_all(&self.pool)
             .await
             .map_err(Self::err)?;
@@ -149,7 +149,7 @@ where
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
 {
     async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>> {
-        self.optional(&D::sql().get_incident, vec![Value::Id(Some(id.0))])
+        self.optional(&D::SQL.get_incident, vec![Value::Id(Some(id.0))])
             .await
     }
 
@@ -164,7 +164,7 @@ where
     }
 
     async fn count_incidents(&self, filter: &IncidentFilter) -> Result<u64> {
-        let mut qb = QueryBuilder::new(D::sql().count_incidents.as_str());
+        let mut qb = QueryBuilder::new(D::SQL.count_incidents.as_str());
         push_incident_filter::<D>(&mut qb, filter);
         self.count(&mut qb).await
     }
@@ -175,16 +175,14 @@ where
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Incident>> {
-        let stmt = Stmt::new(&D::sql().claim_due, Self::claim_args(now, lease, limit));
+        let stmt = Stmt::new(&D::SQL.claim_due, Self::claim_args(now, lease, limit));
         let claimed: Vec<Incident> = D::write_rows(self, stmt).await?;
         D::generations(self).bump(false, !claimed.is_empty());
         Ok(claimed)
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
-        self.one(&D::sql().next_due_at, Vec::new())
-            .await?
-            .opt_ts("t")
+        self.one(&D::SQL.next_due_at, Vec::new()).await?.opt_ts("t")
     }
 }
 
@@ -212,7 +210,7 @@ where
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
 {
     async fn insert_notification(&self, n: &Notification) -> Result<bool> {
-        let stmt = Stmt::new(&D::sql().insert_notification, NOTIFICATIONS.values(n));
+        let stmt = Stmt::new(&D::SQL.insert_notification, NOTIFICATIONS.values(n));
         Ok(D::write(self, stmt).await? == 1)
     }
 
@@ -229,7 +227,7 @@ where
 
     async fn mark_read(&self, user: UserId, id: NotificationId) -> Result<Notification> {
         let args = vec![Value::Id(Some(id.0)), Value::Id(Some(user.0))];
-        D::write_rows(self, Stmt::new(&D::sql().mark_read, args))
+        D::write_rows(self, Stmt::new(&D::SQL.mark_read, args))
             .await?
             .pop()
             .ok_or(Error::NotFound {
@@ -239,13 +237,13 @@ where
 
     async fn record_delivery(&self, key: &str, channel: &str) -> Result<bool> {
         let args = vec![Value::text(key), Value::text(channel)];
-        let stmt = Stmt::new(&D::sql().record_delivery, args);
+        let stmt = Stmt::new(&D::SQL.record_delivery, args);
         Ok(D::write(self, stmt).await? == 1)
     }
 
     async fn was_delivered(&self, key: &str, channel: &str) -> Result<bool> {
         self.exists(
-            &D::sql().was_delivered,
+            &D::SQL.was_delivered,
             vec![Value::text(key), Value::text(channel)],
         )
         .await
@@ -264,7 +262,7 @@ where
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>> {
-        let stmt = Stmt::new(&D::sql().claim_outbox, Self::claim_args(now, lease, limit));
+        let stmt = Stmt::new(&D::SQL.claim_outbox, Self::claim_args(now, lease, limit));
         let mut claimed: Vec<Claimed> = D::write_rows(self, stmt).await?;
         claimed.sort_by_key(|c| c.seq);
         Ok(claimed.into_iter().map(|c| c.entry).collect())
@@ -279,14 +277,14 @@ where
 
     async fn pending_outbox(&self) -> Result<u64> {
         Ok(self
-            .one(&D::sql().pending_outbox, Vec::new())
+            .one(&D::SQL.pending_outbox, Vec::new())
             .await?
             .int("n")?
             .max(0) as u64)
     }
 
     async fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>> {
-        let row = query::<D>(&D::sql().oldest_pending_outbox, Vec::new())
+        let row = query::<D>(&D::SQL.oldest_pending_outbox, Vec::new())
             .fetch_optional(&self.pool)
             .await
             .map_err(Self::err)?;
