@@ -82,6 +82,22 @@ pub struct Match {
     pub suffix: &'static str,
 }
 
+impl Match {
+    pub const fn new(
+        prefix: &'static str,
+        quote: char,
+        and: &'static str,
+        suffix: &'static str,
+    ) -> Self {
+        Self {
+            prefix,
+            quote,
+            and,
+            suffix,
+        }
+    }
+}
+
 /// A claim's lease end.
 pub(crate) fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
     imas_core::model::plus(now, lease)

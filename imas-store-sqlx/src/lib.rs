@@ -10,8 +10,8 @@
 //!
 //! The store is written once over its two dialects: `table` describes each
 //! table's columns and the codec, `sql` builds the statements (those of a
-//! `Change` too) from that description, `store` implements the ports over a
-//! [`Dialect`](dialect::Dialect); `sqlite` and `postgres` hold only what differs.
+//! `Change` too) from that description, `store` implements the ports once over
+//! a `Dialect` ([`SqlStore`]); `sqlite` and `postgres` hold only what differs.
 //!
 //! ```no_run
 //! # async fn demo() -> imas_core::Result<()> {

@@ -438,12 +438,7 @@ impl Dialect for PostgresDialect {
 
     /// The stored vector holds IMAS's own terms as lexemes; the query is the
     /// same terms ANDed.
-    const MATCH: Match = Match {
-        prefix: " AND search @@ ",
-        quote: '\'',
-        and: " & ",
-        suffix: "::tsquery",
-    };
+    const MATCH: Match = Match::new(" AND search @@ ", '\'', " & ", "::tsquery");
 
     fn generations(store: &PostgresStore) -> &Generations {
         &store.state.generations

@@ -185,6 +185,9 @@ pub enum Expect {
     Anything,
     /// A user row (`SetRole` of an unknown user is NotFound).
     User,
+    /// A new user: a unique violation means its username or email is taken
+    /// (SQLite's codes do not say which; its writer looks it up).
+    NewUser,
     /// A versioned incident row: none means NotFound or a stale version.
     Incident(IncidentId),
 }
@@ -196,7 +199,7 @@ impl Expect {
     pub fn check(self, rows: u64) -> Result<Option<IncidentId>> {
         match self {
             _ if rows > 0 => Ok(None),
-            Expect::Anything => Ok(None),
+            Expect::Anything | Expect::NewUser => Ok(None),
             Expect::User => Err(Error::NotFound { entity: "user" }),
             Expect::Incident(id) => Ok(Some(id)),
         }
@@ -248,7 +251,9 @@ impl Statements {
     pub fn plan(&'static self, change: &Change) -> Result<Vec<Stmt>> {
         let mut out = Vec::with_capacity(2 + change.audit.len() + change.outbox.len());
         match &change.user {
-            Some(UserWrite::Insert(u)) => out.push(Stmt::new(&self.insert_user, USERS.values(u))),
+            Some(UserWrite::Insert(u)) => {
+                out.push(Stmt::new(&self.insert_user, USERS.values(u)).expecting(Expect::NewUser))
+            }
             Some(UserWrite::SetRole { id, role }) => out.push(
                 Stmt::new(
                     &self.set_role,

@@ -33,9 +33,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use crate::dialect::{DbQuery, Dialect, Match, bind_value};
-use crate::error::SqlError;
+use crate::error::{SqlError, Taken};
 use crate::filter::{into_page, push_page};
-use crate::sql::{Flavor, Search, Statements, Stmt, missing_or_stale};
+use crate::sql::{Expect, Flavor, Search, Statements, Stmt, missing_or_stale};
 use crate::sqlite_writer::Writer;
 use crate::store::SqlStore;
 use crate::table::{Decode, Kind, Positioned, RowExt, Table, USERS, Value, sqlx_row_ext};
@@ -325,8 +325,7 @@ fn execute(c: &Connection, stmt: &Stmt) -> Result<usize> {
 /// A unique violation of a user insert says which of username and email is
 /// taken (SQLite's codes do not name the constraint): look it up.
 fn taken(c: &Connection, stmt: &Stmt, e: rusqlite::Error) -> Error {
-    if !(SqlError::is_sqlite_unique_column(&e) && std::ptr::eq(stmt.sql, SQL.insert_user.as_str()))
-    {
+    if !(SqlError::is_sqlite_unique_column(&e) && matches!(stmt.expect, Expect::NewUser)) {
         return rerr(e);
     }
     let username = USERS
@@ -336,8 +335,8 @@ fn taken(c: &Connection, stmt: &Stmt, e: rusqlite::Error) -> Error {
         .and_then(|n| stmt.args.get(n).cloned());
     let lookup = Stmt::new(&SQL.username_taken, username.into_iter().collect());
     match rows::<Exists>(c, &lookup) {
-        Ok(found) if found.is_empty() => Error::conflict("email already registered"),
-        Ok(_) => Error::conflict("username already taken"),
+        Ok(found) if found.is_empty() => SqlError::Unique(Taken::Email).into(),
+        Ok(_) => SqlError::Unique(Taken::Username).into(),
         Err(e) => e,
     }
 }
@@ -389,12 +388,12 @@ impl Dialect for SqliteDialect {
     }
 
     /// FTS5: terms side by side mean AND.
-    const MATCH: Match = Match {
-        prefix: " AND seq IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ",
-        quote: '"',
-        and: " ",
-        suffix: ")",
-    };
+    const MATCH: Match = Match::new(
+        " AND seq IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ",
+        '"',
+        " ",
+        ")",
+    );
 
     fn generations(store: &SqliteStore) -> &Generations {
         &store.state.file.generations
