@@ -22,26 +22,10 @@ use imas_core::error::{Error, Result};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::conflict_for;
-
 const BACKEND: &str = "sqlite";
 
 /// The most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
-
-/// Maps a rusqlite error to the core error: unique violations become
-/// `Conflict`, the rest `Backend`.
-pub(crate) fn rerr(e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(failure, message) = &e
-        && matches!(
-            failure.extended_code,
-            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-        )
-    {
-        return conflict_for(message.as_deref().unwrap_or_default());
-    }
-    Error::backend(BACKEND, e)
-}
 
 fn stopped() -> Error {
     Error::backend(BACKEND, "the SQLite writer thread has stopped")

@@ -233,7 +233,8 @@ async fn sqlite_refuses_a_database_another_process_holds() {
     holder.wait().expect("wait");
     let message = refused.expect_err("refused").to_string();
     assert!(
-        message.contains("in use by another process") && message.contains("DATABASE_URL"),
+        message.contains("in use by another process")
+            && message.contains("invalid configuration url"),
         "{message}"
     );
     SqliteStore::connect(&url)

@@ -1,0 +1,162 @@
+//! The store's own errors, with the meaning the drivers give them by **code**:
+//! unique violations (SQLite `SQLITE_CONSTRAINT_UNIQUE` / `PRIMARYKEY`,
+//! PostgreSQL SQLSTATE 23505), retryable failures (`SQLITE_BUSY` /
+//! `SQLITE_LOCKED`, 40001 serialization failure, 40P01 deadlock). Never from
+//! message text. `From<SqlError> for imas_core::Error` gives the core's meaning.
+
+use imas_core::error::{BoxError, Error};
+
+/// What a unique violation says is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    Username,
+    Email,
+    /// An id or key (a primary key, an idempotency key).
+    Record,
+}
+
+impl Taken {
+    /// The text users read (the HTTP answers and the tests expect these).
+    fn message(self) -> &'static str {
+        match self {
+            Taken::Username => "username already taken",
+            Taken::Email => "email already registered",
+            Taken::Record => "a record with this id or key already exists",
+        }
+    }
+
+    /// From a PostgreSQL constraint name (0001_init.sql names the users' ones).
+    fn of_constraint(name: Option<&str>) -> Self {
+        match name {
+            Some("users_username_key") => Taken::Username,
+            Some("users_email_key") => Taken::Email,
+            _ => Taken::Record,
+        }
+    }
+}
+
+/// An error of the SQL store.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SqlError {
+    /// A unique constraint refused the write.
+    #[error("{}", .0.message())]
+    Unique(Taken),
+    /// The database asks for the transaction to be tried again (busy,
+    /// serialization failure, deadlock).
+    #[error("{backend}: retryable failure: {source}")]
+    Retryable {
+        backend: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// A setting the caller passed (the URL, the schema) is not usable.
+    #[error("invalid {field}: {message}")]
+    Config {
+        field: &'static str,
+        message: String,
+    },
+    /// A stored value that does not decode (a corrupt row).
+    #[error("unreadable stored value: {what}")]
+    Corrupt { backend: &'static str, what: String },
+    /// Anything else the driver reported.
+    #[error("{backend}: {source}")]
+    Driver {
+        backend: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl SqlError {
+    pub(crate) fn config(field: &'static str, message: impl Into<String>) -> Self {
+        SqlError::Config {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(backend: &'static str, what: impl std::fmt::Display) -> Self {
+        SqlError::Corrupt {
+            backend,
+            what: what.to_string(),
+        }
+    }
+
+    pub(crate) fn driver(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        SqlError::Driver {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// A sqlx error, classified by its database error code.
+    pub(crate) fn sqlx(backend: &'static str, e: sqlx::Error) -> Self {
+        let Some(db) = e.as_database_error() else {
+            return Self::driver(backend, e);
+        };
+        if db.is_unique_violation() {
+            return SqlError::Unique(Taken::of_constraint(db.constraint()));
+        }
+        let retryable = match db.code().as_deref() {
+            Some("40001" | "40P01") => true,
+            // SQLite reports its extended result code; the primary one is
+            // the low byte (SQLITE_BUSY = 5, SQLITE_LOCKED = 6).
+            Some(code) if backend == "sqlite" => {
+                matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+            }
+            _ => false,
+        };
+        if retryable {
+            return SqlError::Retryable {
+                backend,
+                source: e.into(),
+            };
+        }
+        Self::driver(backend, e)
+    }
+
+    /// A rusqlite error (the SQLite writer), classified by its extended code.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn rusqlite(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(failure, _) = &e {
+            match failure.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return SqlError::Unique(Taken::Record);
+                }
+                _ if matches!(
+                    failure.code,
+                    ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked
+                ) =>
+                {
+                    return SqlError::Retryable {
+                        backend: "sqlite",
+                        source: e.into(),
+                    };
+                }
+                _ => {}
+            }
+        }
+        Self::driver("sqlite", e)
+    }
+
+    /// Whether SQLite said a UNIQUE constraint (not a primary key) refused it.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn is_sqlite_unique_column(e: &rusqlite::Error) -> bool {
+        matches!(e, rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+    }
+}
+
+impl From<SqlError> for Error {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Unique(taken) => Error::conflict(taken.message()),
+            SqlError::Config { field, message } => Error::config(field, message),
+            SqlError::Driver { backend, source } => Error::Backend { backend, source },
+            SqlError::Retryable { backend, .. } | SqlError::Corrupt { backend, .. } => {
+                Error::backend(backend, e)
+            }
+        }
+    }
+}

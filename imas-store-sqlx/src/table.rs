@@ -1,0 +1,417 @@
+//! One description of each table's columns, and the codec between the model and
+//! those columns: [`Table::values`] turns a record into neutral bound [`Value`]s
+//! (in column order), the `decode_*` functions turn a row of either dialect back.
+//!
+//! Adding a column to `incidents`: the two migrations, one [`Column`] line in
+//! [`INCIDENTS`] and one field in [`decode_incident`]. The SQL of both dialects
+//! (insert, update, select lists, PostgreSQL's `UNNEST` bulk insert, SQLite's
+//! JSON pages) is built from this description.
+
+use imas_core::error::Result;
+use imas_core::model::{
+    Actor, AuditEntry, AuditId, Cursor, Incident, IncidentId, Notification, NotificationId,
+    OutboxEntry, Timestamp, User, UserId,
+};
+use uuid::Uuid;
+
+use crate::error::SqlError;
+
+/// A value to bind, independent of the dialect (each dialect maps it: a
+/// timestamp is milliseconds on SQLite and `timestamptz` on PostgreSQL).
+#[derive(Debug, Clone)]
+pub enum Value {
+    Id(Option<Uuid>),
+    Text(Option<String>),
+    Int(i64),
+    Ts(Option<Timestamp>),
+    Bool(bool),
+    /// Search terms: a `text[]` on PostgreSQL, space-separated text on SQLite.
+    Terms(Vec<String>),
+}
+
+impl Value {
+    pub(crate) fn text(s: impl Into<String>) -> Self {
+        Value::Text(Some(s.into()))
+    }
+}
+
+/// What a column holds (its SQL type in each dialect follows from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Id,
+    Text,
+    Int,
+    Ts,
+    Bool,
+}
+
+/// How to read one column's value out of a `T`.
+#[derive(Debug)]
+pub enum Get<T> {
+    Id(fn(&T) -> Option<Uuid>),
+    Text(fn(&T) -> Option<String>),
+    Int(fn(&T) -> i64),
+    Ts(fn(&T) -> Option<Timestamp>),
+    Bool(fn(&T) -> bool),
+}
+
+/// One column of a table: its name and how a `T` fills it.
+#[derive(Debug)]
+pub struct Column<T> {
+    pub name: &'static str,
+    pub get: Get<T>,
+}
+
+impl<T> Column<T> {
+    const fn id(name: &'static str, f: fn(&T) -> Option<Uuid>) -> Self {
+        Self {
+            name,
+            get: Get::Id(f),
+        }
+    }
+    const fn text(name: &'static str, f: fn(&T) -> Option<String>) -> Self {
+        Self {
+            name,
+            get: Get::Text(f),
+        }
+    }
+    const fn int(name: &'static str, f: fn(&T) -> i64) -> Self {
+        Self {
+            name,
+            get: Get::Int(f),
+        }
+    }
+    const fn ts(name: &'static str, f: fn(&T) -> Option<Timestamp>) -> Self {
+        Self {
+            name,
+            get: Get::Ts(f),
+        }
+    }
+    const fn flag(name: &'static str, f: fn(&T) -> bool) -> Self {
+        Self {
+            name,
+            get: Get::Bool(f),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        match self.get {
+            Get::Id(_) => Kind::Id,
+            Get::Text(_) => Kind::Text,
+            Get::Int(_) => Kind::Int,
+            Get::Ts(_) => Kind::Ts,
+            Get::Bool(_) => Kind::Bool,
+        }
+    }
+
+    pub(crate) fn value(&self, t: &T) -> Value {
+        match self.get {
+            Get::Id(f) => Value::Id(f(t)),
+            Get::Text(f) => Value::Text(f(t)),
+            Get::Int(f) => Value::Int(f(t)),
+            Get::Ts(f) => Value::Ts(f(t)),
+            Get::Bool(f) => Value::Bool(f(t)),
+        }
+    }
+}
+
+/// A table the store writes whole rows of.
+#[derive(Debug)]
+pub struct Table<T: 'static> {
+    pub name: &'static str,
+    pub columns: &'static [Column<T>],
+}
+
+impl<T> Table<T> {
+    /// A record's values, in column order.
+    pub(crate) fn values(&self, t: &T) -> Vec<Value> {
+        self.columns.iter().map(|c| c.value(t)).collect()
+    }
+
+    /// The column names, comma-separated.
+    pub(crate) fn list(&self) -> String {
+        self.list_with(|c| c.name.to_string())
+    }
+
+    /// Each column through `f`, comma-separated.
+    pub(crate) fn list_with(&self, f: impl FnMut(&Column<T>) -> String) -> String {
+        self.columns.iter().map(f).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn own(s: &str) -> Option<String> {
+    Some(s.to_owned())
+}
+
+pub(crate) static USERS: Table<User> = Table {
+    name: "users",
+    columns: &[
+        Column::id("id", |u| Some(u.id.0)),
+        Column::text("name", |u| own(&u.name)),
+        Column::text("username", |u| own(&u.username)),
+        Column::text("email", |u| own(&u.email)),
+        Column::text("password_hash", |u| own(&u.password_hash)),
+        Column::text("role", |u| own(u.role.as_str())),
+        Column::ts("created_at", |u| Some(u.created_at)),
+    ],
+};
+
+pub(crate) static INCIDENTS: Table<Incident> = Table {
+    name: "incidents",
+    columns: &[
+        Column::id("id", |i| Some(i.id.0)),
+        Column::text("title", |i| own(&i.title)),
+        Column::text("description", |i| own(&i.description)),
+        Column::text("kind", |i| own(i.kind.as_str())),
+        Column::text("priority", |i| own(i.priority.as_str())),
+        Column::text("status", |i| own(i.status.as_str())),
+        Column::id("assigned_to", |i| i.assigned_to.map(|u| u.0)),
+        Column::id("reported_by", |i| Some(i.reported_by.0)),
+        Column::ts("created_at", |i| Some(i.created_at)),
+        Column::ts("updated_at", |i| Some(i.updated_at)),
+        Column::int("sla_target_ms", |i| i.sla_target_ms),
+        Column::ts("sla_deadline", |i| Some(i.sla_deadline)),
+        Column::int("response_target_ms", |i| i.response_target_ms),
+        Column::ts("response_deadline", |i| Some(i.response_deadline)),
+        Column::ts("response_breached_at", |i| i.response_breached_at),
+        Column::ts("at_risk_at", |i| i.at_risk_at),
+        Column::flag("sla_breached", |i| i.sla_breached),
+        Column::ts("breached_at", |i| i.breached_at),
+        Column::int("escalation_level", |i| i64::from(i.escalation_level)),
+        Column::ts("escalated_at", |i| i.escalated_at),
+        Column::ts("acknowledged_at", |i| i.acknowledged_at),
+        Column::ts("resolved_at", |i| i.resolved_at),
+        Column::ts("closed_at", |i| i.closed_at),
+        Column::int("held_ms", |i| i.held_ms),
+        Column::ts("hold_started_at", |i| i.hold_started_at),
+        Column::ts("next_due_at", |i| i.next_due_at),
+        Column::int("version", |i| i.version),
+    ],
+};
+
+pub(crate) static AUDIT: Table<AuditEntry> = Table {
+    name: "audit_log",
+    columns: &[
+        Column::id("id", |e| Some(e.id.0)),
+        Column::text("action", |e| own(e.action.as_str())),
+        Column::text("actor", |e| Some(e.actor.to_string())),
+        Column::text("target", |e| e.target.clone()),
+        Column::text("description", |e| own(&e.description)),
+        Column::ts("created_at", |e| Some(e.created_at)),
+    ],
+};
+
+pub(crate) static NOTIFICATIONS: Table<Notification> = Table {
+    name: "notifications",
+    columns: &[
+        Column::id("id", |n| Some(n.id.0)),
+        Column::text("key", |n| own(&n.key)),
+        Column::id("user_id", |n| Some(n.user.0)),
+        Column::text("message", |n| own(&n.message)),
+        Column::text("kind", |n| own(n.kind.as_str())),
+        Column::id("incident_id", |n| n.incident_id.map(|i| i.0)),
+        Column::flag("read", |n| n.read),
+        Column::ts("created_at", |n| Some(n.created_at)),
+    ],
+};
+
+/// Typed column access that every row type provides (sqlx rows of both
+/// dialects, rusqlite rows, SQLite's JSON page rows), so that rows decode into
+/// the model in one place.
+pub trait RowExt {
+    const BACKEND: &'static str;
+    fn id(&self, col: &str) -> Result<Uuid>;
+    fn opt_id(&self, col: &str) -> Result<Option<Uuid>>;
+    fn ts(&self, col: &str) -> Result<Timestamp>;
+    fn opt_ts(&self, col: &str) -> Result<Option<Timestamp>>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn flag(&self, col: &str) -> Result<bool>;
+
+    fn parsed<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
+        let s = self.text(col)?;
+        s.parse()
+            .map_err(|_| SqlError::corrupt(Self::BACKEND, format_args!("{col} = {s:?}")).into())
+    }
+}
+
+/// A record decoded from a row of any dialect.
+pub trait Decode: Sized + Send + 'static {
+    fn decode<R: RowExt>(r: &R) -> Result<Self>;
+}
+
+impl Decode for User {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(User {
+            id: UserId(r.id("id")?),
+            name: r.text("name")?,
+            username: r.text("username")?,
+            email: r.text("email")?,
+            password_hash: r.text("password_hash")?,
+            role: r.parsed("role")?,
+            created_at: r.ts("created_at")?,
+        })
+    }
+}
+
+impl Decode for Incident {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        decode_incident(r)
+    }
+}
+
+/// An incident from a row holding [`INCIDENTS`]' columns.
+pub(crate) fn decode_incident<R: RowExt>(r: &R) -> Result<Incident> {
+    Ok(Incident {
+        id: IncidentId(r.id("id")?),
+        title: r.text("title")?,
+        description: r.text("description")?,
+        kind: r.parsed("kind")?,
+        priority: r.parsed("priority")?,
+        status: r.parsed("status")?,
+        assigned_to: r.opt_id("assigned_to")?.map(UserId),
+        reported_by: UserId(r.id("reported_by")?),
+        created_at: r.ts("created_at")?,
+        updated_at: r.ts("updated_at")?,
+        sla_target_ms: r.int("sla_target_ms")?,
+        sla_deadline: r.ts("sla_deadline")?,
+        response_target_ms: r.int("response_target_ms")?,
+        response_deadline: r.ts("response_deadline")?,
+        response_breached_at: r.opt_ts("response_breached_at")?,
+        at_risk_at: r.opt_ts("at_risk_at")?,
+        sla_breached: r.flag("sla_breached")?,
+        breached_at: r.opt_ts("breached_at")?,
+        escalation_level: u32::try_from(r.int("escalation_level")?)
+            .map_err(|_| SqlError::corrupt(R::BACKEND, "escalation_level"))?,
+        escalated_at: r.opt_ts("escalated_at")?,
+        acknowledged_at: r.opt_ts("acknowledged_at")?,
+        resolved_at: r.opt_ts("resolved_at")?,
+        closed_at: r.opt_ts("closed_at")?,
+        held_ms: r.int("held_ms")?,
+        hold_started_at: r.opt_ts("hold_started_at")?,
+        next_due_at: r.opt_ts("next_due_at")?,
+        version: r.int("version")?,
+    })
+}
+
+impl Decode for AuditEntry {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(AuditEntry {
+            id: AuditId(r.id("id")?),
+            action: r.parsed("action")?,
+            actor: r.parsed::<Actor>("actor")?,
+            target: r.opt_text("target")?,
+            description: r.text("description")?,
+            created_at: r.ts("created_at")?,
+        })
+    }
+}
+
+impl Decode for Notification {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Notification {
+            id: NotificationId(r.id("id")?),
+            user: UserId(r.id("user_id")?),
+            message: r.text("message")?,
+            kind: r.parsed("kind")?,
+            incident_id: r.opt_id("incident_id")?.map(IncidentId),
+            read: r.flag("read")?,
+            created_at: r.ts("created_at")?,
+            key: r.text("key")?,
+        })
+    }
+}
+
+/// An outbox entry a claim returned, with its `seq` (the order it was written).
+pub struct Claimed {
+    pub seq: i64,
+    pub entry: OutboxEntry,
+}
+
+impl Decode for Claimed {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Claimed {
+            seq: r.int("seq")?,
+            entry: OutboxEntry {
+                intent: crate::intent_of(R::BACKEND, &r.text("intent")?)?,
+                attempts: u32::try_from(r.int("attempts")?).unwrap_or(u32::MAX),
+                available_at: r.ts("available_at")?,
+            },
+        })
+    }
+}
+
+/// Something listed newest first by `(created_at, id)`.
+pub trait Positioned {
+    /// The cursor that continues after it.
+    fn position(&self) -> Cursor;
+}
+
+impl Positioned for Incident {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for AuditEntry {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for Notification {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+/// An incident's search terms, as both dialects index them.
+pub(crate) fn terms_of(i: &Incident) -> Vec<String> {
+    imas_core::model::incident_terms(i)
+}
+
+/// Implements [`RowExt`] for a sqlx row type whose instants are stored as `$ts`
+/// and read through `$from` (one text for both dialects' rows).
+macro_rules! sqlx_row_ext {
+    ($row:ty, $backend:expr, $ts:ty, $from:expr) => {
+        impl $crate::table::RowExt for $row {
+            const BACKEND: &'static str = $backend;
+            fn id(&self, col: &str) -> imas_core::Result<uuid::Uuid> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn opt_id(&self, col: &str) -> imas_core::Result<Option<uuid::Uuid>> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn ts(&self, col: &str) -> imas_core::Result<imas_core::model::Timestamp> {
+                sqlx::Row::try_get::<$ts, _>(self, col)
+                    .map($from)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn opt_ts(&self, col: &str) -> imas_core::Result<Option<imas_core::model::Timestamp>> {
+                sqlx::Row::try_get::<Option<$ts>, _>(self, col)
+                    .map(|v| v.map($from))
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn text(&self, col: &str) -> imas_core::Result<String> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn opt_text(&self, col: &str) -> imas_core::Result<Option<String>> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn int(&self, col: &str) -> imas_core::Result<i64> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn flag(&self, col: &str) -> imas_core::Result<bool> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+        }
+    };
+}
+pub(crate) use sqlx_row_ext;
