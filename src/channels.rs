@@ -138,7 +138,7 @@ mod webhook {
             "webhook"
         }
 
-        async fn deliver(&self, n: &Notification, _to: &Recipient) -> Result<()> {
+        async fn deliver(&self, n: &Notification, _to: Option<&Recipient>) -> Result<()> {
             let body = serde_json::to_vec(n).map_err(|e| Error::backend("serde_json", e))?;
             let timestamp = self.clock.now().timestamp();
             let response = self
@@ -273,7 +273,11 @@ mod email {
             "email"
         }
 
-        async fn deliver(&self, n: &Notification, user: &Recipient) -> Result<()> {
+        async fn deliver(&self, n: &Notification, to: Option<&Recipient>) -> Result<()> {
+            // A recipient that does not exist gets nothing (and nothing retries).
+            let Some(user) = to else {
+                return Ok(());
+            };
             let to = format!(
                 "{} <{}>",
                 user.name.replace(['<', '>', '"'], ""),

@@ -293,7 +293,11 @@ impl Channel for Counting {
     fn name(&self) -> &'static str {
         "counting"
     }
-    async fn deliver(&self, n: &Notification, _: &imas::ports::Recipient) -> imas::Result<()> {
+    async fn deliver(
+        &self,
+        n: &Notification,
+        _: Option<&imas::ports::Recipient>,
+    ) -> imas::Result<()> {
         // A little latency, as a real endpoint has, widens the window in
         // which two workers could deliver one key at once.
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -24,7 +24,7 @@ impl Channel for Panicking {
         "panicking"
     }
 
-    async fn deliver(&self, _: &Notification, _: &imas::ports::Recipient) -> Result<()> {
+    async fn deliver(&self, _: &Notification, _: Option<&imas::ports::Recipient>) -> Result<()> {
         panic!("a channel bug");
     }
 }

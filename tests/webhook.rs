@@ -377,7 +377,7 @@ async fn the_reference_library_verifies_imas_and_rejects_replays() {
         username: "ada".into(),
         email: "ada@example.com".into(),
     };
-    let e = late.deliver(&n, &to).await.expect_err("too old");
+    let e = late.deliver(&n, Some(&to)).await.expect_err("too old");
     assert!(e.is_permanent(), "401 is for good: {e}");
 
     let s = state().await;

@@ -44,7 +44,7 @@ pub mod escalation;
 pub mod lifecycle;
 pub mod limiter;
 pub mod memory;
-mod messages;
+pub mod messages;
 pub mod metrics;
 pub mod model;
 pub mod ports;

@@ -1,6 +1,7 @@
 //! The texts people read: notification messages, audit descriptions and error
 //! texts, one function each, so that the wording lives in one place and the
 //! engine's use cases read as rules. Titles are quoted, instants are RFC 3339.
+//! Public are only the answers a front end gives back after a use case.
 
 use std::fmt::Display;
 use std::net::IpAddr;
@@ -25,6 +26,21 @@ pub(crate) fn from_where(client: Option<IpAddr>) -> String {
 fn because(reason: Option<&str>) -> String {
     reason.map(|r| format!(": {r}")).unwrap_or_default()
 }
+
+// ----- answers (what a front end says back after a use case) ---------------------
+
+/// The answer to an SLA assignment: the new resolution target, in hours.
+pub fn answer_sla_assigned(sla_target_ms: i64) -> String {
+    format!("SLA of {}h assigned", sla_target_ms as f64 / 3_600_000.0)
+}
+
+/// The answer to a manual escalation: the level the incident is at now.
+pub fn answer_escalated(level: u32) -> String {
+    format!("Incident escalated to level {level}")
+}
+
+/// The answer to a dead letter's redrive.
+pub const ANSWER_REDRIVEN: &str = "redriven: the workers will deliver it again";
 
 // ----- users ----------------------------------------------------------------------
 

@@ -42,7 +42,11 @@ impl Channel for SlowChannel {
         "slow"
     }
 
-    async fn deliver(&self, _: &Notification, _: &imas_core::ports::Recipient) -> Result<()> {
+    async fn deliver(
+        &self,
+        _: &Notification,
+        _: Option<&imas_core::ports::Recipient>,
+    ) -> Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.stall {
             Stall::Slowly => {
@@ -79,7 +83,11 @@ impl Channel for Counting {
         "counting"
     }
 
-    async fn deliver(&self, _: &Notification, _: &imas_core::ports::Recipient) -> Result<()> {
+    async fn deliver(
+        &self,
+        _: &Notification,
+        _: Option<&imas_core::ports::Recipient>,
+    ) -> Result<()> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

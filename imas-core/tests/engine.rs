@@ -1115,7 +1115,7 @@ impl imas_core::ports::Channel for Gone {
     async fn deliver(
         &self,
         _: &imas_core::model::Notification,
-        _: &imas_core::ports::Recipient,
+        _: Option<&imas_core::ports::Recipient>,
     ) -> imas_core::Result<()> {
         use std::sync::atomic::Ordering::SeqCst;
         self.calls.fetch_add(1, SeqCst);
@@ -1236,7 +1236,7 @@ impl imas_core::ports::Channel for Down {
     async fn deliver(
         &self,
         _: &imas_core::model::Notification,
-        _: &imas_core::ports::Recipient,
+        _: Option<&imas_core::ports::Recipient>,
     ) -> imas_core::Result<()> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(Error::backend("down", "connection refused"))

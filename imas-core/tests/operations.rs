@@ -32,7 +32,11 @@ impl Channel for Pager {
     fn name(&self) -> &'static str {
         "pager"
     }
-    async fn deliver(&self, _n: &Notification, _: &imas_core::ports::Recipient) -> Result<()> {
+    async fn deliver(
+        &self,
+        _n: &Notification,
+        _: Option<&imas_core::ports::Recipient>,
+    ) -> Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(imas_core::Error::backend("pager", "down"));
         }

@@ -5,8 +5,9 @@
 //! be listed and re-driven; delayed jobs wait in the same schedule. Acked jobs
 //! are deleted at once, so Redis memory stays flat over a long run.
 //!
-//! Every operation is one Lua script or one MULTI, atomic on the server, with a
-//! fixed number of Redis commands per call however many jobs it carries. Time comes from the
+//! Every operation is one Lua script (`src/scripts/*.lua`), atomic on the
+//! server, with a fixed number of Redis commands per call however many jobs it
+//! carries. Time comes from the
 //! engine's [`Clock`], so tests drive visibility and backoff with a manual clock.
 //! `ack`, `fail` and `enqueue` are safe to retry (a stale or repeated token
 //! changes nothing, and a key already live is not enqueued again).

@@ -241,7 +241,7 @@ impl Engine {
         // failure does not keep the others from delivering; the job is
         // dead-lettered at once only when every failure is permanent.
         let mut failure: Option<Error> = None;
-        let mut recipient: Option<Recipient> = None;
+        let mut recipient: Option<Option<Recipient>> = None;
         for channel in &self.inner.channels {
             if lost() {
                 return Err(Error::unavailable(
@@ -258,18 +258,15 @@ impl Engine {
                 self.count_delivery(channel.name(), true, Ok(()))?;
                 continue;
             }
+            // Looked up once per job, when a channel is about to send.
             let to = match &recipient {
                 Some(to) => to,
-                None => match self.inner.store.get_user(n.user).await? {
-                    Some(user) => recipient.insert(Recipient::from(&user)),
-                    None => {
-                        // Nobody to send to (and nothing a retry would change).
-                        warn!(key = %n.key, user = %n.user, "notification recipient does not exist: channels skipped");
-                        break;
-                    }
-                },
+                None => {
+                    let user = self.inner.store.get_user(n.user).await?;
+                    recipient.insert(user.as_ref().map(Recipient::from))
+                }
             };
-            let sent = channel.deliver(&n, to).await;
+            let sent = channel.deliver(&n, to.as_ref()).await;
             let failed = sent.as_ref().err().map(Error::is_permanent);
             match self.count_delivery(channel.name(), false, sent) {
                 Ok(()) => {

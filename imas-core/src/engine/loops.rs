@@ -31,10 +31,7 @@ impl Engine {
                 Ok(Some(at)) => (at - now).to_std().unwrap_or(Duration::ZERO).min(poll),
                 _ => poll,
             };
-            let wake = chrono::Duration::from_std(wait)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d))
-                .map_or(i64::MAX, |t| t.timestamp_millis());
+            let wake = crate::model::plus(now, wait).timestamp_millis();
             self.inner.armed_until.store(wake, SeqCst);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

@@ -43,12 +43,9 @@ impl Engine {
         if who.role != Role::User {
             return Ok(());
         }
-        let window = chrono::Duration::from_std(limit.window).unwrap_or(chrono::TimeDelta::MAX);
-        let since = now
-            .checked_sub_signed(window)
-            .map_or(Timestamp::MIN_UTC, |t| {
-                t + chrono::Duration::milliseconds(1)
-            });
+        // The window's last `window`, this instant included (saturating).
+        let since =
+            crate::model::plus_ms(now, 1i64.saturating_sub(crate::model::millis(limit.window)));
         let filter = IncidentFilter {
             reported_by: Some(who.id),
             created_from: Some(since),
@@ -68,7 +65,11 @@ impl Engine {
                 .await?
                 .items
                 .last()
-                .and_then(|oldest| (oldest.created_at + window - now).to_std().ok())
+                .and_then(|oldest| {
+                    (crate::model::plus(oldest.created_at, limit.window) - now)
+                        .to_std()
+                        .ok()
+                })
                 .unwrap_or(limit.window),
             None => limit.window,
         };

@@ -15,8 +15,9 @@
 //!     fn name(&self) -> &'static str {
 //!         "stdout"
 //!     }
-//!     async fn deliver(&self, n: &Notification, to: &Recipient) -> Result<()> {
-//!         println!("{} <{}> <- {} ({})", to.name, to.email, n.message, n.key);
+//!     async fn deliver(&self, n: &Notification, to: Option<&Recipient>) -> Result<()> {
+//!         let name = to.map_or("(nobody)", |to| to.name.as_str());
+//!         println!("{name} <- {} ({})", n.message, n.key);
 //!         Ok(())
 //!     }
 //! }
@@ -35,9 +36,11 @@ use crate::model::{Notification, User, UserId};
 pub trait Channel: Send + Sync + Debug + 'static {
     /// A short name for logs.
     fn name(&self) -> &'static str;
-    /// Delivers one notification to its recipient (`to.id == n.user`), whom the
-    /// engine has looked up: a channel needs no store of its own.
-    async fn deliver(&self, n: &Notification, to: &Recipient) -> Result<()>;
+    /// Delivers one notification. `to` is its recipient (`to.id == n.user`),
+    /// whom the engine has looked up, so a channel needs no store of its own;
+    /// `None` when no such user exists (a channel that needs an address has
+    /// nobody to send to).
+    async fn deliver(&self, n: &Notification, to: Option<&Recipient>) -> Result<()>;
 }
 
 /// The user a notification is for, as a channel addresses them (never the

@@ -16,9 +16,6 @@ pub mod pdf;
 
 #[cfg(feature = "csv")]
 pub use self::csv::*;
-/// The former name of [`pdf`], kept until the lead removes it after the merge.
-#[cfg(feature = "pdf")]
-pub use self::pdf as pdf_report;
 #[cfg(feature = "pdf")]
 pub use self::pdf::{PdfMeta, PdfReport};
 

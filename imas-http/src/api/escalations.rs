@@ -48,6 +48,6 @@ pub(crate) async fn escalate(
     JsonBody(b): JsonBody<EscalateBody>,
 ) -> ApiResult<Response> {
     let incident = s.engine.escalate_manually(&who, b.id, b.reason).await?;
-    let message = format!("Incident escalated to level {}", incident.escalation_level);
+    let message = imas_core::messages::answer_escalated(incident.escalation_level);
     Ok(Json(MessageAnswer { message, incident }).into_response())
 }

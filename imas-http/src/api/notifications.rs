@@ -152,7 +152,7 @@ pub(crate) async fn redrive_dead_letter(
         StatusCode::ACCEPTED,
         Json(RedriveAnswer {
             key,
-            message: "redriven: the workers will deliver it again".into(),
+            message: imas_core::messages::ANSWER_REDRIVEN.into(),
         }),
     )
         .into_response())

@@ -44,10 +44,7 @@ pub(crate) async fn assign_sla(
     JsonBody(b): JsonBody<AssignSlaBody>,
 ) -> ApiResult<Response> {
     let incident = s.engine.assign_sla(&who, b.id, b.priority).await?;
-    let message = format!(
-        "SLA of {}h assigned",
-        incident.sla_target_ms as f64 / 3_600_000.0
-    );
+    let message = imas_core::messages::answer_sla_assigned(incident.sla_target_ms);
     Ok(Json(MessageAnswer { message, incident }).into_response())
 }
 
