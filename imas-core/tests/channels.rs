@@ -5,17 +5,14 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{SECRET, World};
-use imas_core::auth::JwtKeys;
+use common::world_with_channel;
+use imas_core::Result;
 use imas_core::engine::NewIncident;
-use imas_core::memory::{MemoryQueue, MemoryStore};
 use imas_core::model::{Notification, NotificationIntent, NotificationType, Role, UserId};
-use imas_core::ports::{Change, ChangeStore, Channel, ManualClock, Recipient};
+use imas_core::ports::{Change, ChangeStore, Channel, Recipient};
 use imas_core::testkit::store::t0;
-use imas_core::{Engine, Result};
 
 /// A channel that records whom each notification was handed for.
 #[derive(Debug, Default)]
@@ -32,30 +29,10 @@ impl Channel for Recording {
     }
 }
 
-fn world_with(channel: Arc<Recording>) -> World {
-    let clock = ManualClock::new(t0());
-    let store = Arc::new(MemoryStore::new());
-    let engine = Engine::builder(store.clone())
-        .clock(Arc::new(clock.clone()))
-        .queue(Arc::new(MemoryQueue::new(
-            Arc::new(clock.clone()),
-            Default::default(),
-        )))
-        .jwt_keys(JwtKeys::new(SECRET, Duration::from_secs(3600)).expect("keys"))
-        .channel(channel)
-        .build()
-        .expect("engine");
-    World {
-        engine,
-        clock,
-        store,
-    }
-}
-
 #[tokio::test]
 async fn a_channel_is_handed_the_recipient_the_engine_looked_up() {
     let channel = Arc::new(Recording::default());
-    let w = world_with(channel.clone());
+    let w = world_with_channel(channel.clone());
     let root = w.root().await;
     let eng = w.user("eng", Role::Engineer).await;
     w.engine

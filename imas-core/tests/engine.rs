@@ -1133,23 +1133,8 @@ impl imas_core::ports::Channel for Gone {
 #[tokio::test]
 async fn an_undeliverable_notification_is_dead_lettered_at_once_and_redriven_by_an_admin() {
     use std::sync::atomic::Ordering::SeqCst;
-    let clock = imas_core::ports::ManualClock::new(imas_core::testkit::store::t0());
-    let store = Arc::new(MemoryStore::new());
     let channel = Arc::new(Gone::default());
-    let engine = imas_core::Engine::builder(store.clone())
-        .clock(Arc::new(clock.clone()))
-        .queue(Arc::new(imas_core::memory::MemoryQueue::new(
-            Arc::new(clock.clone()),
-            Default::default(),
-        )))
-        .channel(channel.clone())
-        .build()
-        .expect("engine");
-    let w = common::World {
-        engine,
-        clock,
-        store,
-    };
+    let w = common::world_with_channel(channel.clone());
     let root = w.root().await;
     let eng = w.user("eng", Role::Engineer).await;
     let mut input = titled("gone", Priority::Low);

@@ -10,15 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{SECRET, World, mins};
-use imas_core::auth::JwtKeys;
+use common::{World, mins};
 use imas_core::engine::{DEFAULT_RETENTION, NewIncident};
-use imas_core::memory::{MemoryQueue, MemoryStore};
 use imas_core::metrics::{DeliveryOutcome, IN_APP, Operations};
 use imas_core::model::{AuditFilter, Notification, PageRequest, Priority, Role, Status};
-use imas_core::ports::{AuditStore, Channel, IncidentStore, ManualClock, NotificationStore};
-use imas_core::testkit::store::t0;
-use imas_core::{Engine, EngineConfig, Principal, Result};
+use imas_core::ports::{AuditStore, Channel, IncidentStore, NotificationStore};
+use imas_core::{Principal, Result};
 
 /// A channel that counts what it is given and fails while told to.
 #[derive(Debug, Default)]
@@ -42,27 +39,6 @@ impl Channel for Pager {
         }
         self.sent.fetch_add(1, Ordering::SeqCst);
         Ok(())
-    }
-}
-
-fn world_with_pager(pager: Arc<Pager>) -> World {
-    let clock = ManualClock::new(t0());
-    let store = Arc::new(MemoryStore::new());
-    let engine = Engine::builder(store.clone())
-        .clock(Arc::new(clock.clone()))
-        .queue(Arc::new(MemoryQueue::new(
-            Arc::new(clock.clone()),
-            Default::default(),
-        )))
-        .jwt_keys(JwtKeys::new(SECRET, Duration::from_secs(3600)).expect("keys"))
-        .config(EngineConfig::default())
-        .channel(pager)
-        .build()
-        .expect("engine");
-    World {
-        engine,
-        clock,
-        store,
     }
 }
 
@@ -101,7 +77,7 @@ fn delivered(ops: &Operations, channel: &str, outcome: DeliveryOutcome) -> u64 {
 #[tokio::test]
 async fn operations_report_incidents_lag_outbox_and_counters() {
     let pager = Arc::new(Pager::default());
-    let w = world_with_pager(pager.clone());
+    let w = common::world_with_channel(pager.clone());
     let root = w.root().await;
     let eng = w.user("eng", Role::Engineer).await;
     create(&w, &root, Priority::Critical, Some(eng)).await;
@@ -182,7 +158,7 @@ async fn operations_report_incidents_lag_outbox_and_counters() {
 #[tokio::test]
 async fn retention_removes_old_deliveries_and_keeps_pending_and_audit() {
     let pager = Arc::new(Pager::default());
-    let w = world_with_pager(pager.clone());
+    let w = common::world_with_channel(pager.clone());
     let root = w.root().await;
     let eng = w.user("eng", Role::Engineer).await;
     create(&w, &root, Priority::Low, Some(eng)).await;

@@ -11,7 +11,7 @@ use imas_core::memory::{MemoryQueue, MemoryStore};
 use imas_core::model::{
     AuditAction, AuditFilter, Notification, NotificationType, PageRequest, Role, UserId,
 };
-use imas_core::ports::{ManualClock, Store};
+use imas_core::ports::{Channel, ManualClock, Store};
 use imas_core::testkit::store::t0;
 use imas_core::{Engine, EngineConfig, Principal};
 
@@ -32,16 +32,34 @@ pub fn world_with(config: EngineConfig) -> World {
 }
 
 pub fn world_on<S: Store>(store: Arc<S>, clock: ManualClock, config: EngineConfig) -> World<S> {
-    let engine = Engine::builder(store.clone())
+    assemble(store, clock, config, None)
+}
+
+/// The default world with one delivery channel beyond the in-app store.
+pub fn world_with_channel(channel: Arc<dyn Channel>) -> World {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(MemoryStore::new());
+    assemble(store, clock, EngineConfig::default(), Some(channel))
+}
+
+fn assemble<S: Store>(
+    store: Arc<S>,
+    clock: ManualClock,
+    config: EngineConfig,
+    channel: Option<Arc<dyn Channel>>,
+) -> World<S> {
+    let mut builder = Engine::builder(store.clone())
         .clock(Arc::new(clock.clone()))
         .queue(Arc::new(MemoryQueue::new(
             Arc::new(clock.clone()),
             Default::default(),
         )))
         .jwt_keys(JwtKeys::new(SECRET, Duration::from_secs(3600)).expect("keys"))
-        .config(config)
-        .build()
-        .expect("engine");
+        .config(config);
+    if let Some(channel) = channel {
+        builder = builder.channel(channel);
+    }
+    let engine = builder.build().expect("engine");
     World {
         engine,
         clock,
