@@ -567,7 +567,7 @@ async fn store(config: &ServerConfig) -> Result<std::sync::Arc<dyn imas_core::po
 /// The settings [`crate::channels::WebhookChannel::new`] names, and the
 /// variables that hold them.
 #[cfg(feature = "webhook")]
-const WEBHOOK_VARS: &[(&str, &str)] = &[
+const WEBHOOK_VARS: [(&str, &str); 2] = [
     ("url", "IMAS_WEBHOOK_URL"),
     ("secret", "IMAS_WEBHOOK_SECRET"),
 ];
@@ -575,12 +575,14 @@ const WEBHOOK_VARS: &[(&str, &str)] = &[
 /// The settings [`crate::channels::EmailChannel::new`] names, and the variables
 /// that hold them.
 #[cfg(feature = "email")]
-const SMTP_VARS: &[(&str, &str)] = &[("smtp_url", "IMAS_SMTP_URL"), ("from", "IMAS_SMTP_FROM")];
+const SMTP_VARS: [(&str, &str); 2] = [("smtp_url", "IMAS_SMTP_URL"), ("from", "IMAS_SMTP_FROM")];
 
-/// A channel's configuration error in the server's terms: each setting it
-/// names becomes the variable that holds it. Other errors pass unchanged.
-#[cfg(any(feature = "webhook", feature = "email"))]
-fn in_variables(vars: &'static [(&'static str, &'static str)]) -> impl Fn(Error) -> Error {
+/// A library's configuration error in the server's terms: each setting it
+/// names (`(setting, variable)` in `vars`) becomes the variable that holds it.
+/// Other errors pass unchanged.
+fn in_variables<const N: usize>(
+    vars: [(&'static str, &'static str); N],
+) -> impl Fn(Error) -> Error {
     move |e| match e {
         Error::Config { name, message } => {
             match vars.iter().find(|(setting, _)| *setting == name) {
@@ -594,17 +596,9 @@ fn in_variables(vars: &'static [(&'static str, &'static str)]) -> impl Fn(Error)
 
 /// A connect's configuration error in the server's terms: the setting an
 /// adapter names (`url`, or `schema` for PostgreSQL) becomes the variable that
-/// holds it, `var` for the URL. Other errors pass unchanged.
+/// holds it, `var` for the URL.
 fn in_variable(var: &'static str) -> impl Fn(Error) -> Error {
-    move |e| match e {
-        Error::Config { name, message } if name == "url" || name == var => {
-            Error::config(var, message)
-        }
-        Error::Config { name, message } if name == "schema" => {
-            Error::config("IMAS_DB_SCHEMA", message)
-        }
-        e => e,
-    }
+    in_variables([("url", var), (var, var), ("schema", "IMAS_DB_SCHEMA")])
 }
 
 /// Builds the engine the configuration describes (connecting to the store and
