@@ -9,7 +9,8 @@ use crate::escalation::{self};
 use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, Incident, IncidentFilter, IncidentId, IncidentType,
-    NotificationIntent, NotificationType, Page, PageRequest, Priority, Status, Timestamp, UserId,
+    NotificationIntent, NotificationType, Page, PageRequest, Priority, ServiceId, Status,
+    Timestamp, UserId,
 };
 use crate::ports::{Change, IncidentWrite};
 use crate::rbac::{self, Permission};
@@ -28,6 +29,8 @@ pub struct NewIncident {
     pub priority: Option<Priority>,
     /// An existing user.
     pub assigned_to: Option<UserId>,
+    /// An existing service the incident belongs to.
+    pub service_id: Option<ServiceId>,
 }
 
 /// Input of [`Engine::update_incident`]: the fields to change.
@@ -124,7 +127,9 @@ impl Engine {
     /// reported (others are `NotFound`, which leaks nothing).
     pub async fn get_incident(&self, who: &Principal, id: IncidentId) -> Result<Incident> {
         let incident = self.load_incident(id).await?;
-        if rbac::allows(who.role, Permission::ReadAnyIncident) || incident.reported_by == who.id {
+        if rbac::allows(who.role, Permission::ReadAnyIncident)
+            || incident.reported_by == Some(who.id)
+        {
             Ok(incident)
         } else {
             Err(Error::NotFound { entity: "incident" })

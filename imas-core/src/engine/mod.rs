@@ -4,23 +4,28 @@
 //! intents as one atomic [`Change`]. This file holds the builder, the
 //! configuration and the commit; each use-case group is an `impl Engine` block in
 //! a file of its own (users, incidents, sla, escalations, recipients,
-//! notifications, delivery, loops, reports, audit, operations).
+//! notifications, delivery, loops, reports, audit, operations, services,
+//! integrations, alerts).
 
+mod alerts;
 mod audit;
 mod delivery;
 mod downloads;
 mod escalations;
 mod health;
 mod incidents;
+mod integrations;
 mod loops;
 mod notifications;
 mod operations;
 mod recipients;
 mod reports;
+mod services;
 mod sla;
 mod users;
 
 pub use crate::validation::{validate_email, validate_password};
+pub use alerts::{AlertmanagerReceipt, EnqueueError, Enqueued};
 pub use delivery::DeliveryReport;
 pub use downloads::{Download, DownloadError, ReportRequest};
 pub use health::Health;
@@ -88,6 +93,10 @@ pub struct EngineConfig {
     /// Incidents a caller with role `user` may report per window (default 60
     /// an hour; `None`: no limit). Admins and engineers are not limited.
     pub report_limit: Option<RateLimit>,
+    /// Events one integration key may post per window (SPEC §4: default 1,000
+    /// a minute; `None`: no limit). Over it the event is refused with
+    /// `RateLimited` and its `Retry-After`.
+    pub ingest_limit: Option<RateLimit>,
 }
 
 impl Default for EngineConfig {
@@ -104,6 +113,7 @@ impl Default for EngineConfig {
             sign_in: SignInLimits::default(),
             hash_pool: HashPoolConfig::default(),
             report_limit: Some(RateLimit::new(60, Duration::from_secs(3600))),
+            ingest_limit: Some(RateLimit::new(1_000, Duration::from_secs(60))),
         }
     }
 }

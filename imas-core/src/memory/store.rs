@@ -491,3 +491,69 @@ impl OutboxStore for MemoryStore {
         })
     }
 }
+
+// Scaffolding of issue 17 (services, integrations, alerts): replaced by the
+// memory store's real implementation before the issue is done.
+#[async_trait]
+impl crate::ports::ServiceStore for MemoryStore {
+    async fn get_service(
+        &self,
+        _id: crate::model::ServiceId,
+    ) -> Result<Option<crate::model::Service>> {
+        todo!("issue 17: memory store")
+    }
+    async fn list_services(&self, _page: PageRequest) -> Result<Page<crate::model::Service>> {
+        todo!("issue 17: memory store")
+    }
+}
+
+#[async_trait]
+impl crate::ports::IntegrationStore for MemoryStore {
+    async fn get_integration(
+        &self,
+        _id: crate::model::IntegrationId,
+    ) -> Result<Option<crate::model::Integration>> {
+        todo!("issue 17: memory store")
+    }
+    async fn integration_by_key_hash(
+        &self,
+        _key_hash: &str,
+    ) -> Result<Option<crate::model::Integration>> {
+        todo!("issue 17: memory store")
+    }
+    async fn list_integrations(
+        &self,
+        _service: crate::model::ServiceId,
+    ) -> Result<Vec<crate::model::Integration>> {
+        todo!("issue 17: memory store")
+    }
+}
+
+#[async_trait]
+impl crate::ports::AlertStore for MemoryStore {
+    async fn get_alert(&self, _id: crate::model::AlertId) -> Result<Option<crate::model::Alert>> {
+        todo!("issue 17: memory store")
+    }
+    async fn open_alert(
+        &self,
+        _service: crate::model::ServiceId,
+        _dedup_key: &str,
+    ) -> Result<Option<crate::model::Alert>> {
+        todo!("issue 17: memory store")
+    }
+    async fn list_alerts(
+        &self,
+        _filter: &crate::model::AlertFilter,
+        _page: PageRequest,
+    ) -> Result<Page<crate::model::Alert>> {
+        todo!("issue 17: memory store")
+    }
+    async fn repeat_trigger(
+        &self,
+        _service: crate::model::ServiceId,
+        _dedup_key: &str,
+        _at: Timestamp,
+    ) -> Result<Option<crate::model::Alert>> {
+        todo!("issue 17: memory store")
+    }
+}

@@ -44,6 +44,24 @@ pub enum AuditAction {
     Escalation,
     /// An admin redrove a dead-lettered notification.
     DeadLetterRedriven,
+    /// A service was created.
+    ServiceCreated,
+    /// A service's fields changed.
+    ServiceUpdated,
+    /// A service was deleted.
+    ServiceDeleted,
+    /// An integration key was created.
+    IntegrationCreated,
+    /// An integration key was revoked.
+    IntegrationRevoked,
+    /// A new alert was triggered (not written for repeated triggers).
+    AlertTriggered,
+    /// An alert was acknowledged.
+    AlertAcknowledged,
+    /// An alert was resolved.
+    AlertResolved,
+    /// An incident was resolved by its source: its last open alert resolved.
+    IncidentAutoResolved,
 }
 string_enum!(AuditAction, "action", {
     UserRegistered => "USER_REGISTERED",
@@ -60,6 +78,15 @@ string_enum!(AuditAction, "action", {
     SlaResponseBreach => "SLA_RESPONSE_BREACH",
     Escalation => "ESCALATION",
     DeadLetterRedriven => "DEAD_LETTER_REDRIVEN",
+    ServiceCreated => "SERVICE_CREATED",
+    ServiceUpdated => "SERVICE_UPDATED",
+    ServiceDeleted => "SERVICE_DELETED",
+    IntegrationCreated => "INTEGRATION_CREATED",
+    IntegrationRevoked => "INTEGRATION_REVOKED",
+    AlertTriggered => "ALERT_TRIGGERED",
+    AlertAcknowledged => "ALERT_ACKNOWLEDGED",
+    AlertResolved => "ALERT_RESOLVED",
+    IncidentAutoResolved => "INCIDENT_AUTO_RESOLVED",
 });
 
 /// Who did something: a user, or the system (the SLA monitor).

@@ -2,8 +2,8 @@
 //! match, checked the same way by every store ([`IncidentFilter::matches`]).
 
 use super::{
-    Actor, AuditAction, AuditEntry, Incident, Priority, Status, Timestamp, UserId, check_instant,
-    incident_terms, query_terms, search_terms,
+    Actor, AuditAction, AuditEntry, Incident, Priority, ServiceId, Status, Timestamp, UserId,
+    check_instant, incident_terms, query_terms, search_terms,
 };
 use crate::error::{Error, Result};
 
@@ -18,6 +18,8 @@ pub struct IncidentFilter {
     pub assigned_to: Option<UserId>,
     /// Reported by this user.
     pub reported_by: Option<UserId>,
+    /// Of this service.
+    pub service_id: Option<ServiceId>,
     /// Created at or after.
     pub created_from: Option<Timestamp>,
     /// Created at or before.
@@ -47,7 +49,10 @@ impl IncidentFilter {
         if self.assigned_to.is_some() && self.assigned_to != i.assigned_to {
             return false;
         }
-        if self.reported_by.is_some_and(|r| r != i.reported_by) {
+        if self.reported_by.is_some_and(|r| Some(r) != i.reported_by) {
+            return false;
+        }
+        if self.service_id.is_some_and(|s| Some(s) != i.service_id) {
             return false;
         }
         if self.created_from.is_some_and(|t| i.created_at < t)

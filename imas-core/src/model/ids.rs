@@ -73,3 +73,18 @@ id_type!(
     AuditId,
     "auditId"
 );
+id_type!(
+    /// Identifies a [`Service`](super::Service).
+    ServiceId,
+    "serviceId"
+);
+id_type!(
+    /// Identifies an [`Integration`](super::Integration).
+    IntegrationId,
+    "integrationId"
+);
+id_type!(
+    /// Identifies an [`Alert`](super::Alert).
+    AlertId,
+    "alertId"
+);

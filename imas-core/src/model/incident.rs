@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{IncidentId, Timestamp, UserId};
+use super::{IncidentId, IntegrationKind, ServiceId, Timestamp, UserId};
 
 /// An incident's priority; it selects the SLA targets.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -104,6 +104,36 @@ impl Status {
     }
 }
 
+/// Where an incident came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum IncidentSource {
+    /// Reported by a person (`POST /incidents`).
+    #[default]
+    #[serde(rename = "manual")]
+    Manual,
+    /// Opened by a PagerDuty Events v2 trigger.
+    #[serde(rename = "events-v2")]
+    EventsV2,
+    /// Opened by an Alertmanager notification.
+    #[serde(rename = "alertmanager")]
+    Alertmanager,
+}
+string_enum!(IncidentSource, "source", {
+    Manual => "manual",
+    EventsV2 => "events-v2",
+    Alertmanager => "alertmanager",
+});
+
+impl From<IntegrationKind> for IncidentSource {
+    fn from(kind: IntegrationKind) -> Self {
+        match kind {
+            IntegrationKind::EventsV2 => IncidentSource::EventsV2,
+            IntegrationKind::Alertmanager => IncidentSource::Alertmanager,
+        }
+    }
+}
+
 /// An incident with its SLA and escalation state.
 ///
 /// Serialises to the API's JSON (camelCase, `type`, `slaHours`); bookkeeping the
@@ -128,8 +158,21 @@ pub struct Incident {
     pub status: Status,
     /// Assignee.
     pub assigned_to: Option<UserId>,
-    /// Who reported it (set by the server).
-    pub reported_by: UserId,
+    /// Who reported it (set by the server); `None` for incidents an integration
+    /// opened.
+    pub reported_by: Option<UserId>,
+    /// The service it belongs to (`None` for incidents reported without one).
+    pub service_id: Option<ServiceId>,
+    /// Where it came from.
+    pub source: IncidentSource,
+    /// How many of its alerts are open (not resolved).
+    pub alert_count: u32,
+    /// The Alertmanager `groupKey` of an incident opened by an Alertmanager
+    /// notification: at most one incident per (service, group key) is open (not
+    /// resolved or closed), which the stores enforce with a unique index. `None`
+    /// for every other incident.
+    #[serde(skip, default)]
+    pub group_key: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -181,8 +224,16 @@ pub struct Incident {
 
 impl Incident {
     /// A new `open` incident with no SLA targets yet (see
-    /// [`crate::sla::SlaPolicy::assign`]), version 1.
+    /// [`crate::sla::SlaPolicy::assign`]), version 1, reported by hand without a
+    /// service.
     pub fn open(title: impl Into<String>, reported_by: UserId, now: Timestamp) -> Self {
+        Self::opened(title, Some(reported_by), now)
+    }
+
+    /// A new `open` incident as [`Incident::open`], reported by `reported_by`
+    /// (`None` when an integration opens it); the caller sets `service_id`,
+    /// `source`, `alert_count` and `group_key`.
+    pub fn opened(title: impl Into<String>, reported_by: Option<UserId>, now: Timestamp) -> Self {
         Self {
             id: IncidentId::new(),
             title: title.into(),
@@ -192,6 +243,10 @@ impl Incident {
             status: Status::Open,
             assigned_to: None,
             reported_by,
+            service_id: None,
+            source: IncidentSource::Manual,
+            alert_count: 0,
+            group_key: None,
             created_at: now,
             updated_at: now,
             sla_target_ms: 0,

@@ -2,7 +2,9 @@
 //! queries over them. Plain data with serde names matching the HTTP API; the rules
 //! that change it live in [`crate::engine`], [`crate::sla`] and [`crate::escalation`].
 //!
-//! One file per entity (`user`, `incident`, `audit`, `notification`),
+//! One file per entity (`user`, `incident`, `audit`, `notification`,
+//! `service`, `integration`, `alert`), the formats sources post alerts in
+//! (`events_v2`, `alertmanager`),
 //! plus `ids`, `time`, `paging`, `filter` and `search`; everything is
 //! re-exported here, so `imas_core::model::Incident` and the like are the paths to use.
 
@@ -46,22 +48,32 @@ macro_rules! join_literals {
 }
 pub(crate) use join_literals;
 
+mod alert;
+mod alertmanager;
 mod audit;
+mod events_v2;
 mod filter;
 mod ids;
 mod incident;
+mod integration;
 mod notification;
 mod paging;
 mod search;
+mod service;
 mod time;
 mod user;
 
+pub use alert::*;
+pub use alertmanager::*;
 pub use audit::*;
+pub use events_v2::*;
 pub use filter::*;
 pub use ids::*;
 pub use incident::*;
+pub use integration::*;
 pub use notification::*;
 pub use paging::*;
 pub use search::*;
+pub use service::*;
 pub use time::*;
 pub use user::*;

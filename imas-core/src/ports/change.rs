@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use super::{IncidentWrite, UserWrite};
+use super::{AlertWrite, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite};
 use crate::error::Result;
 use crate::model::{AuditEntry, NotificationIntent};
 
@@ -20,6 +20,13 @@ pub struct Change {
     pub user: Option<UserWrite>,
     /// At most one incident write.
     pub incident: Option<IncidentWrite>,
+    /// At most one service write.
+    pub service: Option<ServiceWrite>,
+    /// Integration writes, applied in order.
+    pub integrations: Vec<IntegrationWrite>,
+    /// Alert writes, applied in order (after the incident write, so an alert
+    /// may belong to the incident this change inserts).
+    pub alerts: Vec<AlertWrite>,
     /// Audit entries to append.
     pub audit: Vec<AuditEntry>,
     /// Notification intents to put in the outbox. An intent whose key is already
@@ -119,9 +126,13 @@ impl Generations {
         }
     }
 
-    /// Records what a committed [`Change`] wrote.
+    /// Records what a committed [`Change`] wrote. Alert writes count as
+    /// incident writes (an incident's alerts are part of what its readers see).
     pub fn bump_for(&self, change: &Change) {
-        self.bump(change.user.is_some(), change.incident.is_some());
+        self.bump(
+            change.user.is_some(),
+            change.incident.is_some() || !change.alerts.is_empty(),
+        );
     }
 
     /// Marks the counters live or not. Going live bumps both first, so nothing

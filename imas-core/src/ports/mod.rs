@@ -1,5 +1,5 @@
-//! Ports: the traits adapters implement. Stores (users, incidents, audit,
-//! notifications, outbox, and the one atomic [`ChangeStore::commit`]), the
+//! Ports: the traits adapters implement. Stores (users, incidents, services,
+//! integrations, alerts, audit, notifications, outbox, and the one atomic [`ChangeStore::commit`]), the
 //! notification [`Queue`], delivery [`Channel`]s and the [`Clock`].
 //!
 //! Every trait is object-safe; the engine holds `Arc<dyn Store>`, `Arc<dyn Queue>`
@@ -8,24 +8,30 @@
 //! One file per port; everything is re-exported here, so `imas_core::ports::X`
 //! is the path to use. `channel` shows how to implement a port.
 
+mod alerts;
 mod audit;
 mod change;
 mod channel;
 mod clock;
 mod incidents;
+mod integrations;
 mod notifications;
 mod outbox;
 mod queue;
+mod services;
 mod store;
 mod users;
 
+pub use alerts::*;
 pub use audit::*;
 pub use change::*;
 pub use channel::*;
 pub use clock::*;
 pub use incidents::*;
+pub use integrations::*;
 pub use notifications::*;
 pub use outbox::*;
 pub use queue::*;
+pub use services::*;
 pub use store::*;
 pub use users::*;

@@ -1,16 +1,35 @@
 //! The [`Store`] bundle: every port a backend implements, as one trait object for
 //! the engine.
 
-use super::{AuditStore, ChangeStore, IncidentStore, NotificationStore, OutboxStore, UserStore};
+use super::{
+    AlertStore, AuditStore, ChangeStore, IncidentStore, IntegrationStore, NotificationStore,
+    OutboxStore, ServiceStore, UserStore,
+};
 
 /// Everything the engine needs from a store. Implemented for any type that
 /// implements the parts.
 pub trait Store:
-    UserStore + IncidentStore + AuditStore + NotificationStore + OutboxStore + ChangeStore
+    UserStore
+    + IncidentStore
+    + ServiceStore
+    + IntegrationStore
+    + AlertStore
+    + AuditStore
+    + NotificationStore
+    + OutboxStore
+    + ChangeStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + IncidentStore + AuditStore + NotificationStore + OutboxStore + ChangeStore
+    T: UserStore
+        + IncidentStore
+        + ServiceStore
+        + IntegrationStore
+        + AlertStore
+        + AuditStore
+        + NotificationStore
+        + OutboxStore
+        + ChangeStore
 {
 }

@@ -73,13 +73,9 @@ pub fn csv_rows(incidents: &[Incident]) -> Result<Vec<u8>> {
             out.extend_from_slice(a.0.hyphenated().encode_lower(&mut uuid).as_bytes());
         }
         out.push(b',');
-        out.extend_from_slice(
-            i.reported_by
-                .0
-                .hyphenated()
-                .encode_lower(&mut uuid)
-                .as_bytes(),
-        );
+        if let Some(r) = i.reported_by {
+            out.extend_from_slice(r.0.hyphenated().encode_lower(&mut uuid).as_bytes());
+        }
         out.push(b',');
         iso.write(&mut out, Some(i.created_at));
         out.push(b',');

@@ -100,6 +100,15 @@ pub enum Call {
     PendingOutbox,
     OldestPendingOutbox,
     PruneDelivered,
+    GetService,
+    ListServices,
+    GetIntegration,
+    IntegrationByKeyHash,
+    ListIntegrations,
+    GetAlert,
+    OpenAlert,
+    ListAlerts,
+    RepeatTrigger,
 }
 
 #[derive(Debug, Default)]
@@ -256,6 +265,87 @@ impl IncidentStore for FaultyStore {
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
         self.guarded(Call::NextDueAt, self.inner.next_due_at())
             .await
+    }
+}
+
+#[async_trait]
+impl crate::ports::ServiceStore for FaultyStore {
+    async fn get_service(
+        &self,
+        id: crate::model::ServiceId,
+    ) -> Result<Option<crate::model::Service>> {
+        self.guarded(Call::GetService, self.inner.get_service(id))
+            .await
+    }
+    async fn list_services(&self, page: PageRequest) -> Result<Page<crate::model::Service>> {
+        self.guarded(Call::ListServices, self.inner.list_services(page))
+            .await
+    }
+}
+
+#[async_trait]
+impl crate::ports::IntegrationStore for FaultyStore {
+    async fn get_integration(
+        &self,
+        id: crate::model::IntegrationId,
+    ) -> Result<Option<crate::model::Integration>> {
+        self.guarded(Call::GetIntegration, self.inner.get_integration(id))
+            .await
+    }
+    async fn integration_by_key_hash(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<crate::model::Integration>> {
+        self.guarded(
+            Call::IntegrationByKeyHash,
+            self.inner.integration_by_key_hash(key_hash),
+        )
+        .await
+    }
+    async fn list_integrations(
+        &self,
+        service: crate::model::ServiceId,
+    ) -> Result<Vec<crate::model::Integration>> {
+        self.guarded(
+            Call::ListIntegrations,
+            self.inner.list_integrations(service),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl crate::ports::AlertStore for FaultyStore {
+    async fn get_alert(&self, id: crate::model::AlertId) -> Result<Option<crate::model::Alert>> {
+        self.guarded(Call::GetAlert, self.inner.get_alert(id)).await
+    }
+    async fn open_alert(
+        &self,
+        service: crate::model::ServiceId,
+        dedup_key: &str,
+    ) -> Result<Option<crate::model::Alert>> {
+        self.guarded(Call::OpenAlert, self.inner.open_alert(service, dedup_key))
+            .await
+    }
+    async fn list_alerts(
+        &self,
+        filter: &crate::model::AlertFilter,
+        page: PageRequest,
+    ) -> Result<Page<crate::model::Alert>> {
+        self.guarded(Call::ListAlerts, self.inner.list_alerts(filter, page))
+            .await
+    }
+    async fn repeat_trigger(
+        &self,
+        service: crate::model::ServiceId,
+        dedup_key: &str,
+        at: Timestamp,
+    ) -> Result<Option<crate::model::Alert>> {
+        self.guarded(
+            Call::RepeatTrigger,
+            self.inner.repeat_trigger(service, dedup_key, at),
+        )
+        .await
     }
 }
 

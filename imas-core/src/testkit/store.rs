@@ -494,6 +494,7 @@ pub async fn change_is_atomic(store: &dyn Store) {
                 at(4),
             )],
             outbox: vec![intent("atomic-3", reporter.id, at(4))],
+            ..Change::default()
         })
         .await;
     assert!(
