@@ -20,6 +20,11 @@ pub struct IncidentFilter {
     pub reported_by: Option<UserId>,
     /// Of this service.
     pub service_id: Option<ServiceId>,
+    /// With this Alertmanager group key (see [`Incident::group_key`]); the
+    /// engine uses it with `service_id` and the open statuses to find a
+    /// group's open incident (an index lookup: the unique index on open
+    /// groups covers it).
+    pub group_key: Option<String>,
     /// Created at or after.
     pub created_from: Option<Timestamp>,
     /// Created at or before.
@@ -53,6 +58,9 @@ impl IncidentFilter {
             return false;
         }
         if self.service_id.is_some_and(|s| Some(s) != i.service_id) {
+            return false;
+        }
+        if self.group_key.is_some() && self.group_key != i.group_key {
             return false;
         }
         if self.created_from.is_some_and(|t| i.created_at < t)
