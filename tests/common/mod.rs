@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+pub mod ingest;
+#[cfg(feature = "server-bin")]
+pub mod node;
 pub mod tls;
 
 use std::collections::HashMap;
