@@ -4,10 +4,16 @@
 //! `FOR UPDATE SKIP LOCKED` with a lease, so concurrent nodes never take the same
 //! incident or outbox entry, and a dead node's claims expire.
 //!
-//! Each store listens on the channel `imas_changes`, which triggers on `users`
-//! and `incidents` notify on every commit, so its
+//! Each store listens on the channel `imas_changes`, which triggers on `users`,
+//! `incidents` and `alerts` (inserts and status changes, read as incident
+//! changes) notify on every commit, so its
 //! [generation](ChangeStore::generation) moves with every node's changes; while
 //! the listening connection is down the store reports none and the engine reads
+//! through.
+//!
+//! Repeated triggers of alerts are batched (`repeat`): the calls waiting are
+//! summed per `(service, dedup key)` and applied by one `UPDATE ... FROM
+//! UNNEST` in a transaction of its own.
 //!
 //! What is PostgreSQL's own: `timestamptz` instants, the search vector column,
 //! `FOR UPDATE SKIP LOCKED` claims, insert-only changes batched through

@@ -12,7 +12,9 @@
 //!
 //! What is SQLite's own: instants as integer milliseconds, the search terms in
 //! the FTS5 table `incident_search`, writes and claims on the writer thread
-//! (rusqlite), pages read as one JSON row, the file lock.
+//! (rusqlite), pages read as one JSON row, the file lock. Repeated triggers of
+//! alerts are summed per `(service, dedup key)` by the batcher (`repeat`) and
+//! applied as one writer job.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};

@@ -616,3 +616,66 @@ async fn concurrent_repeat_triggers_all_count(store: Arc<dyn Store>) {
     );
 }
 on_both!(repeat_trigger, concurrent_repeat_triggers_all_count);
+
+/// The change feed: an alert's status change committed by one node (no
+/// incident write in the change) moves the other node's incident generation,
+/// so its cached incident reads are not served stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_alert_changes_reach_the_other_node() {
+    use imas_core::testkit::store::expect_generation;
+    let Some(url) = service_url("DATABASE_URL") else {
+        return;
+    };
+    let schema = test_schema();
+    let a: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .await
+            .expect("a"),
+    );
+    let b = PostgresStore::connect_in_schema(&url, &schema)
+        .await
+        .expect("b");
+    let s = service(&a, "feed").await;
+    let int = integration(&a, s.id, "k").await;
+    // Services and integrations are not in the feed; alerts are.
+    let g0 = expect_generation(&b).await;
+    let (_, _, alert) = alert_change(s.id, &int, "x", "x", at(0));
+    a.commit(Change {
+        alerts: vec![AlertWrite::Insert(alert.clone())],
+        ..Change::default()
+    })
+    .await
+    .expect("alert");
+    let heard = heard_after(&b, g0).await;
+    a.commit(Change {
+        alerts: vec![AlertWrite::SetStatus {
+            id: alert.id,
+            status: AlertStatus::Acknowledged,
+            at: at(1),
+        }],
+        ..Change::default()
+    })
+    .await
+    .expect("ack");
+    heard_after(&b, heard).await;
+}
+
+/// Waits (bounded) until `store` has heard of an incident change after `g`;
+/// the notification arrives through its listener connection.
+async fn heard_after(
+    store: &PostgresStore,
+    g: imas_core::ports::Generation,
+) -> imas_core::ports::Generation {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = imas_core::ports::ChangeStore::generation(store).expect("live");
+        if now.incidents > g.incidents {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alert change never reached the other node"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
