@@ -108,20 +108,25 @@ fn params(from: usize, to: usize) -> String {
 }
 
 fn insert<T>(t: &Table<T>) -> String {
-    insert_cast(t, "")
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        t.name,
+        t.list(),
+        values(t, "")
+    )
 }
 
-/// An insert of a whole row, JSON values cast with `json_cast`.
-fn insert_cast<T>(t: &Table<T>, json_cast: &str) -> String {
+/// `$1, $2, ...`: one parameter per column of `t`, JSON ones cast with
+/// `json_cast`.
+fn values<T>(t: &Table<T>, json_cast: &str) -> String {
     let mut n = 0;
-    let values = t.list_with(|c| {
+    t.list_with(|c| {
         n += 1;
         match c.kind() {
             Kind::Json => format!("${n}{json_cast}"),
             _ => format!("${n}"),
         }
-    });
-    format!("INSERT INTO {} ({}) VALUES ({values})", t.name, t.list())
+    })
 }
 
 /// `col = $2, ...` for every column but the first (the id, `$1`).
@@ -256,18 +261,14 @@ impl Statements {
                 "SELECT {integrations} FROM integrations WHERE service_id = $1 \
                  AND revoked_at IS NULL ORDER BY created_at, id"
             ),
-            insert_alert: {
-                let row = insert_cast(&ALERTS, flavor.json_cast);
-                let (cols, vals) = row
-                    .strip_suffix(')')
-                    .and_then(|r| r.split_once(") VALUES ("))
-                    .unwrap_or((row.as_str(), ""));
-                format!(
-                    "{cols}, terms) VALUES ({vals}, ${}{})",
-                    na + 1,
-                    flavor.terms_cast
-                )
-            },
+            // The row, then its summary's search terms.
+            insert_alert: format!(
+                "INSERT INTO alerts ({}, terms) VALUES ({}, ${}{})",
+                ALERTS.list(),
+                values(&ALERTS, flavor.json_cast),
+                na + 1,
+                flavor.terms_cast
+            ),
             acknowledge_alert: "UPDATE alerts SET status = 'acknowledged' \
                                 WHERE id = $1 AND status = 'triggered'"
                 .into(),
