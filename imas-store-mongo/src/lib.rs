@@ -39,6 +39,7 @@
 //! file per store port (`users`, `incidents`, `audit`, `notifications`,
 //! `outbox`).
 
+mod alerts;
 mod audit;
 mod change_stream;
 mod codec;
@@ -46,9 +47,11 @@ mod commit;
 mod error;
 mod incidents;
 mod indexes;
+mod integrations;
 mod notifications;
 mod outbox;
 mod query;
+mod services;
 mod users;
 
 use std::sync::Arc;
@@ -164,6 +167,15 @@ impl MongoStore {
     }
     pub(crate) fn outbox(&self) -> Collection<Document> {
         self.db.collection("outbox")
+    }
+    pub(crate) fn services(&self) -> Collection<Document> {
+        self.db.collection("services")
+    }
+    pub(crate) fn integrations(&self) -> Collection<Document> {
+        self.db.collection("integrations")
+    }
+    pub(crate) fn alerts(&self) -> Collection<Document> {
+        self.db.collection("alerts")
     }
     pub(crate) fn pending_changes(&self) -> Collection<Document> {
         self.db.collection("pending_changes")

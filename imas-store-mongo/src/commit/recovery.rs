@@ -1,14 +1,28 @@
-//! Recovery of single-document changes interrupted between their entity write
+//! Recovery of single-document changes interrupted between their carrier write
 //! and the move-out of their side effects: pending entries still on their
-//! carrier, journal documents, and incidents marked for deletion. Nothing
+//! carrier, journal documents, incidents and services marked for deletion, and
+//! reservations of changes that never reached their carrier write. Nothing
 //! committed is lost; running it twice changes nothing.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
 use imas_core::error::Result;
 use mongodb::bson::{Bson, Document, doc};
+use uuid::Uuid;
 
+use super::single_document::RESERVED_IN;
 use crate::MongoStore;
 use crate::error::err;
+
+/// How old a reservation (an insert hidden by `_cid`, see
+/// [`single_document`](super::single_document)) of a change with neither a
+/// carrier nor a journal document must be before recovery takes the change for
+/// abandoned and removes it. A change normally writes its carrier
+/// milliseconds after its reservations; one that stalls longer than this
+/// writes a removed reservation again when it is applied.
+pub(crate) const RESERVATION_GRACE: Duration = Duration::from_secs(60);
 
 impl MongoStore {
     /// Finishes changes that were interrupted between their entity write and the
@@ -18,7 +32,7 @@ impl MongoStore {
     /// conditions on indexed fields (`_pending.cid`, `_deleting`), so an idle
     /// recovery costs a few index lookups, not a scan.
     pub async fn recover(&self) -> Result<()> {
-        for coll in [self.users(), self.incidents()] {
+        for coll in [self.users(), self.incidents(), self.services()] {
             let carriers: Vec<Document> = coll
                 .find(doc! { "_pending.cid": { "$gt": "" } })
                 .projection(doc! { "_id": 1, "_pending": 1, "_deleting": 1 })
@@ -64,13 +78,81 @@ impl MongoStore {
                     .map_err(err)?;
             }
         }
-        // Incidents whose deletion was marked and whose entries are moved out.
-        self.incidents()
-            .delete_many(doc! { "_deleting": { "$gt": "" }, "_pending.0": { "$exists": false } })
+        // Incidents and services whose deletion was marked and whose entries
+        // are moved out.
+        for coll in [self.incidents(), self.services()] {
+            coll.delete_many(
+                doc! { "_deleting": { "$gt": "" }, "_pending.0": { "$exists": false } },
+            )
             .await
             .map_err(err)?;
+        }
+        self.remove_abandoned_reservations(SystemTime::now()).await
+    }
+
+    /// Removes the reservations of changes that have no carrier and no journal
+    /// document (they never committed) and began more than
+    /// [`RESERVATION_GRACE`] before `now`.
+    pub(crate) async fn remove_abandoned_reservations(&self, now: SystemTime) -> Result<()> {
+        for name in RESERVED_IN {
+            let coll = self.db.collection::<Document>(name);
+            let held: Vec<Document> = coll
+                .find(doc! { "_cid": { "$gt": "" } })
+                .projection(doc! { "_cid": 1 })
+                .await
+                .map_err(err)?
+                .try_collect()
+                .await
+                .map_err(err)?;
+            let cids: BTreeSet<String> = held
+                .iter()
+                .filter_map(|d| d.get_str("_cid").ok().map(str::to_string))
+                .collect();
+            for cid in cids {
+                if !abandoned_long_ago(&cid, now) || self.change_committed(&cid).await? {
+                    continue;
+                }
+                coll.delete_many(doc! { "_cid": &cid }).await.map_err(err)?;
+            }
+        }
         Ok(())
     }
+
+    /// Whether change `cid` reached its carrier write (a carrier or a journal
+    /// document holds its entry).
+    async fn change_committed(&self, cid: &str) -> Result<bool> {
+        for coll in [self.users(), self.incidents(), self.services()] {
+            if coll
+                .find_one(doc! { "_pending.cid": cid })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(err)?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(self
+            .pending_changes()
+            .find_one(doc! { "_id": cid })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(err)?
+            .is_some())
+    }
+}
+
+/// Whether change id `cid` (a UUID v7, whose first bits are its start in Unix
+/// milliseconds) began more than [`RESERVATION_GRACE`] before `now`. An id
+/// that is not a UUID v7 is taken as old.
+fn abandoned_long_ago(cid: &str, now: SystemTime) -> bool {
+    let Some(started) = Uuid::parse_str(cid).ok().and_then(|u| u.get_timestamp()) else {
+        return true;
+    };
+    let (secs, nanos) = started.to_unix();
+    let started = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    now.duration_since(started)
+        .is_ok_and(|age| age > RESERVATION_GRACE)
 }
 
 #[cfg(test)]
