@@ -11,12 +11,20 @@ use imas_core::model::{
 };
 use imas_core::ports::AlertStore;
 use mongodb::bson::{Document, doc};
-use mongodb::options::ReturnDocument;
+use mongodb::options::{Hint, ReturnDocument};
 
 use crate::MongoStore;
 use crate::codec::{date, decode_alert};
 use crate::error::err;
+use crate::indexes::OPEN_ALERT_INDEX;
 use crate::query::{alert_query, visible};
+
+/// The hint to the partial unique index: SecantusDB's planner scans the
+/// collection for a query with an `$exists: false` condition (the `_cid` of
+/// [`visible`]) unless it is told the index.
+fn open_alert_index() -> Hint {
+    Hint::Name(OPEN_ALERT_INDEX.to_string())
+}
 
 /// The query of the open alert of `service` with `dedup_key`: the keys and the
 /// partial filter of the unique index `alerts_open_dedup`, so it is a point
@@ -40,6 +48,7 @@ impl AlertStore for MongoStore {
         let d = self
             .alerts()
             .find_one(open_alert_query(service, dedup_key))
+            .hint(open_alert_index())
             .await
             .map_err(err)?;
         d.as_ref().map(decode_alert).transpose()
@@ -79,6 +88,7 @@ impl AlertStore for MongoStore {
                     "$max": { "last_event_at": date(at) },
                 },
             )
+            .hint(open_alert_index())
             .return_document(ReturnDocument::After)
             .await
             .map_err(err)?;

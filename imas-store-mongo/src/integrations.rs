@@ -7,10 +7,12 @@ use imas_core::error::Result;
 use imas_core::model::{Integration, IntegrationId, ServiceId};
 use imas_core::ports::IntegrationStore;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::Hint;
 
 use crate::MongoStore;
 use crate::codec::decode_integration;
 use crate::error::err;
+use crate::indexes::KEY_HASH_INDEX;
 use crate::query::visible;
 
 #[async_trait]
@@ -29,6 +31,9 @@ impl IntegrationStore for MongoStore {
         let d = self
             .integrations()
             .find_one(visible(doc! { "key_hash": key_hash }))
+            // Named: SecantusDB's planner scans for an `$exists: false`
+            // condition (`visible`) unless it is told the index.
+            .hint(Hint::Name(KEY_HASH_INDEX.to_string()))
             .await
             .map_err(err)?;
         d.as_ref().map(decode_integration).transpose()
