@@ -302,4 +302,116 @@ mod tests {
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].intent, intent);
     }
+
+    /// Reservations (inserts hidden by `_cid`) of a change that never reached
+    /// its carrier write are removed once older than the grace period, which
+    /// frees their unique keys; a recent one (a change in flight) is kept, and
+    /// one whose change's entry is on its carrier is applied.
+    #[tokio::test]
+    async fn recover_removes_abandoned_reservations_only() {
+        use imas_core::model::{Alert, AlertId, AlertStatus, IncidentId, IntegrationId, ServiceId};
+        use imas_core::ports::AlertStore;
+        use std::time::SystemTime;
+
+        use super::RESERVATION_GRACE;
+        use crate::codec::alert_doc;
+
+        let Some(url) = service_url("MONGODB_URL") else {
+            return;
+        };
+        let name = format!("imas_test_{}", Uuid::new_v4().simple());
+        let store = MongoStore::connect_with(&url, &name, Some(Atomicity::SingleDocument))
+            .await
+            .expect("connect");
+        let service = ServiceId::new();
+        let alert = |key: &str| {
+            Alert::triggered(
+                IncidentId::new(),
+                service,
+                IntegrationId::new(),
+                key,
+                "s",
+                at(0),
+            )
+        };
+        let reserve = |a: &Alert, cid: &str| {
+            let mut d = alert_doc(a).expect("doc");
+            d.insert("_cid", cid);
+            d
+        };
+        // An abandoned change (its id from long ago), one in flight (now), and
+        // one whose carrier holds its entry (crashed after the carrier write).
+        let old_cid =
+            Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_000_000, 0)).to_string();
+        let (abandoned, in_flight, committed) = (alert("a"), alert("b"), alert("c"));
+        let flight_cid = Uuid::now_v7().to_string();
+        let carried_cid =
+            Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_000_000, 0)).to_string();
+        for (a, cid) in [
+            (&abandoned, &old_cid),
+            (&in_flight, &flight_cid),
+            (&committed, &carried_cid),
+        ] {
+            store
+                .alerts()
+                .insert_one(reserve(a, cid))
+                .await
+                .expect("reserve");
+        }
+        let carrier = incident(UserId::new(), "carrier", at(0));
+        let mut d = incident_doc(&carrier);
+        d.insert(
+            "_pending",
+            vec![doc! {
+                "cid": &carried_cid, "audit": [], "outbox": [],
+                "reserved": [{ "coll": "alerts", "doc": alert_doc(&committed).expect("doc") }],
+                "redo": [],
+            }],
+        );
+        store.incidents().insert_one(d).await.expect("carrier");
+        for a in [&abandoned, &in_flight, &committed] {
+            assert_eq!(
+                store.get_alert(a.id).await.expect("get"),
+                None,
+                "reserved: hidden"
+            );
+        }
+
+        store.recover().await.expect("recover");
+        let left = |id: AlertId| {
+            let s = store.clone();
+            async move {
+                s.alerts()
+                    .find_one(doc! { "_id": id.to_string() })
+                    .await
+                    .expect("find")
+            }
+        };
+        assert!(left(abandoned.id).await.is_none(), "abandoned: removed");
+        assert!(
+            left(in_flight.id)
+                .await
+                .is_some_and(|d| d.contains_key("_cid")),
+            "in flight: kept, still hidden"
+        );
+        assert_eq!(
+            store.get_alert(committed.id).await.expect("get"),
+            Some(committed.clone()),
+            "carried: applied"
+        );
+        // The abandoned reservation's key is free again.
+        assert_eq!(store.open_alert(service, "a").await.expect("open"), None);
+        store
+            .alerts()
+            .insert_one(alert_doc(&alert("a")).expect("doc"))
+            .await
+            .expect("key free");
+        // Past the grace period the in-flight one is abandoned too.
+        store
+            .remove_abandoned_reservations(SystemTime::now() + RESERVATION_GRACE * 2)
+            .await
+            .expect("later");
+        assert!(left(in_flight.id).await.is_none());
+        assert_eq!(committed.status, AlertStatus::Triggered);
+    }
 }
