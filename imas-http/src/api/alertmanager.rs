@@ -58,9 +58,9 @@ pub(crate) struct NotificationTaken {
     resolved: usize,
 }
 
-/// The Alertmanager webhook payload (version 4), as the OpenAPI document
-/// describes it (the engine reads the bytes itself, see
-/// `imas_core::model::AlertmanagerMessage`).
+/// The Alertmanager webhook payload (version 4).
+// Described for the OpenAPI document only: the engine reads the bytes itself
+// (`imas_core::model::AlertmanagerMessage`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 #[schema(rename_all = "camelCase")]

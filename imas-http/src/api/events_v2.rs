@@ -70,8 +70,9 @@ pub(crate) struct EventRefused {
     errors: Vec<String>,
 }
 
-/// A PagerDuty Events v2 event, as the OpenAPI document describes it (the
-/// engine reads the bytes itself, see `imas_core::model::Event`).
+/// A PagerDuty Events API v2 event.
+// Described for the OpenAPI document only: the engine reads the bytes itself
+// (`imas_core::model::Event`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct EventBody {
