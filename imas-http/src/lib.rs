@@ -219,7 +219,7 @@ fn loggable_uri(uri: &axum::http::Uri) -> String {
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if name == "key" => "key=REDACTED".to_string(),
+            Some(("key", _)) => "key=REDACTED".to_string(),
             _ => pair.to_string(),
         })
         .collect();
