@@ -1,15 +1,11 @@
-//! Alert ingestion over a real socket (`imas_http::serve::serve`) with a real
-//! HTTP client (reqwest): events sent one after another on one kept-alive
-//! connection, the alerts they opened read back gzip-compressed, an
-//! Alertmanager notification with its key in the query.
+//! Alert ingestion over a real socket (`imas_http::serve::serve`): events
+//! sent one after another on one kept-alive HTTP/1.1 connection, the alerts
+//! they opened read back gzip-compressed by a real client (reqwest, which asks
+//! for gzip), an Alertmanager notification with its key in the query.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use axum::routing::get;
 use imas_core::Engine;
 use imas_core::auth::JwtKeys;
 use imas_core::memory::MemoryStore;
@@ -17,6 +13,8 @@ use imas_http::serve::{ServeOptions, serve};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "a long and unusual passphrase";
@@ -27,15 +25,9 @@ struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// The API, plus `/whoami` (the client's address as the server sees it, to
-/// tell one connection from another), served on a free port.
+/// The API served on a free port.
 async fn start(engine: Engine) -> Running {
-    let app = Router::new()
-        .route(
-            "/whoami",
-            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
-        )
-        .merge(imas_http::router(engine));
+    let app = imas_http::router(engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -49,6 +41,37 @@ async fn start(engine: Engine) -> Running {
         stop,
         task,
     }
+}
+
+/// One HTTP/1.1 answer read off `stream`: status, headers (names in lower
+/// case) and the body of its `content-length`.
+async fn read_answer(stream: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut line = String::new();
+    stream.read_line(&mut line).await.expect("status line");
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await.expect("header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (k, v) = header.split_once(':').expect("header line");
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no content-length: {headers:?}"));
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.expect("body");
+    (status, headers, body)
 }
 
 async fn engine() -> (Engine, String) {
@@ -68,23 +91,9 @@ async fn engine() -> (Engine, String) {
 async fn events_over_one_kept_alive_connection_and_alerts_read_back_gzipped() {
     let (engine, admin) = engine().await;
     let srv = start(engine).await;
-    // reqwest keeps connections alive and, with its `gzip` feature, asks for
-    // gzip and decodes it.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("client");
+    // reqwest, with its `gzip` feature, asks for gzip and decodes it.
+    let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", srv.base);
-    let whoami = || async {
-        client
-            .get(url("/whoami"))
-            .send()
-            .await
-            .expect("whoami")
-            .text()
-            .await
-            .expect("text")
-    };
     let service: Value = client
         .post(url("/services"))
         .bearer_auth(&admin)
@@ -110,33 +119,48 @@ async fn events_over_one_kept_alive_connection_and_alerts_read_back_gzipped() {
         .as_str()
         .expect("key")
         .to_owned();
-    let first = whoami().await;
+    // HTTP/1.1 keep-alive, on a raw socket so that nothing but the server
+    // decides: every event is sent on the same connection and answered on it.
+    let stream = tokio::net::TcpStream::connect(srv.base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let mut stream = BufReader::new(stream);
     for n in 0..40 {
-        let answer = client
-            .post(url("/v2/enqueue"))
-            .json(&json!({
-                "routing_key": key,
-                "event_action": "trigger",
-                "dedup_key": format!("host-{n}/disk"),
-                "payload": {
-                    "summary": format!("disk {n} is full, and this summary is long enough to make a list of them worth compressing"),
-                    "source": format!("host-{n}"),
-                    "severity": "warning",
-                    "custom_details": { "free_bytes": n }
-                }
-            }))
-            .send()
+        let event = json!({
+            "routing_key": key,
+            "event_action": "trigger",
+            "dedup_key": format!("host-{n}/disk"),
+            "payload": {
+                "summary": format!("disk {n} is full, and this summary is long enough to make a list of them worth compressing"),
+                "source": format!("host-{n}"),
+                "severity": "warning",
+                "custom_details": { "free_bytes": n }
+            }
+        })
+        .to_string();
+        let request = format!(
+            "POST /v2/enqueue HTTP/1.1\r\nhost: imas\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{event}",
+            event.len()
+        );
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
             .await
-            .expect("enqueue");
-        assert_eq!(answer.status(), StatusCode::ACCEPTED);
-        let body: Value = answer.json().await.expect("json");
+            .expect("write");
+        let (status, headers, body) = read_answer(&mut stream).await;
+        assert_eq!(status, 202, "event {n}");
+        assert!(
+            !headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v == "close"),
+            "{headers:?}"
+        );
+        let body: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(
             body,
             json!({ "status": "success", "message": "Event processed", "dedup_key": format!("host-{n}/disk") })
         );
     }
-    // Every request went over the first connection.
-    assert_eq!(whoami().await, first, "the connection was not kept alive");
     // The list is compressed for a client that asks (the decoding client
     // reads it as JSON; a raw one sees the gzip bytes).
     let alerts: Value = client
@@ -151,7 +175,11 @@ async fn events_over_one_kept_alive_connection_and_alerts_read_back_gzipped() {
     let alerts = alerts.as_array().expect("alerts");
     assert_eq!(alerts.len(), 40);
     assert_eq!(alerts[0]["dedupKey"], "host-39/disk");
-    assert_eq!(alerts[39]["details"]["free_bytes"], 0, "{}", alerts[39]);
+    assert_eq!(
+        alerts[39]["details"]["custom_details"]["free_bytes"], 0,
+        "{}",
+        alerts[39]
+    );
     let raw = reqwest::Client::builder()
         .no_gzip()
         .build()
