@@ -770,6 +770,19 @@ async fn incidents_belong_to_services_and_filter_by_them() {
         )
         .await;
     assert_eq!(a.error(StatusCode::BAD_REQUEST)["field"], "serviceId");
+    let a = app
+        .call(
+            Method::POST,
+            "/incidents",
+            Some(&app.admin),
+            Some(json!({ "title": "t", "serviceId": "7f1c6b1e-4a0e-4f57-9d3b-6f9a3c1d2e4f" })),
+        )
+        .await;
+    assert_eq!(
+        a.error(StatusCode::BAD_REQUEST)["field"],
+        "serviceId",
+        "no such service"
+    );
     // A hand-made incident without a service says so.
     let manual = app.incident("by hand", "low").await;
     assert_eq!(manual["serviceId"], Value::Null);
@@ -1481,5 +1494,11 @@ async fn the_openapi_document_describes_alerts_in() {
     assert!(!refs(&schemas["Integration"]).contains("keyHash"));
     for field in ["dedupKey", "status", "severity", "labels", "eventCount"] {
         assert!(schemas["Alert"]["properties"][field].is_object(), "{field}");
+    }
+    // Every $ref points at a schema that exists.
+    let text = doc.to_string();
+    for piece in text.split("\"#/components/schemas/").skip(1) {
+        let name = &piece[..piece.find('"').expect("quote")];
+        assert!(schemas.get(name).is_some(), "dangling $ref {name}");
     }
 }
