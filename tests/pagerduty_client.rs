@@ -171,7 +171,11 @@ async fn events_v2_with_the_pagerduty_client(backend: Backend) {
     assert_eq!(old["component"], json!("postgres"), "{old}");
     assert_eq!(old["group"], json!("storage"), "{old}");
     assert_eq!(old["class"], json!("disk"), "{old}");
-    assert_eq!(old["details"]["free"], json!("0%"), "{old}");
+    assert_eq!(
+        old["details"]["custom_details"]["free"],
+        json!("0%"),
+        "{old}"
+    );
     assert_eq!(
         old["links"][0]["href"],
         json!("https://runbooks.example.com/disk"),
