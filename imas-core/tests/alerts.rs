@@ -919,3 +919,41 @@ async fn alerts_are_listed_by_admins_and_engineers_and_with_the_incident() {
         "a user cannot read an incident they did not report, nor its alerts: {r:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_alertmanager_notifications_of_a_new_group_share_one_incident() {
+    let w = world();
+    let s = setup(&w).await;
+    let bodies: Vec<Vec<u8>> = (0..16)
+        .map(|n| {
+            let fp = format!("fp{}", n % 4);
+            notification("race", &[(fp.as_str(), "firing", "warning")])
+        })
+        .collect();
+    let results = join_all(
+        bodies
+            .iter()
+            .map(|b| w.engine.receive_alertmanager(&s.am.key, b)),
+    )
+    .await;
+    for r in &results {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let incident = only_incident(&w, &s).await;
+    assert_eq!(incident.alert_count, 4, "one alert per fingerprint");
+    let alerts = alerts_of(&w, &s, &incident).await;
+    assert_eq!(alerts.len(), 4);
+    assert_eq!(
+        alerts.iter().map(|a| a.event_count).sum::<i64>(),
+        16,
+        "every notification counted once"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|r| r.opened)
+            .sum::<usize>(),
+        4
+    );
+}

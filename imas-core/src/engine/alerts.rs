@@ -82,6 +82,28 @@ pub(super) fn triggered_entry(alert: &Alert, now: Timestamp) -> AuditEntry {
     )
 }
 
+/// The write and `ALERT_RESOLVED` entry (by SYSTEM) of a source resolving an
+/// open alert.
+fn resolve_by_source(
+    alert: &Alert,
+    now: Timestamp,
+    audit: &mut Vec<AuditEntry>,
+    writes: &mut Vec<AlertWrite>,
+) {
+    audit.push(alert_entry(
+        AuditAction::AlertResolved,
+        Actor::System,
+        alert,
+        messages::alert_resolved(&alert.summary),
+        now,
+    ));
+    writes.push(AlertWrite::SetStatus {
+        id: alert.id,
+        status: AlertStatus::Resolved,
+        at: now,
+    });
+}
+
 /// How a new incident opened by an integration looks before its alerts.
 pub(super) struct Opening {
     pub title: String,
@@ -152,18 +174,19 @@ impl Engine {
     }
 
     /// The alert writes (and their audit entries, by `actor`) that make an
-    /// incident's alerts follow the status it now has: acknowledged → its
-    /// triggered alerts acknowledged; resolved or closed → its open alerts
+    /// incident's alerts follow it to `status`: acknowledged → its triggered
+    /// alerts acknowledged; resolved or closed (or deleted) → its open alerts
     /// resolved and its alert count 0. Incidents without a service have no
     /// alerts.
     pub(super) async fn alerts_follow_incident(
         &self,
         incident: &mut Incident,
+        status: Status,
         actor: Actor,
         now: Timestamp,
         audit: &mut Vec<AuditEntry>,
     ) -> Result<Vec<AlertWrite>> {
-        let (to, action): (AlertStatus, AuditAction) = match incident.status {
+        let (to, action): (AlertStatus, AuditAction) = match status {
             _ if incident.service_id.is_none() => return Ok(Vec::new()),
             Status::Acknowledged => (AlertStatus::Acknowledged, AuditAction::AlertAcknowledged),
             Status::Resolved | Status::Closed => {
@@ -243,18 +266,7 @@ impl Engine {
     ) -> Result<()> {
         for alert in resolved {
             incident.alert_count = incident.alert_count.saturating_sub(1);
-            audit.push(alert_entry(
-                AuditAction::AlertResolved,
-                Actor::System,
-                alert,
-                messages::alert_resolved(&alert.summary),
-                now,
-            ));
-            writes.push(AlertWrite::SetStatus {
-                id: alert.id,
-                status: AlertStatus::Resolved,
-                at: now,
-            });
+            resolve_by_source(alert, now, audit, writes);
         }
         if !resolved.is_empty()
             && incident.alert_count == 0
@@ -370,15 +382,7 @@ impl Engine {
                 None => {
                     // Its incident is gone (deleted while the alert was open):
                     // the alert resolves alone.
-                    let mut gone = Incident::opened("", None, now);
-                    Self::resolve_in(
-                        &mut gone,
-                        std::slice::from_ref(&alert),
-                        false,
-                        now,
-                        &mut audit,
-                        &mut writes,
-                    )?;
+                    resolve_by_source(&alert, now, &mut audit, &mut writes);
                     self.commit(Change {
                         alerts: writes,
                         audit,

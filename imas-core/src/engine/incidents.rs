@@ -327,8 +327,9 @@ impl Engine {
         if after.status != before.status {
             audit.push(Self::status_changed_entry(&before, &after, actor, now));
             // The incident's alerts follow it (SPEC §4).
+            let to = after.status;
             alerts = self
-                .alerts_follow_incident(&mut after, actor, now, &mut audit)
+                .alerts_follow_incident(&mut after, to, actor, now, &mut audit)
                 .await?;
         }
         let mut outbox = Vec::new();
@@ -376,15 +377,14 @@ impl Engine {
             messages::incident_deleted(&incident.title),
             now,
         )];
-        let version = incident.version;
-        incident.status = Status::Closed;
+        // Gone is as done as closed, for its alerts.
         let alerts = self
-            .alerts_follow_incident(&mut incident, actor, now, &mut audit)
+            .alerts_follow_incident(&mut incident, Status::Closed, actor, now, &mut audit)
             .await?;
         self.commit(Change {
             incident: Some(IncidentWrite::Delete {
                 id,
-                expected_version: version,
+                expected_version: incident.version,
             }),
             alerts,
             audit,
