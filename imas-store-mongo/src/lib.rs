@@ -33,7 +33,8 @@
 //! the same one.
 //!
 //! Each store watches its database's change stream for writes to `users` and
-//! `incidents`, so its [generation](ChangeStore::generation) moves with every
+//! `incidents` (and `alerts`, as incident writes), so its
+//! [generation](imas_core::ports::ChangeStore::generation) moves with every
 //! node's changes (its own at once, when they commit). Change streams need a
 //! replica set or a sharded cluster: on a standalone server, and while the stream
 //! is down, the store reports no generation and the engine reads through.

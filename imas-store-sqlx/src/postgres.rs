@@ -61,21 +61,29 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
     })
 });
 
+/// How many repeated-trigger batches commit side by side (`repeat`).
+const REPEAT_LANES: usize = 4;
+
 /// Applies a batch of repeated triggers in one statement: one array per
 /// field of the groups (each `(service, dedup key)` once, so each open alert
-/// is matched once).
+/// is matched once). The rows are locked in id order first, so that batches
+/// of other lanes and other nodes that share rows wait for each other instead
+/// of deadlocking.
 static REPEAT_GROUPS: LazyLock<String> = LazyLock::new(|| {
     let cols = ALERTS.list_with(|c| match c.kind() {
         Kind::Json => format!("a.{n}::text AS {n}", n = c.name),
         _ => format!("a.{}", c.name),
     });
     format!(
-        "UPDATE alerts a SET event_count = a.event_count + t.events, \
-         last_event_at = GREATEST(a.last_event_at, t.at) \
-         FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[]) \
-         AS t(service_id, dedup_key, events, at) \
-         WHERE a.service_id = t.service_id AND a.dedup_key = t.dedup_key \
-         AND a.status <> 'resolved' RETURNING {cols}"
+        "WITH locked AS (\
+            SELECT a.id, t.events, t.at FROM alerts a \
+            JOIN UNNEST($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[]) \
+                AS t(service_id, dedup_key, events, at) \
+            ON a.service_id = t.service_id AND a.dedup_key = t.dedup_key \
+            WHERE a.status <> 'resolved' ORDER BY a.id FOR UPDATE OF a) \
+         UPDATE alerts a SET event_count = a.event_count + l.events, \
+         last_event_at = GREATEST(a.last_event_at, l.at) \
+         FROM locked l WHERE a.id = l.id RETURNING {cols}"
     )
 });
 
@@ -297,7 +305,7 @@ impl PostgresStore {
         tokio::spawn(commit_inserts(pool.clone(), queue));
         let repeats = {
             let pool = pool.clone();
-            Repeats::start(BACKEND, move |groups| {
+            Repeats::start(BACKEND, REPEAT_LANES, move |groups| {
                 let pool = pool.clone();
                 async move { repeat_groups(&pool, groups).await }
             })

@@ -4,9 +4,13 @@
 //! `(service, dedup key)` (with the latest instant), has the dialect apply the
 //! sums in one transaction (`run`), and only then answers each caller with its
 //! alert's row after that transaction (or `None` when it has no open alert).
-//! One batch runs at a time; the calls that come meanwhile form the next one,
-//! so a burst costs one transaction and one durable flush, not one per call.
-//! A call whose caller stops waiting is applied all the same.
+//! Calls are spread over `lanes` by `(service, dedup key)`, so that two lanes
+//! never touch the same alert; each lane runs one batch at a time and the
+//! calls that come meanwhile form its next one, so a burst costs one
+//! transaction and one durable flush per lane, not one per call. (SQLite has
+//! one lane: its writer is one connection anyway. PostgreSQL has a few, whose
+//! transactions commit side by side on connections of their own.) A call
+//! whose caller stops waiting is applied all the same.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,7 +42,7 @@ struct Call {
 /// handle is dropped, after answering the calls already queued.
 #[derive(Debug, Clone)]
 pub struct Repeats {
-    calls: mpsc::UnboundedSender<Call>,
+    lanes: Vec<mpsc::UnboundedSender<Call>>,
     backend: &'static str,
 }
 
@@ -49,16 +53,22 @@ impl std::fmt::Debug for Call {
 }
 
 impl Repeats {
-    /// Starts the task (on the current Tokio runtime); `run` applies one
-    /// batch's groups in one transaction and returns the rows it updated.
-    pub(crate) fn start<F, Fut>(backend: &'static str, run: F) -> Self
+    /// Starts one task per lane (at least one, on the current Tokio
+    /// runtime); `run` applies one batch's groups in one transaction and
+    /// returns the rows it updated.
+    pub(crate) fn start<F, Fut>(backend: &'static str, lanes: usize, run: F) -> Self
     where
-        F: Fn(Vec<Group>) -> Fut + Send + 'static,
+        F: Fn(Vec<Group>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<Vec<Alert>>> + Send + 'static,
     {
-        let (calls, queue) = mpsc::unbounded_channel();
-        tokio::spawn(serve(backend, queue, run));
-        Self { calls, backend }
+        let lanes = (0..lanes.max(1))
+            .map(|_| {
+                let (calls, queue) = mpsc::unbounded_channel();
+                tokio::spawn(serve(backend, queue, run.clone()));
+                calls
+            })
+            .collect();
+        Self { lanes, backend }
     }
 
     /// One repeated trigger, answered once its batch is committed.
@@ -70,7 +80,15 @@ impl Repeats {
     ) -> Result<Option<Alert>> {
         let stopped = || Error::backend(self.backend, "the repeated-trigger batcher has stopped");
         let (reply, answer) = oneshot::channel();
-        self.calls
+        let lane = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (service, dedup_key).hash(&mut h);
+            (h.finish() % self.lanes.len() as u64) as usize
+        };
+        self.lanes
+            .get(lane)
+            .ok_or_else(stopped)?
             .send(Call {
                 service,
                 dedup_key: dedup_key.to_owned(),

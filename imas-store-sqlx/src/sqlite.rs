@@ -191,7 +191,7 @@ impl SqliteStore {
         let writer = Writer::start(open_writer(path).map_err(SqlError::rusqlite)?)?;
         let repeats = {
             let writer = writer.clone();
-            Repeats::start(BACKEND, move |groups| {
+            Repeats::start(BACKEND, 1, move |groups| {
                 let writer = writer.clone();
                 async move { writer.write(move |c| repeat_groups(c, groups)).await }
             })

@@ -679,3 +679,44 @@ async fn heard_after(
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// Two nodes' repeated triggers on the same alerts (batches of several lanes
+/// and two stores touching the same rows at once) all count, and none fails
+/// with a deadlock: the batches lock their rows in one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_repeat_triggers_of_two_nodes_all_count() {
+    let Some(url) = service_url("DATABASE_URL") else {
+        return;
+    };
+    let schema = test_schema();
+    let a: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .await
+            .expect("a"),
+    );
+    let b: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .await
+            .expect("b"),
+    );
+    let s = service(&a, "shared").await;
+    let int = integration(&a, s.id, "k").await;
+    let mut alerts = Vec::new();
+    for n in 0..16 {
+        let (c, _, alert) = alert_change(s.id, &int, &format!("k{n}"), "x", at(0));
+        a.commit(c).await.expect("alert");
+        alerts.push(alert);
+    }
+    let calls = (0..1_600).map(|n| {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let key = format!("k{}", (n * 7) % 16);
+        tokio::spawn(async move { store.repeat_trigger(s.id, &key, at(n)).await })
+    });
+    for answer in join_all(calls).await {
+        answer.expect("task").expect("no deadlock").expect("open");
+    }
+    for alert in alerts {
+        let now = a.get_alert(alert.id).await.expect("get").expect("there");
+        assert_eq!(now.event_count, 1 + 100, "{}", now.dedup_key);
+    }
+}

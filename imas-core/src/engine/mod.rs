@@ -5,7 +5,7 @@
 //! configuration and the commit; each use-case group is an `impl Engine` block in
 //! a file of its own (users, incidents, sla, escalations, recipients,
 //! notifications, delivery, loops, reports, audit, operations, services,
-//! integrations, alerts).
+//! integrations, alerts, and the two alert formats: events_v2, alertmanager).
 
 mod alertmanager;
 mod alerts;

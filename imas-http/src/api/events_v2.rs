@@ -255,3 +255,69 @@ pub(crate) async fn enqueue(
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Status, `Retry-After` and body of the answer to an engine result.
+    fn parts(
+        result: Result<Enqueued, EnqueueError>,
+    ) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = answer(result);
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
+            .expect("body");
+        (status, retry, serde_json::from_slice(&body).expect("json"))
+    }
+
+    #[test]
+    fn each_engine_answer_has_its_status_and_pagerduty_shape() {
+        let failed = |e: Error| parts(Err(EnqueueError::Failed(e)));
+        let (status, retry, body) = failed(Error::rate_limited(
+            "events of this key",
+            Duration::from_millis(1500),
+        ));
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("2"))
+        );
+        assert_eq!(body["status"], "throttled");
+        assert_eq!(body["errors"], serde_json::json!([]));
+        let (status, retry, _) = failed(Error::conflict("open alert exists"));
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
+        );
+        let (status, retry, _) = failed(Error::Unavailable {
+            message: "busy".into(),
+            retry_after: Duration::from_secs(3),
+        });
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("3"))
+        );
+        let (status, retry, body) = failed(Error::backend(
+            "postgres",
+            std::io::Error::other("password=hunter2"),
+        ));
+        assert_eq!((status, retry), (StatusCode::INTERNAL_SERVER_ERROR, None));
+        assert_eq!(body["status"], "error");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+        let (status, _, body) = failed(Error::validation("routing_key", "unknown"));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["status"], "invalid event");
+        assert_eq!(body["errors"][0], "invalid routing_key: unknown");
+        let (status, _, body) = parts(Err(EnqueueError::Invalid(vec!["a".into(), "b".into()])));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            serde_json::json!({ "status": "invalid event", "message": "Event object is invalid", "errors": ["a", "b"] })
+        );
+    }
+}
