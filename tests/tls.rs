@@ -123,6 +123,12 @@ async fn a_stalled_handshake_gives_its_slot_back_at_the_header_timeout() {
         started.elapsed() >= Duration::from_millis(1900),
         "the stalled handshake was cut off before the header timeout ({silent_in:?})"
     );
+    // A generous upper bound (a busy CI machine), but one a timeout that
+    // does not apply to handshakes would miss.
+    assert!(
+        silent_in < Duration::from_secs(8),
+        "the stalled handshake held its slot far past the 2 s header timeout ({silent_in:?})"
+    );
 
     // A handshake begun and left half way: a TLS record header that promises
     // a ClientHello that never comes.
@@ -134,6 +140,10 @@ async fn a_stalled_handshake_gives_its_slot_back_at_the_header_timeout() {
     assert!(
         half_in >= Duration::from_millis(1500),
         "cut off too early: {half_in:?}"
+    );
+    assert!(
+        half_in < Duration::from_secs(8),
+        "the half-sent handshake held its slot far past the 2 s header timeout ({half_in:?})"
     );
 
     // The slot is free again.

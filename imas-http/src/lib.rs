@@ -211,16 +211,23 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
 }
 
 /// A request's URI as traces show it: an integration key sent as `?key=...`
-/// (`POST /integrations/alertmanager`) is a secret, and is replaced.
+/// (`POST /integrations/alertmanager`) is a secret, and is replaced. Names
+/// are compared as the route reads them, percent-decoded (`?k%65y=` is
+/// `key` too).
 fn loggable_uri(uri: &axum::http::Uri) -> String {
-    let Some(query) = uri.query().filter(|q| q.contains("key")) else {
+    let Some(query) = uri.query() else {
         return uri.to_string();
     };
     let redacted: Vec<String> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some(("key", _)) => "key=REDACTED".to_string(),
-            _ => pair.to_string(),
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            let decoded: Vec<(String, String)> =
+                serde_urlencoded::from_str(&format!("{name}=")).unwrap_or_default();
+            match decoded.first() {
+                Some((n, _)) if n == "key" => "key=REDACTED".to_string(),
+                _ => pair.to_string(),
+            }
         })
         .collect();
     format!("{}?{}", uri.path(), redacted.join("&"))
@@ -268,6 +275,20 @@ mod tests {
         assert_eq!(
             loggable_uri(&uri),
             "/integrations/alertmanager?key=REDACTED&x=1"
+        );
+        let uri = "/integrations/alertmanager?k%65y=abc123"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            loggable_uri(&uri),
+            "/integrations/alertmanager?key=REDACTED"
+        );
+        let uri = "/integrations/alertmanager?ke%79=abc123&x=1&key"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            loggable_uri(&uri),
+            "/integrations/alertmanager?key=REDACTED&x=1&key=REDACTED"
         );
         let uri = "/alerts?q=monkey&limit=5".parse().expect("uri");
         assert_eq!(loggable_uri(&uri), "/alerts?q=monkey&limit=5");

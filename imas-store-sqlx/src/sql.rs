@@ -542,7 +542,23 @@ impl Statements {
                 })),
             });
         }
-        for w in &change.alerts {
+        // Status changes next to each other run in id order, the order the
+        // repeated-trigger batch locks alerts in (postgres.rs), so that the
+        // two never wait on each other crosswise (a deadlock); inserts keep
+        // their place.
+        let mut alerts: Vec<&AlertWrite> = Vec::with_capacity(change.alerts.len());
+        for run in change
+            .alerts
+            .chunk_by(|a, b| is_status_change(a) && is_status_change(b))
+        {
+            let start = alerts.len();
+            alerts.extend(run);
+            alerts[start..].sort_by_key(|w| match w {
+                AlertWrite::SetStatus { id, .. } => Some(id.0),
+                AlertWrite::Insert(_) => None,
+            });
+        }
+        for w in alerts {
             out.push(match w {
                 AlertWrite::Insert(a) => {
                     let mut args = ALERTS.values(a);
@@ -593,4 +609,9 @@ impl Statements {
             }
         }
     }
+}
+
+/// Whether an alert write is a status change (not an insert).
+fn is_status_change(w: &AlertWrite) -> bool {
+    matches!(w, AlertWrite::SetStatus { .. })
 }

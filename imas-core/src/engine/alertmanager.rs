@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::Engine;
-use super::alerts::{AlertmanagerReceipt, Opening, RETRIES, contended, triggered_entry};
+use super::alerts::{
+    AlertmanagerReceipt, Opening, RETRIES, contended, pause_before, triggered_entry,
+};
 use super::services::NOT_DONE;
 use crate::error::{Error, Result};
 use crate::messages;
@@ -44,7 +46,8 @@ impl Engine {
             by_fingerprint.insert(alert.fingerprint.as_str(), alert);
         }
         let alerts: Vec<&AlertmanagerAlert> = by_fingerprint.into_values().collect();
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            pause_before(attempt).await;
             match self.apply_group(&integration, &message, &alerts).await {
                 // Another request opened the group's incident, or changed it,
                 // first: read it again and join it.

@@ -55,6 +55,20 @@ pub struct AlertmanagerReceipt {
 /// incident, first).
 pub(super) const RETRIES: usize = 8;
 
+/// Waits before attempt `attempt` (0-based) of a retry loop: not at all
+/// before the first retry (the usual race, a twin trigger, is settled by the
+/// re-read), then a few random milliseconds more each time, so that requests
+/// that keep colliding (or a store whose winner is not visible yet) spread out
+/// instead of spending their attempts at once.
+pub(super) async fn pause_before(attempt: usize) {
+    if attempt < 2 {
+        return;
+    }
+    let jitter = u64::try_from(uuid::Uuid::new_v4().as_u128() % 5).unwrap_or(0) + 1;
+    let attempt = u64::try_from(attempt).unwrap_or(u64::MAX);
+    tokio::time::sleep(Duration::from_millis(jitter.saturating_mul(attempt))).await;
+}
+
 /// What an event that kept losing races answers: try again shortly (503).
 pub(super) fn contended() -> Error {
     Error::unavailable(messages::ALERT_CONTENDED, Duration::from_secs(1))
@@ -255,7 +269,8 @@ impl Engine {
     /// Resolves `resolved` (open alerts of `incident`) into `writes` and
     /// `audit`: the alert count goes down by one each, `ALERT_RESOLVED` each;
     /// when none is left open, the service auto-resolves and the incident is
-    /// not done, the incident resolves (`INCIDENT_AUTO_RESOLVED`, by SYSTEM).
+    /// not done, the incident resolves (`STATUS_CHANGED` and
+    /// `INCIDENT_AUTO_RESOLVED`, by SYSTEM).
     pub(super) fn resolve_in(
         incident: &mut Incident,
         resolved: &[Alert],
@@ -273,7 +288,16 @@ impl Engine {
             && auto_resolve
             && !incident.status.is_done()
         {
+            let from = incident.status;
             lifecycle::transition(incident, Status::Resolved, now)?;
+            // The status history reads the same as for any other resolve.
+            audit.push(AuditEntry::new(
+                AuditAction::StatusChanged,
+                Actor::System,
+                Some(incident.id.to_string()),
+                messages::status_changed(from, Status::Resolved),
+                now,
+            ));
             audit.push(AuditEntry::new(
                 AuditAction::IncidentAutoResolved,
                 Actor::System,
@@ -293,7 +317,8 @@ impl Engine {
         service: ServiceId,
         dedup_key: &str,
     ) -> Result<()> {
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            pause_before(attempt).await;
             let Some(alert) = self.inner.store.open_alert(service, dedup_key).await? else {
                 return Ok(());
             };
@@ -356,7 +381,8 @@ impl Engine {
     /// there is none): its incident's alert count goes down, and the incident
     /// resolves itself when it was the last one ([`Engine::resolve_in`]).
     pub(super) async fn resolve_alert(&self, service: ServiceId, dedup_key: &str) -> Result<()> {
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            pause_before(attempt).await;
             let Some(alert) = self.inner.store.open_alert(service, dedup_key).await? else {
                 return Ok(());
             };

@@ -5,7 +5,9 @@
 use serde_json::{Map, Value};
 
 use super::Engine;
-use super::alerts::{EnqueueError, Enqueued, Opening, RETRIES, contended, triggered_entry};
+use super::alerts::{
+    EnqueueError, Enqueued, Opening, RETRIES, contended, pause_before, triggered_entry,
+};
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::model::{
@@ -67,7 +69,8 @@ impl Engine {
         event: &Event,
     ) -> Result<()> {
         let service = integration.service_id;
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            pause_before(attempt).await;
             let now = self.now();
             if self
                 .inner

@@ -70,8 +70,12 @@ pub struct AlertmanagerAlert {
     pub fingerprint: String,
 }
 
-/// Longest group key or fingerprint taken.
-pub const MAX_GROUP_KEY_CHARS: usize = 1000;
+/// Longest group key taken, in bytes (UTF-8). Stores index it (and, with a
+/// fingerprint, an alert's dedup key) in unique B-tree indexes, whose entries
+/// must stay well under PostgreSQL's limit of about 2,700 bytes.
+pub const MAX_GROUP_KEY_BYTES: usize = 1000;
+/// Longest fingerprint taken, in bytes (Alertmanager's are 16 hex digits).
+pub const MAX_FINGERPRINT_BYTES: usize = 64;
 
 impl AlertmanagerMessage {
     /// Parses and checks a request body; errors name the field (`version`,
@@ -89,12 +93,10 @@ impl AlertmanagerMessage {
                 "expected \"4\" (the Alertmanager webhook payload version)",
             ));
         }
-        if message.group_key.trim().is_empty()
-            || message.group_key.chars().count() > MAX_GROUP_KEY_CHARS
-        {
+        if message.group_key.trim().is_empty() || message.group_key.len() > MAX_GROUP_KEY_BYTES {
             return Err(Error::validation(
                 "groupKey",
-                format!("expected 1 to {MAX_GROUP_KEY_CHARS} characters"),
+                format!("expected 1 to {MAX_GROUP_KEY_BYTES} bytes"),
             ));
         }
         for (n, a) in message.alerts.iter().enumerate() {
@@ -104,12 +106,10 @@ impl AlertmanagerMessage {
                     "expected firing or resolved",
                 ));
             }
-            if a.fingerprint.trim().is_empty()
-                || a.fingerprint.chars().count() > MAX_GROUP_KEY_CHARS
-            {
+            if a.fingerprint.trim().is_empty() || a.fingerprint.len() > MAX_FINGERPRINT_BYTES {
                 return Err(Error::validation(
                     format!("alerts[{n}].fingerprint"),
-                    format!("expected 1 to {MAX_GROUP_KEY_CHARS} characters"),
+                    format!("expected 1 to {MAX_FINGERPRINT_BYTES} bytes"),
                 ));
             }
         }
@@ -247,6 +247,15 @@ mod tests {
         .expect_err("invalid");
         assert!(e.to_string().contains("alerts[1].status"), "{e}");
         assert!(AlertmanagerMessage::parse(b"{}").is_err());
+        // Bytes, not characters: 400 three-byte characters are 1,200 bytes.
+        let long = sample().replace("HighLatency\\\"}", &format!("{}\\\"}}", "€".repeat(400)));
+        let e =
+            AlertmanagerMessage::parse(long.as_bytes()).expect_err("a group key over 1,000 bytes");
+        assert!(e.to_string().contains("groupKey"), "{e}");
+        let long = sample().replace("791cec13fcba0368", &"f".repeat(65));
+        let e =
+            AlertmanagerMessage::parse(long.as_bytes()).expect_err("a fingerprint over 64 bytes");
+        assert!(e.to_string().contains("alerts[0].fingerprint"), "{e}");
     }
 
     #[test]

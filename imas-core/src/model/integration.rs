@@ -78,7 +78,7 @@ pub struct NewIntegration {
 
 /// A new integration with its key: the only time the key is shown.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedIntegration {
     /// The integration.
@@ -86,6 +86,16 @@ pub struct CreatedIntegration {
     pub integration: Integration,
     /// 32 random characters `[a-z0-9]`.
     pub key: String,
+}
+
+/// Debug output leaves the key out, so that no log line can carry it.
+impl std::fmt::Debug for CreatedIntegration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedIntegration")
+            .field("integration", &self.integration)
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Length of an integration key (PagerDuty's routing keys are 32 characters).
