@@ -1156,6 +1156,18 @@ async fn openapi_describes_every_route() {
         ("get", "/admin/dead-letters"),
         ("post", "/admin/dead-letters/{key}/redrive"),
         ("get", "/metrics"),
+        ("get", "/services"),
+        ("post", "/services"),
+        ("get", "/services/{id}"),
+        ("patch", "/services/{id}"),
+        ("delete", "/services/{id}"),
+        ("get", "/services/{id}/integrations"),
+        ("post", "/services/{id}/integrations"),
+        ("delete", "/integrations/{id}"),
+        ("get", "/alerts"),
+        ("get", "/incidents/{id}/alerts"),
+        ("post", "/v2/enqueue"),
+        ("post", "/integrations/alertmanager"),
     ];
     let paths = doc["paths"].as_object().expect("paths");
     let described: usize = paths

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::model::Timestamp;
+use crate::model::{IntegrationId, Timestamp};
 
 /// At most `max` events per `window` (a sliding window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,6 +394,37 @@ impl Drop for Attempt {
     }
 }
 
+/// The events each integration key posted in a sliding window (SPEC §4's
+/// per-key ingest limit), in the same bounded memory as the sign-in counters:
+/// at most `max_keys` keys, the least recently active forgotten first.
+#[derive(Debug)]
+pub(crate) struct EventLimiter {
+    counter: Counter<IntegrationId>,
+}
+
+impl EventLimiter {
+    /// A limiter of `limit` per key, tracking at most `max_keys` keys.
+    pub(crate) fn new(limit: RateLimit, max_keys: usize) -> Self {
+        Self {
+            counter: Counter::new(limit, max_keys),
+        }
+    }
+
+    /// Counts one event of `key` at `now`, or refuses it (counting nothing)
+    /// with how long until one more fits in the window.
+    pub(crate) fn hit(
+        &self,
+        key: &IntegrationId,
+        now: Timestamp,
+    ) -> std::result::Result<(), Duration> {
+        let now = ms(now);
+        self.counter.admit(key, now)?;
+        // Every admitted event counts, whatever becomes of it.
+        self.counter.finish(key, now, Outcome::Failed, false);
+        Ok(())
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A fixed set of threads that hash passwords, with a bounded waiting line.
@@ -513,6 +544,27 @@ mod tests {
             c.finish(&k, 10_000, Outcome::Failed, true);
         }
         assert!(c.admit(&k, 10_000).is_err());
+    }
+
+    #[test]
+    fn events_count_per_key_in_a_sliding_window() {
+        let l = EventLimiter::new(RateLimit::new(3, Duration::from_secs(60)), 100);
+        let (a, b) = (IntegrationId::new(), IntegrationId::new());
+        let t = crate::model::from_millis;
+        for n in 0..3 {
+            l.hit(&a, t(n * 1000)).expect("within the limit");
+        }
+        assert_eq!(
+            l.hit(&a, t(5_000)),
+            Err(Duration::from_millis(55_000)),
+            "the fourth waits until the first leaves the window"
+        );
+        l.hit(&b, t(5_000)).expect("another key has its own window");
+        l.hit(&a, t(60_000)).expect("the first left the window");
+        assert!(
+            l.hit(&a, t(60_001)).is_err(),
+            "a refusal counted nothing, but the window is full"
+        );
     }
 
     #[test]

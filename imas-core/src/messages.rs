@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::model::{IncidentId, Priority, Role, Status, Timestamp};
+use crate::model::{IncidentId, IntegrationKind, Priority, Role, Severity, Status, Timestamp};
 
 /// An incident title as texts show it: in double quotes.
 pub(crate) fn quoted(title: &str) -> String {
@@ -228,6 +228,101 @@ pub(crate) fn dead_letter_redriven(key: &str) -> String {
 /// Error: a queued job's payload is no notification intent.
 pub(crate) fn not_an_intent(error: impl Display) -> String {
     format!("job payload is not a notification intent: {error}")
+}
+
+// ----- services, integrations, alerts -----------------------------------------------
+
+/// Audit: a service was created.
+pub(crate) fn service_created(name: &str) -> String {
+    format!("service {} created", quoted(name))
+}
+
+/// Audit: some fields of a service changed (named as in the API).
+pub(crate) fn service_updated(name: &str, changed: &[&str]) -> String {
+    format!("service {} updated: {}", quoted(name), changed.join(", "))
+}
+
+/// Audit: a service was deleted.
+pub(crate) fn service_deleted(name: &str) -> String {
+    format!("service {} deleted", quoted(name))
+}
+
+/// Error: a service with open incidents cannot be deleted.
+pub(crate) fn service_has_open_incidents(name: &str, open: u64) -> String {
+    format!(
+        "service {} has {open} open incident(s); resolve or close them before deleting it",
+        quoted(name)
+    )
+}
+
+/// Error: `serviceId` names no service.
+pub(crate) const NO_SUCH_SERVICE: &str = "no service has this id";
+
+/// Audit: an integration key was created.
+pub(crate) fn integration_created(name: &str, kind: IntegrationKind, service: &str) -> String {
+    format!(
+        "{kind} integration {} created for service {}",
+        quoted(name),
+        quoted(service)
+    )
+}
+
+/// Audit: an integration key was revoked.
+pub(crate) fn integration_revoked(name: &str, kind: IntegrationKind) -> String {
+    format!("{kind} integration {} revoked", quoted(name))
+}
+
+/// Events v2 error: the routing key is unknown, revoked or of another kind
+/// (one of the `errors` of a 400).
+pub(crate) const UNKNOWN_ROUTING_KEY: &str = "'routing_key' is not a valid integration key (unknown, revoked, or not an Events v2 integration)";
+
+/// Events v2 error: an acknowledge or resolve without a dedup key.
+pub(crate) const EVENT_NEEDS_DEDUP_KEY: &str =
+    "'dedup_key' is required for acknowledge and resolve events";
+
+/// Events v2 error: a trigger without a payload.
+pub(crate) const EVENT_NEEDS_PAYLOAD: &str = "'payload' is missing";
+
+/// Error: a missing, unknown, revoked or wrong-kind Alertmanager key.
+pub(crate) const UNKNOWN_ALERTMANAGER_KEY: &str =
+    "expected the key of an Alertmanager integration (Authorization: Bearer <key>)";
+
+/// Error: an integration key went over its event rate limit.
+pub(crate) fn ingest_limit(max: u32, window: Duration) -> String {
+    format!(
+        "at most {max} events may be posted per {} s with one integration key; try again later",
+        window.as_secs()
+    )
+}
+
+/// Error: racing writers kept changing the same alert or incident.
+pub(crate) const ALERT_CONTENDED: &str =
+    "the alert's incident kept changing concurrently; try again";
+
+/// Audit: a new alert was triggered.
+pub(crate) fn alert_triggered(summary: &str, severity: Severity, source: &str) -> String {
+    format!(
+        "alert {} triggered ({severity}) from {source}",
+        quoted(summary)
+    )
+}
+
+/// Audit: an alert was acknowledged.
+pub(crate) fn alert_acknowledged(summary: &str) -> String {
+    format!("alert {} acknowledged", quoted(summary))
+}
+
+/// Audit: an alert was resolved.
+pub(crate) fn alert_resolved(summary: &str) -> String {
+    format!("alert {} resolved", quoted(summary))
+}
+
+/// Audit: an incident resolved itself when its last alert resolved.
+pub(crate) fn incident_auto_resolved(title: &str) -> String {
+    format!(
+        "incident {} resolved automatically: all its alerts resolved",
+        quoted(title)
+    )
 }
 
 // ----- validation -------------------------------------------------------------------

@@ -38,6 +38,15 @@ pub enum Permission {
     ChangeRole,
     /// `GET /admin/dead-letters`, `POST /admin/dead-letters/{key}/redrive`.
     ManageDeadLetters,
+    /// `GET /services`, `GET /services/{id}`.
+    ReadServices,
+    /// `POST /services`, `PATCH /services/{id}`, `DELETE /services/{id}`.
+    ManageServices,
+    /// `POST /services/{id}/integrations`, `GET /services/{id}/integrations`,
+    /// `DELETE /integrations/{id}`.
+    ManageIntegrations,
+    /// `GET /alerts` (an incident's alerts go with reading the incident).
+    ListAlerts,
 }
 
 use Permission::*;
@@ -60,6 +69,10 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ReadAudit, &[Admin, Engineer]),
     (ChangeRole, &[Admin]),
     (ManageDeadLetters, &[Admin]),
+    (ReadServices, &[Admin, Engineer]),
+    (ManageServices, &[Admin]),
+    (ManageIntegrations, &[Admin]),
+    (ListAlerts, &[Admin, Engineer]),
 ];
 
 /// The roles holding a permission.
@@ -105,5 +118,9 @@ fn describe(p: Permission) -> &'static str {
         ReadAudit => "read the audit log",
         ChangeRole => "change roles",
         ManageDeadLetters => "list or redrive dead letters",
+        ReadServices => "read services",
+        ManageServices => "create, change or delete services",
+        ManageIntegrations => "manage integration keys",
+        ListAlerts => "list alerts",
     }
 }

@@ -47,6 +47,14 @@ pub(crate) fn validate_title(title: &str) -> Result<()> {
     Ok(())
 }
 
+/// A name (of a service or an integration) as stored: trimmed, 1 to
+/// [`MAX_NAME`] characters, naming `field`.
+pub(crate) fn validate_name(field: &str, name: &str) -> Result<String> {
+    let name = name.trim();
+    check_len(field, name, 1, MAX_NAME)?;
+    Ok(name.to_string())
+}
+
 /// A registration as stored: name and username trimmed, the username of
 /// letters, digits, `.`, `_` and `-`, the email normalised ([`validate_email`]),
 /// the password checked ([`validate_password`]).

@@ -79,6 +79,26 @@ const SPEC: &[(&str, Permission, &[Role])] = &[
         Permission::ManageDeadLetters,
         &[Role::Admin],
     ),
+    (
+        "GET /services, GET /services/{id}",
+        Permission::ReadServices,
+        &[Role::Admin, Role::Engineer],
+    ),
+    (
+        "POST /services, PATCH /services/{id}, DELETE /services/{id}",
+        Permission::ManageServices,
+        &[Role::Admin],
+    ),
+    (
+        "POST|GET /services/{id}/integrations, DELETE /integrations/{id}",
+        Permission::ManageIntegrations,
+        &[Role::Admin],
+    ),
+    (
+        "GET /alerts",
+        Permission::ListAlerts,
+        &[Role::Admin, Role::Engineer],
+    ),
 ];
 
 #[test]

@@ -18,6 +18,15 @@ pub struct ApiError {
     field: Option<String>,
     /// Seconds for `Retry-After` (429 and 503 answers).
     retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge of a 401 answer.
+    challenge: Option<&'static str>,
+}
+
+/// `Retry-After` in whole seconds: rounded up, at least 1 (a client told 0
+/// would retry at once).
+pub(crate) fn retry_after_secs(after: std::time::Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 impl ApiError {
@@ -28,13 +37,19 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
-    /// Adds `Retry-After` (whole seconds, at least 1) to the answer.
+    /// Adds `Retry-After` (whole seconds, rounded up, at least 1) to the answer.
     pub fn retry_after(mut self, after: std::time::Duration) -> Self {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        self.retry_after = Some(secs.max(1));
+        self.retry_after = Some(retry_after_secs(after));
+        self
+    }
+
+    /// Adds `WWW-Authenticate: <scheme>` (to a 401 answer).
+    pub fn challenge(mut self, scheme: &'static str) -> Self {
+        self.challenge = Some(scheme);
         self
     }
 
@@ -46,6 +61,7 @@ impl ApiError {
             message: format!("invalid {field}: {message}"),
             field: Some(field),
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -90,6 +106,7 @@ impl From<Error> for ApiError {
             message: e.to_string(),
             field,
             retry_after: None,
+            challenge: None,
         };
         match retry_after {
             Some(after) => answer.retry_after(after),
@@ -187,6 +204,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let Some(scheme) = self.challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(scheme),
+            );
         }
         response
     }

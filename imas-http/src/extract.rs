@@ -7,8 +7,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use imas_core::model::{
-    Cursor, DEFAULT_LIMIT, MAX_LIMIT, PageRequest, Priority, Status, Timestamp, UserId,
-    check_instant, truncate_millis,
+    AlertStatus, Cursor, DEFAULT_LIMIT, MAX_LIMIT, PageRequest, Priority, ServiceId, Status,
+    Timestamp, UserId, check_instant, truncate_millis,
 };
 use imas_core::{Error, Principal};
 use serde::Deserialize;
@@ -114,6 +114,8 @@ pub struct ListParams {
     pub priority: Option<String>,
     /// Assignee id.
     pub assigned_to: Option<String>,
+    /// Service id (incidents, alerts).
+    pub service_id: Option<String>,
     /// Full-text query.
     pub q: Option<String>,
     /// Created at or after (RFC 3339 or YYYY-MM-DD).
@@ -163,6 +165,9 @@ pub struct IncidentQuery {
     /// Assigned to this user.
     #[param(rename = "assignedTo")]
     assigned_to: Option<UserId>,
+    /// Of this service.
+    #[param(rename = "serviceId")]
+    service_id: Option<ServiceId>,
     /// Full-text search: every word must appear in the title or description
     /// (whole words, case-insensitive; at most 32 words of at most 64 characters).
     q: Option<String>,
@@ -174,6 +179,21 @@ pub struct IncidentQuery {
     /// years 1 to 9999.
     #[param(rename = "endDate", value_type = Option<chrono::DateTime<Utc>>)]
     end_date: Option<String>,
+}
+
+/// The filters of `GET /alerts`.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AlertQuery {
+    /// Of this service.
+    #[param(rename = "serviceId")]
+    service_id: Option<ServiceId>,
+    /// In this status.
+    status: Option<AlertStatus>,
+    /// Full-text search: every word must appear in the summary (whole words,
+    /// case-insensitive; at most 32 words of at most 64 characters).
+    q: Option<String>,
 }
 
 /// The filters of `GET /audit`.
@@ -253,6 +273,25 @@ pub fn user_id(field: &str, value: Option<&str>) -> Result<Option<UserId>, Error
             .parse()
             .map(Some)
             .map_err(|_| Error::validation(field, "expected a user id (a UUID)")),
+    }
+}
+
+/// A service id parameter.
+pub fn service_id(field: &str, value: Option<&str>) -> Result<Option<ServiceId>, Error> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::validation(field, "expected a service id (a UUID)")),
+    }
+}
+
+/// An alert status parameter (one status).
+pub fn alert_status(value: Option<&str>) -> Result<Option<AlertStatus>, Error> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => v.trim().parse().map(Some),
     }
 }
 

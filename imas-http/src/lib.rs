@@ -37,6 +37,7 @@ mod metrics;
 pub mod openapi;
 pub mod serve;
 
+pub use api::MAX_NOTIFICATION_BYTES;
 pub use error::{ApiError, ApiResult};
 
 /// JSON bodies of list pages, kept while the engine's read cache keeps the page
@@ -159,15 +160,30 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
     let mut app = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(compression())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, options.request_timeout))
-        // One limit shared by every route (a per-route limit would multiply it).
-        .layer(ServiceBuilder::new().layer(HandleErrorLayer::new(overloaded)).load_shed().layer(
-            GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests),
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-        }))
+        // One limit shared by every route (a per-route limit would multiply it).
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    options.max_concurrent_requests,
+                )),
+        )
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                let uri = loggable_uri(req.uri());
+                tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
+            }),
+        )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
     // Outermost, so that every answer is counted (timeouts included); route
@@ -192,6 +208,22 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     ))
+}
+
+/// A request's URI as traces show it: an integration key sent as `?key=...`
+/// (`POST /integrations/alertmanager`) is a secret, and is replaced.
+fn loggable_uri(uri: &axum::http::Uri) -> String {
+    let Some(query) = uri.query().filter(|q| q.contains("key")) else {
+        return uri.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("key", _)) => "key=REDACTED".to_string(),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), redacted.join("&"))
 }
 
 /// The answer to a request shed by the concurrency limit (`load_shed` over a
@@ -222,4 +254,24 @@ fn compression() -> CompressionLayer<impl Predicate> {
     CompressionLayer::new()
         .quality(CompressionLevel::Precise(1))
         .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_uri;
+
+    #[test]
+    fn an_integration_key_in_the_query_is_not_logged() {
+        let uri = "/integrations/alertmanager?key=abc123&x=1"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            loggable_uri(&uri),
+            "/integrations/alertmanager?key=REDACTED&x=1"
+        );
+        let uri = "/alerts?q=monkey&limit=5".parse().expect("uri");
+        assert_eq!(loggable_uri(&uri), "/alerts?q=monkey&limit=5");
+        let uri = "/incidents".parse().expect("uri");
+        assert_eq!(loggable_uri(&uri), "/incidents");
+    }
 }

@@ -3,11 +3,13 @@
 //! its registry is a value, not a process-wide global, so every router (and
 //! every server a test starts in one process) counts on its own.
 //!
-//! Two kinds of series:
+//! Three kinds of series:
 //! - request counts and latencies, by method, route template (axum's
 //!   [`MatchedPath`], e.g. `/incidents/{id}`; `unmatched` for the 404
 //!   fallback, so the label set stays bounded whatever paths clients try) and
 //!   status, counted by [`track`], a middleware;
+//! - alert events received, by integration kind and outcome, counted by the
+//!   ingestion handlers ([`HttpMetrics::alert_received`]);
 //! - the engine's state, read at scrape time by [`Engine::operations`]: open
 //!   incidents by priority and status, SLA breaches, the SLA monitor's lag, the
 //!   outbox backlog and age, the queue, deliveries by channel and outcome.
@@ -21,6 +23,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use imas_core::Engine;
 use imas_core::metrics::Operations;
+use imas_core::model::IntegrationKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
@@ -44,6 +47,61 @@ struct RequestLabels {
     status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    integration: &'static str,
+    outcome: &'static str,
+}
+
+/// What became of an event an integration posted (a `POST /v2/enqueue`
+/// event, an Alertmanager notification): the `outcome` label of
+/// `imas_alerts_received_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AlertOutcome {
+    /// Taken (2xx).
+    Accepted,
+    /// Refused as malformed or invalid (400, 413; for events v2 an unknown
+    /// key is one of its problems).
+    Invalid,
+    /// Refused for a missing or bad key (401, Alertmanager).
+    Unauthorized,
+    /// Over the key's rate limit (429).
+    RateLimited,
+    /// Not taken for a failure of IMAS (5xx): the sender retries.
+    Failed,
+}
+
+impl AlertOutcome {
+    const ALL: [AlertOutcome; 5] = [
+        AlertOutcome::Accepted,
+        AlertOutcome::Invalid,
+        AlertOutcome::Unauthorized,
+        AlertOutcome::RateLimited,
+        AlertOutcome::Failed,
+    ];
+
+    /// The outcome an answer's status says.
+    pub(crate) fn of(status: StatusCode) -> Self {
+        match status.as_u16() {
+            200..=299 => AlertOutcome::Accepted,
+            401 | 403 => AlertOutcome::Unauthorized,
+            429 => AlertOutcome::RateLimited,
+            400..=499 => AlertOutcome::Invalid,
+            _ => AlertOutcome::Failed,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            AlertOutcome::Accepted => "accepted",
+            AlertOutcome::Invalid => "invalid",
+            AlertOutcome::Unauthorized => "unauthorized",
+            AlertOutcome::RateLimited => "rate_limited",
+            AlertOutcome::Failed => "failed",
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -54,6 +112,7 @@ pub(crate) struct HttpMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    alerts: Family<AlertLabels, Counter>,
 }
 
 impl Default for HttpMetrics {
@@ -73,11 +132,42 @@ impl Default for HttpMetrics {
             "Time from receiving an HTTP request to sending its response head, by method, route template and status",
             latency.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        // Every series exists from the start (at 0), so that a rate over them
+        // is defined before the first event and the family is always listed.
+        for kind in IntegrationKind::ALL {
+            for outcome in AlertOutcome::ALL {
+                alerts
+                    .get_or_create(&AlertLabels {
+                        integration: kind.as_str(),
+                        outcome: outcome.as_str(),
+                    })
+                    .inc_by(0);
+            }
+        }
+        registry.register(
+            "imas_alerts_received",
+            "Alert events posted by integrations to this node (an events-v2 event, an Alertmanager notification), by integration kind and outcome",
+            alerts.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            alerts,
         }
+    }
+}
+
+impl HttpMetrics {
+    /// Counts one event an integration of `kind` posted.
+    pub(crate) fn alert_received(&self, kind: IntegrationKind, outcome: AlertOutcome) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                integration: kind.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 }
 
@@ -269,13 +359,6 @@ fn operations_registry(ops: &Operations) -> Registry {
     r
 }
 
-/// Alerts received, by integration kind: IMAS has no alert ingestion yet, so
-/// the family is declared with no series (prometheus-client leaves an empty
-/// family out, hence written here); an integration adds
-/// `imas_alerts_received_total{integration="..."}` series to it.
-const ALERTS_RECEIVED: &str = "# HELP imas_alerts_received_total Alerts received, by integration kind (no integration exists yet).\n\
-# TYPE imas_alerts_received_total counter\n";
-
 /// The exposition: request series, then the engine's state read now.
 pub(crate) async fn render(engine: &Engine, http: &HttpMetrics) -> imas_core::Result<String> {
     let ops = engine.operations().await?;
@@ -283,7 +366,6 @@ pub(crate) async fn render(engine: &Engine, http: &HttpMetrics) -> imas_core::Re
     let encoded = prometheus_text::encode(&mut out, &http.registry)
         .and_then(|()| prometheus_text::encode(&mut out, &operations_registry(&ops)));
     encoded.map_err(|e| imas_core::Error::backend("metrics", e))?;
-    out.push_str(ALERTS_RECEIVED);
     Ok(out)
 }
 

@@ -1,13 +1,17 @@
 //! The change-stream follower: each store's [generations](imas_core::ports::Generations)
-//! move with every node's writes to `users` and `incidents`, so an engine's read
-//! cache never outlives another node's change.
+//! move with every node's writes to `users`, `incidents` and `alerts` (alert
+//! writes count as incident writes), so an engine's read cache never outlives
+//! another node's change. A repeated trigger (only `event_count` and
+//! `last_event_at` of an alert change) is not counted: it is the hot path and
+//! changes nothing an incident read shows.
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use imas_core::ports::Generations;
 use mongodb::Database;
-use mongodb::bson::doc;
+use mongodb::bson::{Document, doc};
+use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
 
 /// Keeps `generations` moving with the writes to `users` and `incidents` that
 /// any node makes in `db`, read from the database's change stream, until the
@@ -16,7 +20,7 @@ use mongodb::bson::doc;
 /// lost, so going live bumps everything). A server without change streams (a
 /// standalone one) is never live: the engine reads through.
 pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>) {
-    let pipeline = [doc! { "$match": { "ns.coll": { "$in": ["users", "incidents"] } } }];
+    let pipeline = [doc! { "$match": { "ns.coll": { "$in": ["users", "incidents", "alerts"] } } }];
     let mut warned = false;
     loop {
         let opened = db
@@ -52,8 +56,12 @@ pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>)
             };
             match next {
                 Ok(Some(event)) => {
+                    let repeat = is_repeat_trigger(&event);
                     let coll = event.ns.and_then(|ns| ns.coll).unwrap_or_default();
-                    g.bump(coll == "users", coll == "incidents");
+                    g.bump(
+                        coll == "users",
+                        coll == "incidents" || (coll == "alerts" && !repeat),
+                    );
                 }
                 Ok(None) if stream.is_alive() => {}
                 Ok(None) | Err(_) => {
@@ -66,4 +74,17 @@ pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>)
             }
         }
     }
+}
+
+/// Whether a change event is an update of only the fields a repeated trigger
+/// writes.
+fn is_repeat_trigger(event: &ChangeStreamEvent<Document>) -> bool {
+    event.operation_type == OperationType::Update
+        && event.update_description.as_ref().is_some_and(|u| {
+            u.removed_fields.is_empty()
+                && !u.updated_fields.is_empty()
+                && u.updated_fields
+                    .keys()
+                    .all(|k| k == "event_count" || k == "last_event_at")
+        })
 }

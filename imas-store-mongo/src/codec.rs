@@ -4,9 +4,11 @@
 
 use imas_core::error::{Error, Result};
 use imas_core::model::{
-    Actor, AuditAction, AuditEntry, AuditId, Incident, IncidentId, IncidentType, Notification,
-    NotificationId, NotificationIntent, NotificationType, OutboxEntry, Priority, Role, Status,
-    Timestamp, User, UserId, from_millis, incident_terms,
+    Actor, Alert, AlertId, AlertLink, AlertStatus, AuditAction, AuditEntry, AuditId, Incident,
+    IncidentId, IncidentSource, IncidentType, Integration, IntegrationId, IntegrationKind,
+    Notification, NotificationId, NotificationIntent, NotificationType, OutboxEntry, Priority,
+    Role, Service, ServiceId, Severity, Status, Timestamp, User, UserId, from_millis,
+    incident_terms, search_terms,
 };
 use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
 use uuid::Uuid;
@@ -28,6 +30,8 @@ pub(crate) trait DocExt {
     fn opt_ts(&self, k: &str) -> Result<Option<Timestamp>>;
     fn uuid(&self, k: &str) -> Result<Uuid>;
     fn opt_uuid(&self, k: &str) -> Result<Option<Uuid>>;
+    fn opt_text(&self, k: &str) -> Result<Option<String>>;
+    fn flag(&self, k: &str) -> Result<bool>;
     fn int(&self, k: &str) -> Result<i64>;
     fn parsed<T: std::str::FromStr>(&self, k: &str) -> Result<T>;
 }
@@ -57,6 +61,16 @@ impl DocExt for Document {
             None | Some(Bson::Null) => Ok(None),
             Some(_) => self.uuid(k).map(Some),
         }
+    }
+    fn opt_text(&self, k: &str) -> Result<Option<String>> {
+        match self.get(k) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(_) => self.text(k).map(|t| Some(t.to_string())),
+        }
+    }
+    fn flag(&self, k: &str) -> Result<bool> {
+        self.get_bool(k)
+            .map_err(|e| unreadable(format_args!("{k}: {e}")))
     }
     fn int(&self, k: &str) -> Result<i64> {
         match self.get(k) {
@@ -107,7 +121,15 @@ pub(crate) fn incident_doc(i: &Incident) -> Document {
         "status": i.status.as_str(),
         "done": i.status.is_done(),
         "assigned_to": i.assigned_to.map_or(Bson::Null, |u| Bson::String(u.to_string())),
-        "reported_by": i.reported_by.to_string(),
+        "reported_by": opt_id(i.reported_by.map(|u| u.0)),
+        "service_id": opt_id(i.service_id.map(|s| s.0)),
+        "source": i.source.as_str(),
+        "alert_count": i64::from(i.alert_count),
+        "group_key": i.group_key.clone().map_or(Bson::Null, Bson::String),
+        // Set only on an open incident with a group key: the unique index on
+        // (service_id, group_key) is partial on it (a partial index cannot say
+        // "not done").
+        "group_open": group_open(i),
         "created_at": date(i.created_at),
         "updated_at": date(i.updated_at),
         "sla_target_ms": i.sla_target_ms,
@@ -140,7 +162,18 @@ pub(crate) fn decode_incident(d: &Document) -> Result<Incident> {
         priority: d.parsed::<Priority>("priority")?,
         status: d.parsed::<Status>("status")?,
         assigned_to: d.opt_uuid("assigned_to")?.map(UserId),
-        reported_by: UserId(d.uuid("reported_by")?),
+        reported_by: d.opt_uuid("reported_by")?.map(UserId),
+        // Documents written before services existed have none of these.
+        service_id: d.opt_uuid("service_id")?.map(ServiceId),
+        source: match d.get("source") {
+            None | Some(Bson::Null) => IncidentSource::Manual,
+            Some(_) => d.parsed::<IncidentSource>("source")?,
+        },
+        alert_count: match d.get("alert_count") {
+            None | Some(Bson::Null) => 0,
+            Some(_) => u32::try_from(d.int("alert_count")?).unwrap_or(u32::MAX),
+        },
+        group_key: d.opt_text("group_key")?,
         created_at: d.ts("created_at")?,
         updated_at: d.ts("updated_at")?,
         sla_target_ms: d.int("sla_target_ms")?,
@@ -162,6 +195,157 @@ pub(crate) fn decode_incident(d: &Document) -> Result<Incident> {
         hold_started_at: d.opt_ts("hold_started_at")?,
         next_due_at: d.opt_ts("next_due_at")?,
         version: d.int("version")?,
+    })
+}
+
+/// An optional id as a UUID string or null.
+pub(crate) fn opt_id(id: Option<Uuid>) -> Bson {
+    id.map_or(Bson::Null, |u| Bson::String(u.to_string()))
+}
+
+/// The `group_open` field of an incident: `true` while it is not done and has a
+/// group key, absent (null) otherwise, so that only such incidents are in the
+/// partial unique index `incidents_open_group`.
+pub(crate) fn group_open(i: &Incident) -> Bson {
+    if i.group_key.is_some() && !i.status.is_done() {
+        Bson::Boolean(true)
+    } else {
+        Bson::Null
+    }
+}
+
+pub(crate) fn service_doc(s: &Service) -> Document {
+    doc! {
+        "_id": s.id.to_string(),
+        "name": &s.name,
+        "description": &s.description,
+        "auto_resolve": s.auto_resolve,
+        "created_at": date(s.created_at),
+        "updated_at": date(s.updated_at),
+        "version": s.version,
+    }
+}
+
+pub(crate) fn decode_service(d: &Document) -> Result<Service> {
+    Ok(Service {
+        id: ServiceId(d.uuid("_id")?),
+        name: d.text("name")?.to_string(),
+        description: d.text("description")?.to_string(),
+        auto_resolve: d.flag("auto_resolve")?,
+        created_at: d.ts("created_at")?,
+        updated_at: d.ts("updated_at")?,
+        version: d.int("version")?,
+    })
+}
+
+pub(crate) fn integration_doc(i: &Integration) -> Document {
+    doc! {
+        "_id": i.id.to_string(),
+        "service_id": i.service_id.to_string(),
+        "name": &i.name,
+        "kind": i.kind.as_str(),
+        "key_hash": &i.key_hash,
+        "created_at": date(i.created_at),
+        "revoked_at": opt_date(i.revoked_at),
+    }
+}
+
+pub(crate) fn decode_integration(d: &Document) -> Result<Integration> {
+    Ok(Integration {
+        id: IntegrationId(d.uuid("_id")?),
+        service_id: ServiceId(d.uuid("service_id")?),
+        name: d.text("name")?.to_string(),
+        kind: d.parsed::<IntegrationKind>("kind")?,
+        key_hash: d.text("key_hash")?.to_string(),
+        created_at: d.ts("created_at")?,
+        revoked_at: d.opt_ts("revoked_at")?,
+    })
+}
+
+/// The `open` field of an alert: `true` while it is not resolved, absent (null)
+/// once resolved, so that only open alerts are in the partial unique index
+/// `alerts_open_dedup`.
+pub(crate) fn alert_open(status: AlertStatus) -> Bson {
+    if status.is_open() {
+        Bson::Boolean(true)
+    } else {
+        Bson::Null
+    }
+}
+
+pub(crate) fn alert_doc(a: &Alert) -> Result<Document> {
+    let details =
+        serde_json::to_string(&a.details).map_err(|e| Error::from(MongoError::Encode(e)))?;
+    let links: Vec<Document> = a
+        .links
+        .iter()
+        .map(|l| doc! { "href": &l.href, "text": l.text.clone().map_or(Bson::Null, Bson::String) })
+        .collect();
+    Ok(doc! {
+        "_id": a.id.to_string(),
+        "incident_id": a.incident_id.to_string(),
+        "service_id": a.service_id.to_string(),
+        "integration_id": a.integration_id.to_string(),
+        "dedup_key": &a.dedup_key,
+        "status": a.status.as_str(),
+        "open": alert_open(a.status),
+        "summary": &a.summary,
+        "severity": a.severity.as_str(),
+        "source": &a.source,
+        "component": a.component.clone().map_or(Bson::Null, Bson::String),
+        "group": a.group.clone().map_or(Bson::Null, Bson::String),
+        "class": a.class.clone().map_or(Bson::Null, Bson::String),
+        // Labels as an array of pairs: label names may hold `.` or start with `$`.
+        "labels": a.labels.iter().map(|(k, v)| doc! { "k": k, "v": v }).collect::<Vec<_>>(),
+        "details": details,
+        "links": links,
+        "started_at": date(a.started_at),
+        "last_event_at": date(a.last_event_at),
+        "event_count": a.event_count,
+        "resolved_at": opt_date(a.resolved_at),
+        "search": search_terms(&a.summary),
+    })
+}
+
+pub(crate) fn decode_alert(d: &Document) -> Result<Alert> {
+    let pairs = |k: &str| -> Vec<&Document> {
+        d.get_array(k)
+            .map(|a| a.iter().filter_map(Bson::as_document).collect())
+            .unwrap_or_default()
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    for p in pairs("labels") {
+        labels.insert(p.text("k")?.to_string(), p.text("v")?.to_string());
+    }
+    let mut links = Vec::new();
+    for l in pairs("links") {
+        links.push(AlertLink {
+            href: l.text("href")?.to_string(),
+            text: l.opt_text("text")?,
+        });
+    }
+    let details = serde_json::from_str(d.text("details")?)
+        .map_err(|e| unreadable(format_args!("details: {e}")))?;
+    Ok(Alert {
+        id: AlertId(d.uuid("_id")?),
+        incident_id: IncidentId(d.uuid("incident_id")?),
+        service_id: ServiceId(d.uuid("service_id")?),
+        integration_id: IntegrationId(d.uuid("integration_id")?),
+        dedup_key: d.text("dedup_key")?.to_string(),
+        status: d.parsed::<AlertStatus>("status")?,
+        summary: d.text("summary")?.to_string(),
+        severity: d.parsed::<Severity>("severity")?,
+        source: d.text("source")?.to_string(),
+        component: d.opt_text("component")?,
+        group: d.opt_text("group")?,
+        class: d.opt_text("class")?,
+        labels,
+        details,
+        links,
+        started_at: d.ts("started_at")?,
+        last_event_at: d.ts("last_event_at")?,
+        event_count: d.int("event_count")?,
+        resolved_at: d.opt_ts("resolved_at")?,
     })
 }
 

@@ -5,18 +5,23 @@
 //! `username` and `email`), `incidents` (the due-time index, list and filter
 //! indexes, and a `search` array of terms for full-text search without a text
 //! index), `audit_log`, `notifications` (unique `key`), `channel_deliveries`,
-//! `outbox`. Instants are BSON dates (milliseconds), ids UUID strings, so keyset
+//! `outbox`, `services` (unique `name`), `integrations` (unique `key_hash`),
+//! `alerts` (at most one open alert per service and dedup key: a partial unique
+//! index; `incidents` likewise hold at most one open incident per service and
+//! Alertmanager group key). Instants are BSON dates (milliseconds), ids UUID strings, so keyset
 //! pagination on `(created_at, _id)` orders as in the other stores.
 //!
-//! A domain change (incident or user + audit entries + outbox rows) commits
-//! atomically in one of two ways ([`Atomicity`]), chosen at connect time from the
+//! A domain change (user, incident, service, integration and alert writes +
+//! audit entries + outbox rows) commits atomically in one of two ways ([`Atomicity`]), chosen at connect time from the
 //! server's `hello` answer:
 //!
 //! - on a replica set or a sharded cluster, in one multi-document transaction;
 //! - on a standalone server, which has no transactions, through single-document
 //!   atomicity: the entity write carries the change's audit entries and outbox
 //!   rows in a `_pending` array of the same document (a change without an entity
-//!   goes into a `pending_changes` document); they are then moved to their
+//!   goes into a `pending_changes` document; inserts of services, integrations
+//!   and alerts are reserved, hidden, before it, so that their unique indexes
+//!   decide before anything commits); they are then moved to their
 //!   collections (idempotently: audit entries by id, outbox rows by key) and
 //!   pulled from `_pending`. A change interrupted between the two is finished by
 //!   [`MongoStore::recover`], which runs at connect time and before every outbox
@@ -28,7 +33,8 @@
 //! the same one.
 //!
 //! Each store watches its database's change stream for writes to `users` and
-//! `incidents`, so its [generation](ChangeStore::generation) moves with every
+//! `incidents` (and `alerts`, as incident writes), so its
+//! [generation](imas_core::ports::ChangeStore::generation) moves with every
 //! node's changes (its own at once, when they commit). Change streams need a
 //! replica set or a sharded cluster: on a standalone server, and while the stream
 //! is down, the store reports no generation and the engine reads through.
@@ -36,9 +42,10 @@
 //! Modules, one per concern: `codec` (document <-> model), `query` (filters,
 //! keyset pages, search, claims), `indexes`, `commit` (transaction mode,
 //! single-document mode and its recovery), `change_stream`, `error`, and one
-//! file per store port (`users`, `incidents`, `audit`, `notifications`,
-//! `outbox`).
+//! file per store port (`users`, `incidents`, `services`, `integrations`,
+//! `alerts`, `audit`, `notifications`, `outbox`).
 
+mod alerts;
 mod audit;
 mod change_stream;
 mod codec;
@@ -46,9 +53,11 @@ mod commit;
 mod error;
 mod incidents;
 mod indexes;
+mod integrations;
 mod notifications;
 mod outbox;
 mod query;
+mod services;
 mod users;
 
 use std::sync::Arc;
@@ -164,6 +173,15 @@ impl MongoStore {
     }
     pub(crate) fn outbox(&self) -> Collection<Document> {
         self.db.collection("outbox")
+    }
+    pub(crate) fn services(&self) -> Collection<Document> {
+        self.db.collection("services")
+    }
+    pub(crate) fn integrations(&self) -> Collection<Document> {
+        self.db.collection("integrations")
+    }
+    pub(crate) fn alerts(&self) -> Collection<Document> {
+        self.db.collection("alerts")
     }
     pub(crate) fn pending_changes(&self) -> Collection<Document> {
         self.db.collection("pending_changes")

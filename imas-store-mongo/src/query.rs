@@ -5,7 +5,8 @@
 use futures::TryStreamExt;
 use imas_core::error::Result;
 use imas_core::model::{
-    AuditFilter, Cursor, IncidentFilter, Page, PageRequest, Status, Timestamp, search_terms,
+    AlertFilter, AuditFilter, Cursor, IncidentFilter, Page, PageRequest, Status, Timestamp,
+    search_terms,
 };
 use mongodb::Collection;
 use mongodb::bson::{Document, doc};
@@ -46,6 +47,12 @@ pub(crate) fn incident_query(f: &IncidentFilter) -> Document {
     if let Some(r) = f.reported_by {
         q.insert("reported_by", r.to_string());
     }
+    if let Some(s) = f.service_id {
+        q.insert("service_id", s.to_string());
+    }
+    if let Some(g) = &f.group_key {
+        q.insert("group_key", g.clone());
+    }
     created_between(&mut q, f.created_from, f.created_to);
     match f.escalated {
         Some(true) => {
@@ -79,6 +86,35 @@ pub(crate) fn incident_query(f: &IncidentFilter) -> Document {
     q
 }
 
+/// The alert filter as a query (reserved alerts of unfinished changes are not
+/// there for readers).
+pub(crate) fn alert_query(f: &AlertFilter) -> Document {
+    let mut q = visible(Document::new());
+    if let Some(s) = f.service_id {
+        q.insert("service_id", s.to_string());
+    }
+    if let Some(i) = f.incident_id {
+        q.insert("incident_id", i.to_string());
+    }
+    if let Some(s) = f.status {
+        q.insert("status", s.as_str());
+    }
+    if let Some(text) = &f.q {
+        let terms = search_terms(text);
+        if !terms.is_empty() {
+            q.insert("search", doc! { "$all": terms });
+        }
+    }
+    q
+}
+
+/// Services, integrations and alerts inserted by a single-document change that
+/// has not reached its carrier write yet (`_cid`) are not there for readers.
+pub(crate) fn visible(mut q: Document) -> Document {
+    q.insert("_cid", doc! { "$exists": false });
+    q
+}
+
 pub(crate) fn audit_query(f: &AuditFilter) -> Document {
     let mut q = Document::new();
     if let Some(a) = f.action {
@@ -94,12 +130,13 @@ pub(crate) fn audit_query(f: &AuditFilter) -> Document {
     q
 }
 
-/// Adds the keyset condition: strictly after `cursor` in newest-first order.
-pub(crate) fn after(mut q: Document, cursor: Option<Cursor>) -> Document {
+/// Adds the keyset condition: strictly after `cursor` in newest-first order of
+/// `(field, _id)`.
+pub(crate) fn after(mut q: Document, field: &str, cursor: Option<Cursor>) -> Document {
     if let Some(c) = cursor {
         let keyset = doc! { "$or": [
-            { "created_at": { "$lt": date(c.created_at) } },
-            { "created_at": date(c.created_at), "_id": { "$lt": c.id.to_string() } },
+            { field: { "$lt": date(c.created_at) } },
+            { field: date(c.created_at), "_id": { "$lt": c.id.to_string() } },
         ] };
         q = if q.is_empty() {
             keyset
@@ -117,7 +154,7 @@ pub(crate) fn live(mut q: Document) -> Document {
 }
 
 impl MongoStore {
-    /// One page, newest first, of `coll` matching `q`.
+    /// One page, newest first by `(created_at, _id)`, of `coll` matching `q`.
     pub(crate) async fn page<T>(
         &self,
         coll: Collection<Document>,
@@ -126,10 +163,25 @@ impl MongoStore {
         decode: impl Fn(&Document) -> Result<T>,
         position: impl Fn(&T) -> Cursor,
     ) -> Result<Page<T>> {
+        self.page_on(coll, "created_at", q, page, decode, position)
+            .await
+    }
+
+    /// One page, newest first by `(field, _id)` (`field` an instant), of `coll`
+    /// matching `q`.
+    pub(crate) async fn page_on<T>(
+        &self,
+        coll: Collection<Document>,
+        field: &str,
+        q: Document,
+        page: PageRequest,
+        decode: impl Fn(&Document) -> Result<T>,
+        position: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>> {
         page.validate()?;
         let docs: Vec<Document> = coll
-            .find(after(q, page.cursor))
-            .sort(doc! { "created_at": -1, "_id": -1 })
+            .find(after(q, field, page.cursor))
+            .sort(doc! { field: -1, "_id": -1 })
             .limit(i64::from(page.limit) + 1)
             .await
             .map_err(err)?

@@ -14,6 +14,7 @@ use imas_core::ports::{Change, Generations, Pruned};
 use sqlx::query::Query;
 use sqlx::{Database, QueryBuilder};
 
+use crate::repeat::Repeats;
 use crate::sql::{Statements, Stmt};
 use crate::store::SqlStore;
 use crate::table::{Decode, Positioned, RowExt, Table, Value};
@@ -39,6 +40,11 @@ pub trait Dialect: Debug + Sized + Send + Sync + 'static {
     const MATCH: Match;
     /// The store's generation counters.
     fn generations(store: &SqlStore<Self>) -> &Generations;
+    /// The store's repeated-trigger batcher.
+    fn repeats(store: &SqlStore<Self>) -> &Repeats;
+    /// Appends ` AND ...` requiring every one of `terms` among an alert's
+    /// stored `terms`.
+    fn push_terms_match(qb: &mut QueryBuilder<Self::DB>, terms: Vec<String>);
 
     /// Commits a change whole (cancel-safe: it runs to its end).
     fn commit(store: &SqlStore<Self>, change: Change) -> impl Future<Output = Result<()>> + Send;

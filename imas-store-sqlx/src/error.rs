@@ -8,11 +8,20 @@ use imas_core::error::{BoxError, Error};
 
 /// What a unique violation says is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Taken {
+pub enum Taken {
     Username,
     Email,
     /// An id or key (a primary key, an idempotency key).
     Record,
+    /// A service's name (`services_name_key`).
+    ServiceName,
+    /// An integration's key hash (`integrations_key_hash_key`).
+    IntegrationKey,
+    /// The service's open alert with this dedup key (`alerts_open_dedup`).
+    OpenAlert,
+    /// The service's unresolved incident of this Alertmanager group
+    /// (`incidents_open_group`).
+    OpenGroup,
 }
 
 impl Taken {
@@ -22,14 +31,23 @@ impl Taken {
             Taken::Username => "username already taken",
             Taken::Email => "email already registered",
             Taken::Record => "a record with this id or key already exists",
+            Taken::ServiceName => "service name already taken",
+            Taken::IntegrationKey => "an integration with this key already exists",
+            Taken::OpenAlert => "an open alert with this dedup key exists",
+            Taken::OpenGroup => "an unresolved incident of this alert group exists",
         }
     }
 
-    /// From a PostgreSQL constraint name (0001_init.sql names the users' ones).
+    /// From a PostgreSQL constraint or unique index name (the migrations name
+    /// them).
     fn of_constraint(name: Option<&str>) -> Self {
         match name {
             Some("users_username_key") => Taken::Username,
             Some("users_email_key") => Taken::Email,
+            Some("services_name_key") => Taken::ServiceName,
+            Some("integrations_key_hash_key") => Taken::IntegrationKey,
+            Some("alerts_open_dedup") => Taken::OpenAlert,
+            Some("incidents_open_group") => Taken::OpenGroup,
             _ => Taken::Record,
         }
     }

@@ -2,7 +2,9 @@
 //! and audit filters (reference semantics: `IncidentFilter::matches`), the
 //! keyset condition and the page's order and limit.
 
-use imas_core::model::{AuditFilter, Cursor, IncidentFilter, Page, PageRequest, search_terms};
+use imas_core::model::{
+    AlertFilter, AuditFilter, Cursor, IncidentFilter, Page, PageRequest, search_terms,
+};
 use sqlx::QueryBuilder;
 
 use crate::dialect::Dialect;
@@ -62,6 +64,14 @@ pub(crate) fn push_incident_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: 
         qb.push(" AND reported_by = ");
         bind_id::<D>(qb, r.0);
     }
+    if let Some(s) = f.service_id {
+        qb.push(" AND service_id = ");
+        bind_id::<D>(qb, s.0);
+    }
+    if let Some(g) = &f.group_key {
+        qb.push(" AND group_key = ");
+        bind_text::<D>(qb, g.clone());
+    }
     if let Some(t) = f.created_from {
         qb.push(" AND created_at >= ");
         bind_ts::<D>(qb, t);
@@ -103,10 +113,38 @@ pub(crate) fn push_incident_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: 
     }
 }
 
-/// Appends the keyset condition for newest-first pages.
-pub(crate) fn push_keyset<D: Dialect>(qb: &mut QueryBuilder<D::DB>, cursor: Option<Cursor>) {
+/// Appends ` AND ...` for every set field of an alert filter (reference
+/// semantics: `AlertFilter::matches`). The query's terms must all be among the
+/// summary's terms, stored with the alert (`alerts.terms`).
+pub(crate) fn push_alert_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: &AlertFilter) {
+    if let Some(s) = f.service_id {
+        qb.push(" AND service_id = ");
+        bind_id::<D>(qb, s.0);
+    }
+    if let Some(i) = f.incident_id {
+        qb.push(" AND incident_id = ");
+        bind_id::<D>(qb, i.0);
+    }
+    if let Some(s) = f.status {
+        qb.push(" AND status = ");
+        bind_text::<D>(qb, s.as_str().to_string());
+    }
+    if let Some(q) = &f.q {
+        let terms = search_terms(q);
+        if !terms.is_empty() {
+            D::push_terms_match(qb, terms);
+        }
+    }
+}
+
+/// Appends the keyset condition for newest-first pages ordered by `order`.
+pub(crate) fn push_keyset<D: Dialect>(
+    qb: &mut QueryBuilder<D::DB>,
+    order: &str,
+    cursor: Option<Cursor>,
+) {
     if let Some(c) = cursor {
-        qb.push(" AND (created_at, id) < (");
+        qb.push(format_args!(" AND ({order}, id) < ("));
         bind_ts::<D>(qb, c.created_at);
         qb.push(", ");
         bind_id::<D>(qb, c.id);
@@ -140,9 +178,9 @@ pub(crate) fn push_audit_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: &Au
 
 /// Appends the keyset condition, the newest-first order and `LIMIT limit + 1`
 /// (the extra row only tells whether a next page exists).
-pub(crate) fn push_page<D: Dialect>(qb: &mut QueryBuilder<D::DB>, page: PageRequest) {
-    push_keyset::<D>(qb, page.cursor);
-    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+pub(crate) fn push_page<D: Dialect>(qb: &mut QueryBuilder<D::DB>, order: &str, page: PageRequest) {
+    push_keyset::<D>(qb, order, page.cursor);
+    qb.push(format_args!(" ORDER BY {order} DESC, id DESC LIMIT "));
     D::push_bind(qb, Value::Int(i64::from(page.limit) + 1));
 }
 

@@ -30,6 +30,7 @@ mod error;
 mod filter;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod repeat;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;

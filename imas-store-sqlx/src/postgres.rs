@@ -4,10 +4,16 @@
 //! `FOR UPDATE SKIP LOCKED` with a lease, so concurrent nodes never take the same
 //! incident or outbox entry, and a dead node's claims expire.
 //!
-//! Each store listens on the channel `imas_changes`, which triggers on `users`
-//! and `incidents` notify on every commit, so its
+//! Each store listens on the channel `imas_changes`, which triggers on `users`,
+//! `incidents` and `alerts` (inserts and status changes, read as incident
+//! changes) notify on every commit, so its
 //! [generation](ChangeStore::generation) moves with every node's changes; while
 //! the listening connection is down the store reports none and the engine reads
+//! through.
+//!
+//! Repeated triggers of alerts are batched (`repeat`): the calls waiting are
+//! summed per `(service, dedup key)` and applied by one `UPDATE ... FROM
+//! UNNEST` in a transaction of its own.
 //!
 //! What is PostgreSQL's own: `timestamptz` instants, the search vector column,
 //! `FOR UPDATE SKIP LOCKED` claims, insert-only changes batched through
@@ -29,11 +35,13 @@ use crate::dialect::{DbQuery, Dialect, Match, bind_value};
 use crate::error::SqlError;
 use crate::filter::{into_page, push_page};
 use crate::intent_json;
-use crate::sql::{Flavor, Search, Statements, Stmt, missing_or_stale};
+use crate::repeat::{Group, Repeats};
+use crate::sql::{Flavor, Search, Statements, Stmt};
 use crate::store::{SqlStore, query as store_query};
 use crate::table::{
-    AUDIT, Decode, Get, INCIDENTS, Kind, Positioned, Table, Value, sqlx_row_ext, terms_of,
+    ALERTS, AUDIT, Decode, Get, INCIDENTS, Kind, Positioned, Table, Value, sqlx_row_ext, terms_of,
 };
+use imas_core::model::Alert;
 
 const BACKEND: &str = "postgres";
 
@@ -48,8 +56,60 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         lock: " FOR UPDATE SKIP LOCKED",
         incident_key: "id",
         search: Search::Column,
+        json_cast: "::jsonb",
+        terms_cast: "::text[]",
     })
 });
+
+/// How many repeated-trigger batches commit side by side (`repeat`).
+const REPEAT_LANES: usize = 4;
+
+/// Applies a batch of repeated triggers in one statement: one array per
+/// field of the groups (each `(service, dedup key)` once, so each open alert
+/// is matched once). The rows are locked in id order first, so that batches
+/// of other lanes and other nodes that share rows wait for each other instead
+/// of deadlocking.
+static REPEAT_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    let cols = ALERTS.list_with(|c| match c.kind() {
+        Kind::Json => format!("a.{n}::text AS {n}", n = c.name),
+        _ => format!("a.{}", c.name),
+    });
+    format!(
+        "WITH locked AS (\
+            SELECT a.id, t.events, t.at FROM alerts a \
+            JOIN UNNEST($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[]) \
+                AS t(service_id, dedup_key, events, at) \
+            ON a.service_id = t.service_id AND a.dedup_key = t.dedup_key \
+            WHERE a.status <> 'resolved' ORDER BY a.id FOR UPDATE OF a) \
+         UPDATE alerts a SET event_count = a.event_count + l.events, \
+         last_event_at = GREATEST(a.last_event_at, l.at) \
+         FROM locked l WHERE a.id = l.id RETURNING {cols}"
+    )
+});
+
+/// One batch of repeated triggers, in a transaction of its own (one
+/// statement, so it commits whole).
+async fn repeat_groups(pool: &PgPool, groups: Vec<Group>) -> Result<Vec<Alert>> {
+    let mut services = Vec::with_capacity(groups.len());
+    let mut keys = Vec::with_capacity(groups.len());
+    let mut events = Vec::with_capacity(groups.len());
+    let mut ats = Vec::with_capacity(groups.len());
+    for g in groups {
+        services.push(g.service.0);
+        keys.push(g.dedup_key);
+        events.push(g.events);
+        ats.push(g.at);
+    }
+    let rows = sqlx::query(REPEAT_GROUPS.as_str())
+        .bind(services)
+        .bind(keys)
+        .bind(events)
+        .bind(ats)
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
+    rows.iter().map(Alert::decode).collect()
+}
 
 /// Inserts whole rows of incidents (with their search vector) from one array
 /// per column.
@@ -85,6 +145,7 @@ fn arrays<T>(t: &Table<T>) -> String {
             Kind::Int => "int8",
             Kind::Ts => "timestamptz",
             Kind::Bool => "bool",
+            Kind::Json => "jsonb",
         };
         format!("${n}::{ty}[]")
     })
@@ -101,6 +162,8 @@ fn bind_arrays<'q, T>(mut q: PgQuery<'q>, t: &Table<T>, rows: &[&T]) -> PgQuery<
             Get::Int(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             Get::Ts(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             Get::Bool(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
+            // Bound as text, cast by the statement's `::jsonb[]`.
+            Get::Json(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
         };
     }
     q
@@ -123,6 +186,8 @@ pub struct PostgresState {
     generations: Arc<Generations>,
     /// Insert-only changes, for [`commit_inserts`].
     inserts: mpsc::UnboundedSender<Pending>,
+    /// Repeated triggers, summed and applied by [`repeat_groups`].
+    repeats: Repeats,
 }
 
 fn stopped() -> Error {
@@ -139,6 +204,9 @@ const CHANGE_CHANNEL: &str = "imas_changes";
 async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generations>) {
     let users = format!("{schema}.users");
     let incidents = format!("{schema}.incidents");
+    // An alert's insert or status change is part of what its incident's
+    // readers see (migration 0006).
+    let alerts = format!("{schema}.alerts");
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -171,7 +239,7 @@ async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generati
                 Err(_elapsed) => {}
                 Ok(Ok(Some(n))) => {
                     let table = n.payload();
-                    g.bump(table == users, table == incidents);
+                    g.bump(table == users, table == incidents || table == alerts);
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => {
                     g.set_live(false);
@@ -235,11 +303,19 @@ impl PostgresStore {
         ));
         let (inserts, queue) = mpsc::unbounded_channel();
         tokio::spawn(commit_inserts(pool.clone(), queue));
+        let repeats = {
+            let pool = pool.clone();
+            Repeats::start(BACKEND, REPEAT_LANES, move |groups| {
+                let pool = pool.clone();
+                async move { repeat_groups(&pool, groups).await }
+            })
+        };
         Ok(Self {
             pool,
             state: PostgresState {
                 generations,
                 inserts,
+                repeats,
             },
         })
     }
@@ -269,8 +345,16 @@ impl PostgresStore {
     /// [`ChangeStore::commit`](imas_core::ports::ChangeStore::commit) run to its
     /// end (it must not be dropped half-way).
     async fn commit_now(&self, change: Change) -> Result<()> {
-        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
+        // What `Generations::bump_for` reads, taken before the change is
+        // handed over.
+        let (users, incidents) = (
+            change.user.is_some(),
+            change.incident.is_some() || !change.alerts.is_empty(),
+        );
         let insert_only = change.user.is_none()
+            && change.service.is_none()
+            && change.integrations.is_empty()
+            && change.alerts.is_empty()
             && matches!(change.incident, None | Some(IncidentWrite::Insert(_)));
         if insert_only {
             let (reply, answer) = oneshot::channel();
@@ -402,15 +486,17 @@ fn query(sql: &'static str, args: Vec<Value>) -> PgQuery<'static> {
 async fn commit_alone(pool: &PgPool, change: &Change) -> Result<()> {
     let stmts = SQL.plan(change)?;
     let mut tx = pool.begin().await.map_err(err)?;
-    for Stmt { sql, args, expect } in stmts {
+    for Stmt {
+        sql, args, expect, ..
+    } in stmts
+    {
         let done = query(sql, args).execute(&mut *tx).await.map_err(err)?;
-        if let Some(id) = expect.check(done.rows_affected())? {
-            let Stmt { sql, args, .. } = SQL.incident_exists(id);
-            let found = query(sql, args)
+        if let Some(lookup) = SQL.check(expect, done.rows_affected())? {
+            let found = query(lookup.stmt.sql, lookup.stmt.args.clone())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(err)?;
-            return Err(missing_or_stale(id, found.is_some()));
+            lookup.outcome(found.is_some())?;
         }
     }
     tx.commit().await.map_err(err)
@@ -439,6 +525,15 @@ impl Dialect for PostgresDialect {
     /// The stored vector holds IMAS's own terms as lexemes; the query is the
     /// same terms ANDed.
     const MATCH: Match = Match::new(" AND search @@ ", '\'', " & ", "::tsquery");
+
+    fn push_terms_match(qb: &mut QueryBuilder<Postgres>, terms: Vec<String>) {
+        qb.push(" AND terms @> ");
+        qb.push_bind(terms);
+    }
+
+    fn repeats(store: &PostgresStore) -> &Repeats {
+        &store.state.repeats
+    }
 
     fn generations(store: &PostgresStore) -> &Generations {
         &store.state.generations
@@ -475,10 +570,10 @@ impl Dialect for PostgresDialect {
     async fn fetch_page<T: Decode + Positioned>(
         store: &PostgresStore,
         mut qb: QueryBuilder<Postgres>,
-        _table: &'static Table<T>,
+        table: &'static Table<T>,
         page: PageRequest,
     ) -> Result<Page<T>> {
-        push_page::<Self>(&mut qb, page);
+        push_page::<Self>(&mut qb, table.order, page);
         let rows = qb.build().fetch_all(&store.pool).await.map_err(err)?;
         let items = rows.iter().map(T::decode).collect::<Result<Vec<_>>>()?;
         Ok(into_page(items, page.limit))
@@ -487,7 +582,7 @@ impl Dialect for PostgresDialect {
     fn page_query<T>(table: &'static Table<T>) -> QueryBuilder<Postgres> {
         QueryBuilder::new(format!(
             "SELECT {} FROM {} WHERE 1 = 1",
-            table.list(),
+            table.select(true),
             table.name
         ))
     }

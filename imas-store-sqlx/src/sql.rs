@@ -7,11 +7,18 @@
 //! parameter named `$1`; both bind it to the first value), so one text serves both.
 
 use imas_core::error::{Error, Result};
-use imas_core::model::{Incident, IncidentId};
-use imas_core::ports::{Change, IncidentWrite, UserWrite};
+use imas_core::model::{AlertStatus, Incident, search_terms};
+use imas_core::ports::{
+    AlertWrite, Change, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite,
+};
+use uuid::Uuid;
 
+use crate::error::Taken;
 use crate::intent_json;
-use crate::table::{AUDIT, INCIDENTS, NOTIFICATIONS, Table, USERS, Value, terms_of};
+use crate::table::{
+    ALERTS, AUDIT, INCIDENTS, INTEGRATIONS, Kind, NOTIFICATIONS, SERVICES, Table, USERS, Value,
+    terms_of,
+};
 
 /// Where a dialect keeps an incident's search terms.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +39,10 @@ pub struct Flavor {
     /// The column a claim selects incidents by (SQLite's rowid `seq`, else `id`).
     pub incident_key: &'static str,
     pub search: Search,
+    /// Appended to a bound JSON text (`::jsonb`), or empty.
+    pub json_cast: &'static str,
+    /// Appended to a bound array of search terms (`::text[]`), or empty.
+    pub terms_cast: &'static str,
 }
 
 /// Every statement with a fixed text, for one dialect.
@@ -65,6 +76,27 @@ pub struct Statements {
     pub claim_outbox: String,
     pub pending_outbox: String,
     pub oldest_pending_outbox: String,
+    pub insert_service: String,
+    pub update_service: String,
+    pub delete_service: String,
+    pub service_exists: String,
+    pub get_service: String,
+    pub insert_integration: String,
+    pub revoke_integration: String,
+    pub integration_exists: String,
+    pub get_integration: String,
+    pub integration_by_key_hash: String,
+    pub list_integrations: String,
+    pub insert_alert: String,
+    pub acknowledge_alert: String,
+    pub resolve_alert: String,
+    pub alert_exists: String,
+    /// Changes no row (a status an alert never moves to).
+    pub unchanged_alert: String,
+    pub get_alert: String,
+    pub open_alert: String,
+    /// Adds `$3` events at `$4` to the open alert `($1, $2)`, returning it.
+    pub repeat_trigger: String,
 }
 
 /// `$from, $from+1, ..., $to`.
@@ -80,8 +112,34 @@ fn insert<T>(t: &Table<T>) -> String {
         "INSERT INTO {} ({}) VALUES ({})",
         t.name,
         t.list(),
-        params(1, t.columns.len())
+        values(t, "")
     )
+}
+
+/// `$1, $2, ...`: one parameter per column of `t`, JSON ones cast with
+/// `json_cast`.
+fn values<T>(t: &Table<T>, json_cast: &str) -> String {
+    let mut n = 0;
+    t.list_with(|c| {
+        n += 1;
+        match c.kind() {
+            Kind::Json => format!("${n}{json_cast}"),
+            _ => format!("${n}"),
+        }
+    })
+}
+
+/// `col = $2, ...` for every column but the first (the id, `$1`).
+fn set_list<T>(t: &Table<T>, json_cast: &str) -> String {
+    t.columns[1..]
+        .iter()
+        .enumerate()
+        .map(|(k, c)| match c.kind() {
+            Kind::Json => format!("{} = ${}{json_cast}", c.name, k + 2),
+            _ => format!("{} = ${}", c.name, k + 2),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Statements {
@@ -120,6 +178,12 @@ impl Statements {
         };
         let users = USERS.list();
         let notifications = NOTIFICATIONS.list();
+        let json_as_text = !flavor.json_cast.is_empty();
+        let services = SERVICES.list();
+        let integrations = INTEGRATIONS.list();
+        let alerts = ALERTS.select(json_as_text);
+        let na = ALERTS.columns.len();
+        let ns = SERVICES.columns.len();
         Statements {
             flavor,
             insert_user: insert(&USERS),
@@ -175,8 +239,65 @@ impl Statements {
             // Index `outbox_pending_seq`: the first pending row written.
             oldest_pending_outbox:
                 "SELECT intent FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT 1".into(),
+            insert_service: insert(&SERVICES),
+            update_service: format!(
+                "UPDATE services SET {} WHERE id = $1 AND version = ${}",
+                set_list(&SERVICES, ""),
+                ns + 1
+            ),
+            delete_service: "DELETE FROM services WHERE id = $1 AND version = $2".into(),
+            service_exists: "SELECT 1 AS one FROM services WHERE id = $1".into(),
+            get_service: format!("SELECT {services} FROM services WHERE id = $1"),
+            insert_integration: insert(&INTEGRATIONS),
+            revoke_integration:
+                "UPDATE integrations SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1".into(),
+            integration_exists: "SELECT 1 AS one FROM integrations WHERE id = $1".into(),
+            get_integration: format!("SELECT {integrations} FROM integrations WHERE id = $1"),
+            // The unique index on key_hash: one point read per event.
+            integration_by_key_hash: format!(
+                "SELECT {integrations} FROM integrations WHERE key_hash = $1"
+            ),
+            list_integrations: format!(
+                "SELECT {integrations} FROM integrations WHERE service_id = $1 \
+                 AND revoked_at IS NULL ORDER BY created_at, id"
+            ),
+            // The row, then its summary's search terms.
+            insert_alert: format!(
+                "INSERT INTO alerts ({}, terms) VALUES ({}, ${}{})",
+                ALERTS.list(),
+                values(&ALERTS, flavor.json_cast),
+                na + 1,
+                flavor.terms_cast
+            ),
+            acknowledge_alert: "UPDATE alerts SET status = 'acknowledged' \
+                                WHERE id = $1 AND status = 'triggered'"
+                .into(),
+            resolve_alert: "UPDATE alerts SET status = 'resolved', resolved_at = $2 \
+                            WHERE id = $1 AND status <> 'resolved'"
+                .into(),
+            alert_exists: "SELECT 1 AS one FROM alerts WHERE id = $1".into(),
+            unchanged_alert: "UPDATE alerts SET status = status WHERE id = $1 AND 1 = 0".into(),
+            get_alert: format!("SELECT {alerts} FROM alerts WHERE id = $1"),
+            // The unique index on open alerts.
+            open_alert: format!(
+                "SELECT {alerts} FROM alerts WHERE service_id = $1 AND dedup_key = $2 \
+                 AND status <> 'resolved'"
+            ),
+            repeat_trigger: format!(
+                "UPDATE alerts SET event_count = event_count + $3, last_event_at = \
+                 CASE WHEN last_event_at < $4 THEN $4 ELSE last_event_at END \
+                 WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' \
+                 RETURNING {alerts}"
+            ),
         }
     }
+}
+
+/// Which row a statement of a change is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub entity: &'static str,
+    pub id: Uuid,
 }
 
 /// What a statement of a change requires of the rows it touched.
@@ -188,20 +309,34 @@ pub enum Expect {
     /// A new user: a unique violation means its username or email is taken
     /// (SQLite's codes do not say which; its writer looks it up).
     NewUser,
-    /// A versioned incident row: none means NotFound or a stale version.
-    Incident(IncidentId),
+    /// A versioned row: none means NotFound or a stale version.
+    Versioned(Target),
+    /// A row that must exist; none changed while it exists is fine (the write
+    /// was already done: a second revoke, a resolve of a resolved alert).
+    Exists(Target),
 }
 
-impl Expect {
-    /// What it means that a statement changed `rows` rows: fine (`Ok(None)`),
-    /// an error, or `Ok(Some(id))`: look whether incident `id` exists
-    /// ([`missing_or_stale`] then says which error it is).
-    pub fn check(self, rows: u64) -> Result<Option<IncidentId>> {
-        match self {
-            _ if rows > 0 => Ok(None),
-            Expect::Anything | Expect::NewUser => Ok(None),
-            Expect::User => Err(Error::NotFound { entity: "user" }),
-            Expect::Incident(id) => Ok(Some(id)),
+/// After a write that matched no row: whether its target exists decides.
+#[derive(Debug)]
+pub struct Lookup {
+    /// The statement whose row tells whether the target exists.
+    pub stmt: Stmt,
+    target: Target,
+    stale_if_found: bool,
+}
+
+impl Lookup {
+    /// What it means that the target exists (`found`) or not.
+    pub fn outcome(&self, found: bool) -> Result<()> {
+        match (found, self.stale_if_found) {
+            (false, _) => Err(Error::NotFound {
+                entity: self.target.entity,
+            }),
+            (true, true) => Err(Error::conflict(format!(
+                "{} {} was modified concurrently; reload and retry",
+                self.target.entity, self.target.id
+            ))),
+            (true, false) => Ok(()),
         }
     }
 }
@@ -212,6 +347,10 @@ pub struct Stmt {
     pub sql: &'static str,
     pub args: Vec<Value>,
     pub expect: Expect,
+    /// What a violation of a UNIQUE constraint other than the primary key
+    /// means (SQLite's codes do not name the constraint; PostgreSQL's names
+    /// say it themselves).
+    pub taken: Taken,
 }
 
 impl Stmt {
@@ -220,6 +359,7 @@ impl Stmt {
             sql,
             args,
             expect: Expect::Anything,
+            taken: Taken::Record,
         }
     }
 
@@ -227,29 +367,45 @@ impl Stmt {
         self.expect = expect;
         self
     }
-}
 
-/// After a versioned write matched no row: NotFound, or a stale version if the
-/// incident exists.
-pub fn missing_or_stale(id: IncidentId, exists: bool) -> Error {
-    if exists {
-        Error::conflict(format!(
-            "incident {id} was modified concurrently; reload and retry"
-        ))
-    } else {
-        Error::NotFound { entity: "incident" }
+    fn taking(mut self, taken: Taken) -> Self {
+        self.taken = taken;
+        self
     }
 }
 
 impl Statements {
-    /// The statement whose row tells whether incident `id` exists.
-    pub fn incident_exists(&'static self, id: IncidentId) -> Stmt {
-        Stmt::new(&self.incident_version, vec![Value::Id(Some(id.0))])
+    /// What it means that a statement changed `rows` rows: fine (`Ok(None)`),
+    /// an error, or a [`Lookup`] to run (its outcome then says).
+    pub fn check(&'static self, expect: Expect, rows: u64) -> Result<Option<Lookup>> {
+        let (target, stale_if_found) = match expect {
+            _ if rows > 0 => return Ok(None),
+            Expect::Anything | Expect::NewUser => return Ok(None),
+            Expect::User => return Err(Error::NotFound { entity: "user" }),
+            Expect::Versioned(t) => (t, true),
+            Expect::Exists(t) => (t, false),
+        };
+        let sql = match target.entity {
+            "incident" => &self.incident_version,
+            "service" => &self.service_exists,
+            "integration" => &self.integration_exists,
+            _ => &self.alert_exists,
+        };
+        Ok(Some(Lookup {
+            stmt: Stmt::new(sql, vec![Value::Id(Some(target.id))]),
+            target,
+            stale_if_found,
+        }))
     }
 
     /// The statements that commit `change`, in order.
     pub fn plan(&'static self, change: &Change) -> Result<Vec<Stmt>> {
-        let mut out = Vec::with_capacity(2 + change.audit.len() + change.outbox.len());
+        let mut out = Vec::with_capacity(
+            3 + change.integrations.len()
+                + change.alerts.len()
+                + change.audit.len()
+                + change.outbox.len(),
+        );
         match &change.user {
             Some(UserWrite::Insert(u)) => {
                 out.push(Stmt::new(&self.insert_user, USERS.values(u)).expecting(Expect::NewUser))
@@ -272,15 +428,26 @@ impl Statements {
                 let mut args = INCIDENTS.values(incident);
                 let terms = Value::Terms(terms_of(incident));
                 let version = Value::Int(*expected_version);
-                let expect = Expect::Incident(incident.id);
+                let expect = Expect::Versioned(Target {
+                    entity: "incident",
+                    id: incident.id.0,
+                });
                 match self.flavor.search {
                     Search::Column => {
                         args.extend([terms, version]);
-                        out.push(Stmt::new(&self.update_incident, args).expecting(expect));
+                        out.push(
+                            Stmt::new(&self.update_incident, args)
+                                .expecting(expect)
+                                .taking(Taken::OpenGroup),
+                        );
                     }
                     Search::Table => {
                         args.push(version);
-                        out.push(Stmt::new(&self.update_incident, args).expecting(expect));
+                        out.push(
+                            Stmt::new(&self.update_incident, args)
+                                .expecting(expect)
+                                .taking(Taken::OpenGroup),
+                        );
                         let key = vec![Value::Id(Some(incident.id.0)), terms];
                         out.push(Stmt::new(&self.search_update, key));
                     }
@@ -294,10 +461,17 @@ impl Statements {
                 if let Search::Table = self.flavor.search {
                     out.push(Stmt::new(&self.search_delete, args.clone()));
                 }
-                out.push(Stmt::new(&self.delete_incident, args).expecting(Expect::Incident(*id)));
+                let target = Target {
+                    entity: "incident",
+                    id: id.0,
+                };
+                out.push(
+                    Stmt::new(&self.delete_incident, args).expecting(Expect::Versioned(target)),
+                );
             }
             None => {}
         }
+        self.plan_alerting(&mut out, change);
         for e in &change.audit {
             out.push(Stmt::new(&self.insert_audit, AUDIT.values(e)));
         }
@@ -314,16 +488,104 @@ impl Statements {
         Ok(out)
     }
 
+    /// The statements of a change's service, integration and alert writes (in
+    /// that order, after the incident write).
+    fn plan_alerting(&'static self, out: &mut Vec<Stmt>, change: &Change) {
+        match &change.service {
+            Some(ServiceWrite::Insert(s)) => out.push(
+                Stmt::new(&self.insert_service, SERVICES.values(s)).taking(Taken::ServiceName),
+            ),
+            Some(ServiceWrite::Update {
+                service,
+                expected_version,
+            }) => {
+                let mut args = SERVICES.values(service);
+                args.push(Value::Int(*expected_version));
+                let target = Target {
+                    entity: "service",
+                    id: service.id.0,
+                };
+                out.push(
+                    Stmt::new(&self.update_service, args)
+                        .expecting(Expect::Versioned(target))
+                        .taking(Taken::ServiceName),
+                );
+            }
+            Some(ServiceWrite::Delete {
+                id,
+                expected_version,
+            }) => {
+                let args = vec![Value::Id(Some(id.0)), Value::Int(*expected_version)];
+                let target = Target {
+                    entity: "service",
+                    id: id.0,
+                };
+                out.push(
+                    Stmt::new(&self.delete_service, args).expecting(Expect::Versioned(target)),
+                );
+            }
+            None => {}
+        }
+        for w in &change.integrations {
+            out.push(match w {
+                IntegrationWrite::Insert(i) => {
+                    Stmt::new(&self.insert_integration, INTEGRATIONS.values(i))
+                        .taking(Taken::IntegrationKey)
+                }
+                IntegrationWrite::Revoke { id, at } => Stmt::new(
+                    &self.revoke_integration,
+                    vec![Value::Id(Some(id.0)), Value::Ts(Some(*at))],
+                )
+                .expecting(Expect::Exists(Target {
+                    entity: "integration",
+                    id: id.0,
+                })),
+            });
+        }
+        for w in &change.alerts {
+            out.push(match w {
+                AlertWrite::Insert(a) => {
+                    let mut args = ALERTS.values(a);
+                    args.push(Value::Terms(search_terms(&a.summary)));
+                    Stmt::new(&self.insert_alert, args).taking(Taken::OpenAlert)
+                }
+                AlertWrite::SetStatus { id, status, at } => {
+                    let target = Expect::Exists(Target {
+                        entity: "alert",
+                        id: id.0,
+                    });
+                    let key = Value::Id(Some(id.0));
+                    match status {
+                        AlertStatus::Resolved => {
+                            Stmt::new(&self.resolve_alert, vec![key, Value::Ts(Some(*at))])
+                        }
+                        // Triggered is where alerts start, never where they
+                        // move to: nothing to write (but it must exist).
+                        AlertStatus::Acknowledged | AlertStatus::Triggered => {
+                            let sql = if *status == AlertStatus::Acknowledged {
+                                &self.acknowledge_alert
+                            } else {
+                                &self.unchanged_alert
+                            };
+                            Stmt::new(sql, vec![key])
+                        }
+                    }
+                    .expecting(target)
+                }
+            });
+        }
+    }
+
     /// The statements that insert one incident with its search terms.
     pub fn insert_incident(&'static self, out: &mut Vec<Stmt>, i: &Incident) {
         let mut args = INCIDENTS.values(i);
         match self.flavor.search {
             Search::Column => {
                 args.push(Value::Terms(terms_of(i)));
-                out.push(Stmt::new(&self.insert_incident, args));
+                out.push(Stmt::new(&self.insert_incident, args).taking(Taken::OpenGroup));
             }
             Search::Table => {
-                out.push(Stmt::new(&self.insert_incident, args));
+                out.push(Stmt::new(&self.insert_incident, args).taking(Taken::OpenGroup));
                 out.push(Stmt::new(
                     &self.search_insert,
                     vec![Value::Id(Some(i.id.0)), Value::Terms(terms_of(i))],

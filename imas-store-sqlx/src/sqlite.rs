@@ -12,7 +12,9 @@
 //!
 //! What is SQLite's own: instants as integer milliseconds, the search terms in
 //! the FTS5 table `incident_search`, writes and claims on the writer thread
-//! (rusqlite), pages read as one JSON row, the file lock.
+//! (rusqlite), pages read as one JSON row, the file lock. Repeated triggers of
+//! alerts are summed per `(service, dedup key)` by the batcher (`repeat`) and
+//! applied as one writer job.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -35,10 +37,12 @@ use uuid::Uuid;
 use crate::dialect::{DbQuery, Dialect, Match, bind_value};
 use crate::error::{SqlError, Taken};
 use crate::filter::{into_page, push_page};
-use crate::sql::{Expect, Flavor, Search, Statements, Stmt, missing_or_stale};
+use crate::repeat::{Group, Repeats};
+use crate::sql::{Expect, Flavor, Search, Statements, Stmt};
 use crate::sqlite_writer::Writer;
 use crate::store::SqlStore;
 use crate::table::{Decode, Kind, Positioned, RowExt, Table, USERS, Value, sqlx_row_ext};
+use imas_core::model::Alert;
 
 const BACKEND: &str = "sqlite";
 
@@ -50,6 +54,8 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         lock: "",
         incident_key: "seq",
         search: Search::Table,
+        json_cast: "",
+        terms_cast: "",
     })
 });
 
@@ -68,6 +74,8 @@ pub type SqliteStore = SqlStore<SqliteDialect>;
 #[derive(Debug, Clone)]
 pub struct SqliteState {
     writer: Writer,
+    /// Repeated triggers, summed and applied on the writer.
+    repeats: Repeats,
     /// A read-write pool of one connection, for migrations and hosts.
     direct: SqlitePool,
     file: Arc<FileClaim>,
@@ -181,6 +189,13 @@ impl SqliteStore {
             .await
             .map_err(|e| SqlError::driver(BACKEND, e))?;
         let writer = Writer::start(open_writer(path).map_err(SqlError::rusqlite)?)?;
+        let repeats = {
+            let writer = writer.clone();
+            Repeats::start(BACKEND, 1, move |groups| {
+                let writer = writer.clone();
+                async move { writer.write(move |c| repeat_groups(c, groups)).await }
+            })
+        };
         let reader = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(4)
@@ -191,6 +206,7 @@ impl SqliteStore {
             pool: reader,
             state: SqliteState {
                 writer,
+                repeats,
                 direct,
                 file,
             },
@@ -322,11 +338,26 @@ fn execute(c: &Connection, stmt: &Stmt) -> Result<usize> {
         .map_err(|e| taken(c, stmt, e))
 }
 
-/// A unique violation of a user insert says which of username and email is
-/// taken (SQLite's codes do not name the constraint): look it up.
+/// What a unique violation means: SQLite's codes do not name the
+/// constraint, so the statement says (`Stmt::taken`), and what it cannot say
+/// is looked up: which of username and email a new user's is, whether a new
+/// incident's id or its open alert group.
 fn taken(c: &Connection, stmt: &Stmt, e: rusqlite::Error) -> Error {
-    if !(SqlError::is_sqlite_unique_column(&e) && matches!(stmt.expect, Expect::NewUser)) {
+    if !SqlError::is_sqlite_unique_column(&e) {
         return rerr(e);
+    }
+    if stmt.taken == Taken::OpenGroup && std::ptr::eq(stmt.sql, SQL.insert_incident.as_str()) {
+        // `incidents.id` is UNIQUE (not the primary key, `seq` is).
+        let id = stmt.args.first().cloned().into_iter().collect();
+        let lookup = Stmt::new(&SQL.incident_version, id);
+        return match rows::<Exists>(c, &lookup) {
+            Ok(found) if found.is_empty() => SqlError::Unique(Taken::OpenGroup).into(),
+            Ok(_) => SqlError::Unique(Taken::Record).into(),
+            Err(e) => e,
+        };
+    }
+    if !matches!(stmt.expect, Expect::NewUser) {
+        return SqlError::Unique(stmt.taken).into();
     }
     let username = USERS
         .columns
@@ -365,12 +396,31 @@ fn rows<T: Decode>(c: &Connection, stmt: &Stmt) -> Result<Vec<T>> {
 fn run_all(c: &Connection, stmts: Vec<Stmt>) -> Result<()> {
     for stmt in &stmts {
         let changed = execute(c, stmt)?;
-        if let Some(id) = stmt.expect.check(changed as u64)? {
-            let exists = !rows::<Exists>(c, &SQL.incident_exists(id))?.is_empty();
-            return Err(missing_or_stale(id, exists));
+        if let Some(lookup) = SQL.check(stmt.expect, changed as u64)? {
+            let found = !rows::<Exists>(c, &lookup.stmt)?.is_empty();
+            lookup.outcome(found)?;
         }
     }
     Ok(())
+}
+
+/// Applies one batch of repeated triggers (one statement per group, in the
+/// writer's transaction); the rows updated.
+fn repeat_groups(c: &Connection, groups: Vec<Group>) -> Result<Vec<Alert>> {
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let stmt = Stmt::new(
+            &SQL.repeat_trigger,
+            vec![
+                Value::Id(Some(g.service.0)),
+                Value::Text(Some(g.dedup_key)),
+                Value::Int(g.events),
+                Value::Ts(Some(g.at)),
+            ],
+        );
+        out.extend(rows::<Alert>(c, &stmt)?);
+    }
+    Ok(out)
 }
 
 impl Dialect for SqliteDialect {
@@ -395,12 +445,24 @@ impl Dialect for SqliteDialect {
         ")",
     );
 
+    /// Whole words: each term between spaces of the space-separated terms
+    /// (terms are alphanumeric, never LIKE's `%` or `_`).
+    fn push_terms_match(qb: &mut QueryBuilder<Sqlite>, terms: Vec<String>) {
+        for t in terms {
+            qb.push(" AND (' ' || terms || ' ') LIKE ");
+            qb.push_bind(format!("% {t} %"));
+        }
+    }
+
     fn generations(store: &SqliteStore) -> &Generations {
         &store.state.file.generations
     }
 
+    fn repeats(store: &SqliteStore) -> &Repeats {
+        &store.state.repeats
+    }
+
     async fn commit(store: &SqliteStore, change: Change) -> Result<()> {
-        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
         let stmts = SQL.plan(&change)?;
         // The writer thread runs the change to its end whatever the caller
         // does; the generation must move with it even if the caller has gone
@@ -409,7 +471,7 @@ impl Dialect for SqliteDialect {
         let store = store.clone();
         run_detached(BACKEND, async move {
             store.state.writer.write(move |c| run_all(c, stmts)).await?;
-            store.state.file.generations.bump(users, incidents);
+            store.state.file.generations.bump_for(&change);
             Ok(())
         })
         .await
@@ -433,7 +495,7 @@ impl Dialect for SqliteDialect {
         table: &'static Table<T>,
         page: PageRequest,
     ) -> Result<Page<T>> {
-        push_page::<Self>(&mut qb, page);
+        push_page::<Self>(&mut qb, table.order, page);
         qb.push(")");
         let json: String = qb
             .build()
@@ -464,9 +526,10 @@ impl Dialect for SqliteDialect {
             _ => c.name.to_string(),
         });
         QueryBuilder::new(format!(
-            "SELECT json_group_array(json_array({items}) ORDER BY created_at DESC, id DESC) \
+            "SELECT json_group_array(json_array({items}) ORDER BY {order} DESC, id DESC) \
              AS page FROM (SELECT * FROM {} WHERE 1 = 1",
-            table.name
+            table.name,
+            order = table.order,
         ))
     }
 

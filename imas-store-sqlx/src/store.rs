@@ -8,20 +8,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
-    AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId, Notification, NotificationId,
-    OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId,
+    Alert, AlertFilter, AlertId, AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId,
+    Integration, IntegrationId, Notification, NotificationId, OutboxEntry, Page, PageRequest, Role,
+    Service, ServiceId, Timestamp, User, UserId,
 };
 use imas_core::ports::{
-    AuditStore, Change, ChangeStore, Generation, IncidentStore, NotificationStore, OutboxStore,
-    Pruned, UserStore,
+    AlertStore, AuditStore, Change, ChangeStore, Generation, IncidentStore, IntegrationStore,
+    NotificationStore, OutboxStore, Pruned, ServiceStore, UserStore,
 };
 use sqlx::{Database, Executor, IntoArguments, Pool, QueryBuilder};
 
 use crate::dialect::{DbQuery, Dialect, lease_end};
 use crate::error::SqlError;
-use crate::filter::{push_audit_filter, push_incident_filter};
+use crate::filter::{push_alert_filter, push_audit_filter, push_incident_filter};
 use crate::sql::Stmt;
-use crate::table::{AUDIT, Claimed, Decode, INCIDENTS, NOTIFICATIONS, RowExt, Value};
+use crate::table::{
+    ALERTS, AUDIT, Claimed, Decode, INCIDENTS, NOTIFICATIONS, RowExt, SERVICES, Value,
+};
 
 /// A store on a SQL database of dialect `D`: [`SqliteStore`](crate::SqliteStore)
 /// or [`PostgresStore`](crate::PostgresStore).
@@ -294,5 +297,80 @@ where
 
     async fn prune_delivered(&self, before: Timestamp, limit: u32) -> Result<Pruned> {
         D::prune_delivered(self, before, limit).await
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> ServiceStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+{
+    async fn get_service(&self, id: ServiceId) -> Result<Option<Service>> {
+        self.optional(&D::SQL.get_service, vec![Value::Id(Some(id.0))])
+            .await
+    }
+
+    async fn list_services(&self, page: PageRequest) -> Result<Page<Service>> {
+        let qb = D::page_query(&SERVICES);
+        D::fetch_page(self, qb, &SERVICES, page).await
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> IntegrationStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+{
+    async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
+        self.optional(&D::SQL.get_integration, vec![Value::Id(Some(id.0))])
+            .await
+    }
+
+    async fn integration_by_key_hash(&self, key_hash: &str) -> Result<Option<Integration>> {
+        self.optional(&D::SQL.integration_by_key_hash, vec![Value::text(key_hash)])
+            .await
+    }
+
+    async fn list_integrations(&self, service: ServiceId) -> Result<Vec<Integration>> {
+        let rows = query::<D>(&D::SQL.list_integrations, vec![Value::Id(Some(service.0))])
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        rows.iter().map(Integration::decode).collect()
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> AlertStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+{
+    async fn get_alert(&self, id: AlertId) -> Result<Option<Alert>> {
+        self.optional(&D::SQL.get_alert, vec![Value::Id(Some(id.0))])
+            .await
+    }
+
+    async fn open_alert(&self, service: ServiceId, dedup_key: &str) -> Result<Option<Alert>> {
+        let args = vec![Value::Id(Some(service.0)), Value::text(dedup_key)];
+        self.optional(&D::SQL.open_alert, args).await
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter, page: PageRequest) -> Result<Page<Alert>> {
+        let mut qb = D::page_query(&ALERTS);
+        push_alert_filter::<D>(&mut qb, filter);
+        D::fetch_page(self, qb, &ALERTS, page).await
+    }
+
+    /// Batched: concurrent calls share one transaction (`repeat`).
+    async fn repeat_trigger(
+        &self,
+        service: ServiceId,
+        dedup_key: &str,
+        at: Timestamp,
+    ) -> Result<Option<Alert>> {
+        D::repeats(self).call(service, dedup_key, at).await
     }
 }

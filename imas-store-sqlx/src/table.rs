@@ -9,8 +9,9 @@
 
 use imas_core::error::Result;
 use imas_core::model::{
-    Actor, AuditEntry, AuditId, Cursor, Incident, IncidentId, Notification, NotificationId,
-    OutboxEntry, Timestamp, User, UserId,
+    Actor, Alert, AlertId, AuditEntry, AuditId, Cursor, Incident, IncidentId, Integration,
+    IntegrationId, Notification, NotificationId, OutboxEntry, Service, ServiceId, Timestamp, User,
+    UserId,
 };
 use uuid::Uuid;
 
@@ -43,6 +44,9 @@ pub enum Kind {
     Int,
     Ts,
     Bool,
+    /// A JSON document: text on SQLite, `jsonb` on PostgreSQL (bound as text
+    /// and cast, read back as text).
+    Json,
 }
 
 /// How to read one column's value out of a `T`.
@@ -53,6 +57,7 @@ pub enum Get<T> {
     Int(fn(&T) -> i64),
     Ts(fn(&T) -> Option<Timestamp>),
     Bool(fn(&T) -> bool),
+    Json(fn(&T) -> String),
 }
 
 /// One column of a table: its name and how a `T` fills it.
@@ -94,6 +99,13 @@ impl<T> Column<T> {
         }
     }
 
+    const fn json(name: &'static str, f: fn(&T) -> String) -> Self {
+        Self {
+            name,
+            get: Get::Json(f),
+        }
+    }
+
     pub(crate) fn kind(&self) -> Kind {
         match self.get {
             Get::Id(_) => Kind::Id,
@@ -101,6 +113,7 @@ impl<T> Column<T> {
             Get::Int(_) => Kind::Int,
             Get::Ts(_) => Kind::Ts,
             Get::Bool(_) => Kind::Bool,
+            Get::Json(_) => Kind::Json,
         }
     }
 
@@ -111,6 +124,7 @@ impl<T> Column<T> {
             Get::Int(f) => Value::Int(f(t)),
             Get::Ts(f) => Value::Ts(f(t)),
             Get::Bool(f) => Value::Bool(f(t)),
+            Get::Json(f) => Value::Text(Some(f(t))),
         }
     }
 }
@@ -120,6 +134,9 @@ impl<T> Column<T> {
 pub struct Table<T: 'static> {
     pub name: &'static str,
     pub columns: &'static [Column<T>],
+    /// The instant lists are ordered by, newest first, with `id` breaking ties
+    /// (the keyset of its pages).
+    pub order: &'static str,
 }
 
 impl<T> Table<T> {
@@ -131,6 +148,15 @@ impl<T> Table<T> {
     /// The column names, comma-separated.
     pub(crate) fn list(&self) -> String {
         self.list_with(|c| c.name.to_string())
+    }
+
+    /// The select list: the column names, with JSON columns read as text
+    /// where `json_as_text` (PostgreSQL's `jsonb`).
+    pub(crate) fn select(&self, json_as_text: bool) -> String {
+        self.list_with(|c| match c.kind() {
+            Kind::Json if json_as_text => format!("{n}::text AS {n}", n = c.name),
+            _ => c.name.to_string(),
+        })
     }
 
     /// Each column through `f`, comma-separated.
@@ -154,6 +180,7 @@ pub(crate) static USERS: Table<User> = Table {
         Column::text("role", |u| own(u.role.as_str())),
         Column::ts("created_at", |u| Some(u.created_at)),
     ],
+    order: "created_at",
 };
 
 pub(crate) static INCIDENTS: Table<Incident> = Table {
@@ -166,7 +193,7 @@ pub(crate) static INCIDENTS: Table<Incident> = Table {
         Column::text("priority", |i| own(i.priority.as_str())),
         Column::text("status", |i| own(i.status.as_str())),
         Column::id("assigned_to", |i| i.assigned_to.map(|u| u.0)),
-        Column::id("reported_by", |i| Some(i.reported_by.0)),
+        Column::id("reported_by", |i| i.reported_by.map(|u| u.0)),
         Column::ts("created_at", |i| Some(i.created_at)),
         Column::ts("updated_at", |i| Some(i.updated_at)),
         Column::int("sla_target_ms", |i| i.sla_target_ms),
@@ -186,7 +213,71 @@ pub(crate) static INCIDENTS: Table<Incident> = Table {
         Column::ts("hold_started_at", |i| i.hold_started_at),
         Column::ts("next_due_at", |i| i.next_due_at),
         Column::int("version", |i| i.version),
+        Column::id("service_id", |i| i.service_id.map(|s| s.0)),
+        Column::text("source", |i| own(i.source.as_str())),
+        Column::int("alert_count", |i| i64::from(i.alert_count)),
+        Column::text("group_key", |i| i.group_key.clone()),
     ],
+    order: "created_at",
+};
+
+pub(crate) static SERVICES: Table<Service> = Table {
+    name: "services",
+    columns: &[
+        Column::id("id", |s| Some(s.id.0)),
+        Column::text("name", |s| own(&s.name)),
+        Column::text("description", |s| own(&s.description)),
+        Column::flag("auto_resolve", |s| s.auto_resolve),
+        Column::ts("created_at", |s| Some(s.created_at)),
+        Column::ts("updated_at", |s| Some(s.updated_at)),
+        Column::int("version", |s| s.version),
+    ],
+    order: "created_at",
+};
+
+pub(crate) static INTEGRATIONS: Table<Integration> = Table {
+    name: "integrations",
+    columns: &[
+        Column::id("id", |i| Some(i.id.0)),
+        Column::id("service_id", |i| Some(i.service_id.0)),
+        Column::text("name", |i| own(&i.name)),
+        Column::text("kind", |i| own(i.kind.as_str())),
+        Column::text("key_hash", |i| own(&i.key_hash)),
+        Column::ts("created_at", |i| Some(i.created_at)),
+        Column::ts("revoked_at", |i| i.revoked_at),
+    ],
+    order: "created_at",
+};
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    // Maps of strings, a JSON value and links always serialise.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
+pub(crate) static ALERTS: Table<Alert> = Table {
+    name: "alerts",
+    columns: &[
+        Column::id("id", |a| Some(a.id.0)),
+        Column::id("incident_id", |a| Some(a.incident_id.0)),
+        Column::id("service_id", |a| Some(a.service_id.0)),
+        Column::id("integration_id", |a| Some(a.integration_id.0)),
+        Column::text("dedup_key", |a| own(&a.dedup_key)),
+        Column::text("status", |a| own(a.status.as_str())),
+        Column::text("summary", |a| own(&a.summary)),
+        Column::text("severity", |a| own(a.severity.as_str())),
+        Column::text("source", |a| own(&a.source)),
+        Column::text("component", |a| a.component.clone()),
+        Column::text("alert_group", |a| a.group.clone()),
+        Column::text("class", |a| a.class.clone()),
+        Column::json("labels", |a| json(&a.labels)),
+        Column::json("details", |a| json(&a.details)),
+        Column::json("links", |a| json(&a.links)),
+        Column::ts("started_at", |a| Some(a.started_at)),
+        Column::ts("last_event_at", |a| Some(a.last_event_at)),
+        Column::int("event_count", |a| a.event_count),
+        Column::ts("resolved_at", |a| a.resolved_at),
+    ],
+    order: "started_at",
 };
 
 pub(crate) static AUDIT: Table<AuditEntry> = Table {
@@ -199,6 +290,7 @@ pub(crate) static AUDIT: Table<AuditEntry> = Table {
         Column::text("description", |e| own(&e.description)),
         Column::ts("created_at", |e| Some(e.created_at)),
     ],
+    order: "created_at",
 };
 
 pub(crate) static NOTIFICATIONS: Table<Notification> = Table {
@@ -213,6 +305,7 @@ pub(crate) static NOTIFICATIONS: Table<Notification> = Table {
         Column::flag("read", |n| n.read),
         Column::ts("created_at", |n| Some(n.created_at)),
     ],
+    order: "created_at",
 };
 
 /// Typed column access that every row type provides (sqlx rows of both
@@ -228,6 +321,13 @@ pub trait RowExt {
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
     fn int(&self, col: &str) -> Result<i64>;
     fn flag(&self, col: &str) -> Result<bool>;
+
+    /// A JSON column (stored or read as text).
+    fn json<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<T> {
+        let s = self.text(col)?;
+        serde_json::from_str(&s)
+            .map_err(|e| SqlError::corrupt(Self::BACKEND, format_args!("{col}: {e}")).into())
+    }
 
     fn parsed<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
         let s = self.text(col)?;
@@ -271,7 +371,7 @@ pub(crate) fn decode_incident<R: RowExt>(r: &R) -> Result<Incident> {
         priority: r.parsed("priority")?,
         status: r.parsed("status")?,
         assigned_to: r.opt_id("assigned_to")?.map(UserId),
-        reported_by: UserId(r.id("reported_by")?),
+        reported_by: r.opt_id("reported_by")?.map(UserId),
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         sla_target_ms: r.int("sla_target_ms")?,
@@ -292,7 +392,66 @@ pub(crate) fn decode_incident<R: RowExt>(r: &R) -> Result<Incident> {
         hold_started_at: r.opt_ts("hold_started_at")?,
         next_due_at: r.opt_ts("next_due_at")?,
         version: r.int("version")?,
+        service_id: r.opt_id("service_id")?.map(ServiceId),
+        source: r.parsed("source")?,
+        alert_count: u32::try_from(r.int("alert_count")?)
+            .map_err(|_| SqlError::corrupt(R::BACKEND, "alert_count"))?,
+        group_key: r.opt_text("group_key")?,
     })
+}
+
+impl Decode for Service {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Service {
+            id: ServiceId(r.id("id")?),
+            name: r.text("name")?,
+            description: r.text("description")?,
+            auto_resolve: r.flag("auto_resolve")?,
+            created_at: r.ts("created_at")?,
+            updated_at: r.ts("updated_at")?,
+            version: r.int("version")?,
+        })
+    }
+}
+
+impl Decode for Integration {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Integration {
+            id: IntegrationId(r.id("id")?),
+            service_id: ServiceId(r.id("service_id")?),
+            name: r.text("name")?,
+            kind: r.parsed("kind")?,
+            key_hash: r.text("key_hash")?,
+            created_at: r.ts("created_at")?,
+            revoked_at: r.opt_ts("revoked_at")?,
+        })
+    }
+}
+
+impl Decode for Alert {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Alert {
+            id: AlertId(r.id("id")?),
+            incident_id: IncidentId(r.id("incident_id")?),
+            service_id: ServiceId(r.id("service_id")?),
+            integration_id: IntegrationId(r.id("integration_id")?),
+            dedup_key: r.text("dedup_key")?,
+            status: r.parsed("status")?,
+            summary: r.text("summary")?,
+            severity: r.parsed("severity")?,
+            source: r.text("source")?,
+            component: r.opt_text("component")?,
+            group: r.opt_text("alert_group")?,
+            class: r.opt_text("class")?,
+            labels: r.json("labels")?,
+            details: r.json("details")?,
+            links: r.json("links")?,
+            started_at: r.ts("started_at")?,
+            last_event_at: r.ts("last_event_at")?,
+            event_count: r.int("event_count")?,
+            resolved_at: r.opt_ts("resolved_at")?,
+        })
+    }
 }
 
 impl Decode for AuditEntry {
@@ -351,6 +510,18 @@ pub trait Positioned {
 impl Positioned for Incident {
     fn position(&self) -> Cursor {
         Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for Service {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for Alert {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.started_at, self.id.0)
     }
 }
 

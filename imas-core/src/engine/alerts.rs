@@ -4,9 +4,19 @@
 //! an incident resolves, resolves the incident if its service auto-resolves).
 //! The formats are read in `events_v2.rs` and `alertmanager.rs`.
 
+use std::time::Duration;
+
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
-use crate::model::{Alert, AlertFilter, IncidentId, Page, PageRequest};
+use crate::lifecycle;
+use crate::messages;
+use crate::model::{
+    Actor, Alert, AlertFilter, AlertStatus, AuditAction, AuditEntry, Incident, IncidentId,
+    IncidentSource, MAX_LIMIT, NotificationIntent, Page, PageRequest, Priority, ServiceId, Status,
+    Timestamp,
+};
+use crate::ports::{AlertWrite, Change};
+use crate::rbac::{self, Permission};
 
 /// What [`Engine::enqueue_event`] answers when it accepted an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +50,71 @@ pub struct AlertmanagerReceipt {
     pub resolved: usize,
 }
 
+/// How many times an alert event re-reads and tries again after losing a
+/// race (a `Conflict`: another request opened the alert, or changed its
+/// incident, first).
+pub(super) const RETRIES: usize = 8;
+
+/// What an event that kept losing races answers: try again shortly (503).
+pub(super) fn contended() -> Error {
+    Error::unavailable(messages::ALERT_CONTENDED, Duration::from_secs(1))
+}
+
+/// An audit entry about an alert, by `actor`.
+pub(super) fn alert_entry(
+    action: AuditAction,
+    actor: Actor,
+    alert: &Alert,
+    description: String,
+    now: Timestamp,
+) -> AuditEntry {
+    AuditEntry::new(action, actor, Some(alert.id.to_string()), description, now)
+}
+
+/// The `ALERT_TRIGGERED` entry of a new alert.
+pub(super) fn triggered_entry(alert: &Alert, now: Timestamp) -> AuditEntry {
+    alert_entry(
+        AuditAction::AlertTriggered,
+        Actor::System,
+        alert,
+        messages::alert_triggered(&alert.summary, alert.severity, &alert.source),
+        now,
+    )
+}
+
+/// The write and `ALERT_RESOLVED` entry (by SYSTEM) of a source resolving an
+/// open alert.
+fn resolve_by_source(
+    alert: &Alert,
+    now: Timestamp,
+    audit: &mut Vec<AuditEntry>,
+    writes: &mut Vec<AlertWrite>,
+) {
+    audit.push(alert_entry(
+        AuditAction::AlertResolved,
+        Actor::System,
+        alert,
+        messages::alert_resolved(&alert.summary),
+        now,
+    ));
+    writes.push(AlertWrite::SetStatus {
+        id: alert.id,
+        status: AlertStatus::Resolved,
+        at: now,
+    });
+}
+
+/// How a new incident opened by an integration looks before its alerts.
+pub(super) struct Opening {
+    pub title: String,
+    pub description: String,
+    pub priority: Priority,
+    pub service_id: ServiceId,
+    pub source: IncidentSource,
+    pub group_key: Option<String>,
+    pub alert_count: u32,
+}
+
 impl Engine {
     /// Alerts matching `filter`, newest first (admin, engineer).
     pub async fn list_alerts(
@@ -48,8 +123,10 @@ impl Engine {
         filter: AlertFilter,
         page: PageRequest,
     ) -> Result<Page<Alert>> {
-        let _ = (by, filter, page);
-        todo!("issue 17: engine/alerts.rs")
+        rbac::require(by.role, Permission::ListAlerts)?;
+        page.validate()?;
+        filter.validate()?;
+        self.inner.store.list_alerts(&filter, page).await
     }
 
     /// An incident's alerts, newest first (whoever may read the incident).
@@ -59,34 +136,266 @@ impl Engine {
         incident: IncidentId,
         page: PageRequest,
     ) -> Result<Page<Alert>> {
-        let _ = (by, incident, page);
-        todo!("issue 17: engine/alerts.rs")
+        page.validate()?;
+        self.get_incident(by, incident).await?;
+        let filter = AlertFilter {
+            incident_id: Some(incident),
+            ..AlertFilter::default()
+        };
+        self.inner.store.list_alerts(&filter, page).await
     }
 
-    /// A PagerDuty Events v2 event (`POST /v2/enqueue`; the routing key
-    /// authenticates): parsed ([`crate::model::Event::parse`]), checked against
-    /// the key's rate limit, then applied. A trigger with an open alert of the
-    /// same dedup key is a repeat (counted, nobody paged, no audit); otherwise
-    /// it opens an alert and an incident of the key's service. Acknowledge and
-    /// resolve apply to the open alert with the key, and are a no-op without one.
-    pub async fn enqueue_event(&self, body: &[u8]) -> Result<Enqueued, EnqueueError> {
-        let _ = body;
-        todo!("issue 17: engine/events_v2.rs")
+    /// Every open alert of an incident.
+    async fn open_alerts_of(&self, incident: IncidentId) -> Result<Vec<Alert>> {
+        let filter = AlertFilter {
+            incident_id: Some(incident),
+            ..AlertFilter::default()
+        };
+        let mut open = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .list_alerts(
+                    &filter,
+                    PageRequest {
+                        limit: MAX_LIMIT,
+                        cursor,
+                    },
+                )
+                .await?;
+            open.extend(page.items.into_iter().filter(|a| a.status.is_open()));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(open),
+            }
+        }
     }
 
-    /// An Alertmanager webhook notification (`POST /integrations/alertmanager`)
-    /// with the integration key `key`: `Unauthorized` for a missing, unknown,
-    /// revoked or wrong-kind key; `Validation` naming the field for a bad body;
-    /// `RateLimited` over the key's limit. One open incident per (service,
-    /// group key); each alert by fingerprint is an alert of it; resolved
-    /// alerts resolve theirs, and the incident resolves itself when none is
-    /// left open (if the service auto-resolves).
-    pub async fn receive_alertmanager(
+    /// The alert writes (and their audit entries, by `actor`) that make an
+    /// incident's alerts follow it to `status`: acknowledged → its triggered
+    /// alerts acknowledged; resolved or closed (or deleted) → its open alerts
+    /// resolved and its alert count 0. Incidents without a service have no
+    /// alerts.
+    pub(super) async fn alerts_follow_incident(
         &self,
-        key: &str,
-        body: &[u8],
-    ) -> Result<AlertmanagerReceipt> {
-        let _ = (key, body);
-        todo!("issue 17: engine/alertmanager.rs")
+        incident: &mut Incident,
+        status: Status,
+        actor: Actor,
+        now: Timestamp,
+        audit: &mut Vec<AuditEntry>,
+    ) -> Result<Vec<AlertWrite>> {
+        let (to, action): (AlertStatus, AuditAction) = match status {
+            _ if incident.service_id.is_none() => return Ok(Vec::new()),
+            Status::Acknowledged => (AlertStatus::Acknowledged, AuditAction::AlertAcknowledged),
+            Status::Resolved | Status::Closed => {
+                (AlertStatus::Resolved, AuditAction::AlertResolved)
+            }
+            _ => return Ok(Vec::new()),
+        };
+        let mut writes = Vec::new();
+        for alert in self.open_alerts_of(incident.id).await? {
+            if to == AlertStatus::Acknowledged && alert.status != AlertStatus::Triggered {
+                continue;
+            }
+            let text = match to {
+                AlertStatus::Acknowledged => messages::alert_acknowledged(&alert.summary),
+                _ => messages::alert_resolved(&alert.summary),
+            };
+            audit.push(alert_entry(action, actor, &alert, text, now));
+            writes.push(AlertWrite::SetStatus {
+                id: alert.id,
+                status: to,
+                at: now,
+            });
+        }
+        if to == AlertStatus::Resolved {
+            incident.alert_count = 0;
+        }
+        Ok(writes)
+    }
+
+    /// A new incident opened by an integration (no reporter), with its SLA
+    /// and due time assigned and the intents its creation sends, exactly as
+    /// [`Engine::create_incident`] does, and its `INCIDENT_CREATED` entry.
+    pub(super) fn opened_incident(
+        &self,
+        opening: Opening,
+        now: Timestamp,
+    ) -> (Incident, AuditEntry, Vec<NotificationIntent>) {
+        let mut incident = Incident::opened(opening.title, None, now);
+        incident.description = opening.description;
+        incident.service_id = Some(opening.service_id);
+        incident.source = opening.source;
+        incident.group_key = opening.group_key;
+        incident.alert_count = opening.alert_count;
+        let outbox = self.open_incident(&mut incident, opening.priority, now);
+        let audit = AuditEntry::new(
+            AuditAction::IncidentCreated,
+            Actor::System,
+            Some(incident.id.to_string()),
+            messages::incident_created(&incident.title, incident.priority),
+            now,
+        );
+        (incident, audit, outbox)
+    }
+
+    /// Whether the service's incidents resolve themselves when their last
+    /// alert resolves (a service that is gone: the default, yes).
+    pub(super) async fn auto_resolves(&self, service: ServiceId) -> Result<bool> {
+        Ok(self
+            .inner
+            .store
+            .get_service(service)
+            .await?
+            .is_none_or(|s| s.auto_resolve))
+    }
+
+    /// Resolves `resolved` (open alerts of `incident`) into `writes` and
+    /// `audit`: the alert count goes down by one each, `ALERT_RESOLVED` each;
+    /// when none is left open, the service auto-resolves and the incident is
+    /// not done, the incident resolves (`INCIDENT_AUTO_RESOLVED`, by SYSTEM).
+    pub(super) fn resolve_in(
+        incident: &mut Incident,
+        resolved: &[Alert],
+        auto_resolve: bool,
+        now: Timestamp,
+        audit: &mut Vec<AuditEntry>,
+        writes: &mut Vec<AlertWrite>,
+    ) -> Result<()> {
+        for alert in resolved {
+            incident.alert_count = incident.alert_count.saturating_sub(1);
+            resolve_by_source(alert, now, audit, writes);
+        }
+        if !resolved.is_empty()
+            && incident.alert_count == 0
+            && auto_resolve
+            && !incident.status.is_done()
+        {
+            lifecycle::transition(incident, Status::Resolved, now)?;
+            audit.push(AuditEntry::new(
+                AuditAction::IncidentAutoResolved,
+                Actor::System,
+                Some(incident.id.to_string()),
+                messages::incident_auto_resolved(&incident.title),
+                now,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Acknowledges the open alert of `service` with `dedup_key` (a no-op
+    /// when there is none, or it is acknowledged already), and its incident
+    /// if that is still open (audited as a status change would be).
+    pub(super) async fn acknowledge_alert(
+        &self,
+        service: ServiceId,
+        dedup_key: &str,
+    ) -> Result<()> {
+        for _ in 0..RETRIES {
+            let Some(alert) = self.inner.store.open_alert(service, dedup_key).await? else {
+                return Ok(());
+            };
+            if alert.status != AlertStatus::Triggered {
+                return Ok(());
+            }
+            let now = self.now();
+            let mut audit = vec![alert_entry(
+                AuditAction::AlertAcknowledged,
+                Actor::System,
+                &alert,
+                messages::alert_acknowledged(&alert.summary),
+                now,
+            )];
+            let writes = vec![AlertWrite::SetStatus {
+                id: alert.id,
+                status: AlertStatus::Acknowledged,
+                at: now,
+            }];
+            let incident = self.inner.store.get_incident(alert.incident_id).await?;
+            let outcome = match incident.filter(|i| i.status == Status::Open) {
+                Some(before) => {
+                    let mut after = before.clone();
+                    lifecycle::transition(&mut after, Status::Acknowledged, now)?;
+                    audit.push(AuditEntry::new(
+                        AuditAction::IncidentUpdated,
+                        Actor::System,
+                        Some(before.id.to_string()),
+                        messages::incident_updated(&after.title, &["status"]),
+                        now,
+                    ));
+                    audit.push(Self::status_changed_entry(
+                        &before,
+                        &after,
+                        Actor::System,
+                        now,
+                    ));
+                    self.commit_update_with(&before, after, now, audit, Vec::new(), writes)
+                        .await
+                        .map(drop)
+                }
+                None => {
+                    self.commit(Change {
+                        alerts: writes,
+                        audit,
+                        ..Change::default()
+                    })
+                    .await
+                }
+            };
+            match outcome {
+                Err(Error::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(contended())
+    }
+
+    /// Resolves the open alert of `service` with `dedup_key` (a no-op when
+    /// there is none): its incident's alert count goes down, and the incident
+    /// resolves itself when it was the last one ([`Engine::resolve_in`]).
+    pub(super) async fn resolve_alert(&self, service: ServiceId, dedup_key: &str) -> Result<()> {
+        for _ in 0..RETRIES {
+            let Some(alert) = self.inner.store.open_alert(service, dedup_key).await? else {
+                return Ok(());
+            };
+            let now = self.now();
+            let mut audit = Vec::new();
+            let mut writes = Vec::new();
+            let outcome = match self.inner.store.get_incident(alert.incident_id).await? {
+                Some(before) => {
+                    let auto = self.auto_resolves(service).await?;
+                    let mut after = before.clone();
+                    Self::resolve_in(
+                        &mut after,
+                        std::slice::from_ref(&alert),
+                        auto,
+                        now,
+                        &mut audit,
+                        &mut writes,
+                    )?;
+                    self.commit_update_with(&before, after, now, audit, Vec::new(), writes)
+                        .await
+                        .map(drop)
+                }
+                None => {
+                    // Its incident is gone (deleted while the alert was open):
+                    // the alert resolves alone.
+                    resolve_by_source(&alert, now, &mut audit, &mut writes);
+                    self.commit(Change {
+                        alerts: writes,
+                        audit,
+                        ..Change::default()
+                    })
+                    .await
+                }
+            };
+            match outcome {
+                Err(Error::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(contended())
     }
 }

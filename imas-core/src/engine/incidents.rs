@@ -12,7 +12,7 @@ use crate::model::{
     NotificationIntent, NotificationType, Page, PageRequest, Priority, ServiceId, Status,
     Timestamp, UserId,
 };
-use crate::ports::{Change, IncidentWrite};
+use crate::ports::{AlertWrite, Change, IncidentWrite};
 use crate::rbac::{self, Permission};
 use crate::validation::{MAX_DESCRIPTION, check_len, validate_title};
 
@@ -77,6 +77,42 @@ impl Engine {
         }
     }
 
+    /// A new incident's SLA targets and due time, and the notification intents
+    /// its creation sends (to the assignee, unless the reporter assigned
+    /// themselves): the one way an incident is opened, by a person
+    /// ([`Engine::create_incident`]) or by an integration's alerts.
+    pub(super) fn open_incident(
+        &self,
+        incident: &mut Incident,
+        priority: Priority,
+        now: Timestamp,
+    ) -> Vec<NotificationIntent> {
+        self.sla().assign(incident, priority);
+        incident.next_due_at = escalation::next_due(incident, self.sla(), self.escalation());
+        match incident.assigned_to {
+            Some(a) if incident.reported_by != Some(a) => {
+                vec![self.assignment_intent(incident, incident.version, a, now)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The `STATUS_CHANGED` entry of a status change from `before` to `after`.
+    pub(super) fn status_changed_entry(
+        before: &Incident,
+        after: &Incident,
+        actor: Actor,
+        now: Timestamp,
+    ) -> AuditEntry {
+        AuditEntry::new(
+            AuditAction::StatusChanged,
+            actor,
+            Some(after.id.to_string()),
+            messages::status_changed(before.status, after.status),
+            now,
+        )
+    }
+
     /// Creates an incident reported by the caller; its SLA follows its priority.
     pub async fn create_incident(&self, who: &Principal, input: NewIncident) -> Result<Incident> {
         rbac::require(who.role, Permission::CreateIncident)?;
@@ -89,6 +125,11 @@ impl Engine {
         if let Some(a) = input.assigned_to {
             self.require_user("assignedTo", a).await?;
         }
+        if let Some(s) = input.service_id
+            && self.inner.store.get_service(s).await?.is_none()
+        {
+            return Err(Error::validation("serviceId", messages::NO_SUCH_SERVICE));
+        }
         // Held from the limit check to the commit (only for a limited caller).
         let _reporting = self.report_turn(who).await;
         let now = self.now();
@@ -97,9 +138,8 @@ impl Engine {
         incident.description = description;
         incident.kind = input.kind.unwrap_or_default();
         incident.assigned_to = input.assigned_to;
-        self.sla()
-            .assign(&mut incident, input.priority.unwrap_or_default());
-        incident.next_due_at = escalation::next_due(&incident, self.sla(), self.escalation());
+        incident.service_id = input.service_id;
+        let outbox = self.open_incident(&mut incident, input.priority.unwrap_or_default(), now);
         let audit = AuditEntry::new(
             AuditAction::IncidentCreated,
             Actor::User(who.id),
@@ -107,12 +147,6 @@ impl Engine {
             messages::incident_created(&incident.title, incident.priority),
             now,
         );
-        let outbox = match incident.assigned_to {
-            Some(a) if a != who.id => {
-                vec![self.assignment_intent(&incident, incident.version, a, now)]
-            }
-            _ => Vec::new(),
-        };
         self.commit(Change {
             incident: Some(IncidentWrite::Insert(incident.clone())),
             audit: vec![audit],
@@ -187,10 +221,25 @@ impl Engine {
     pub(super) async fn commit_update(
         &self,
         before: &Incident,
+        after: Incident,
+        now: Timestamp,
+        audit: Vec<AuditEntry>,
+        outbox: Vec<NotificationIntent>,
+    ) -> Result<Incident> {
+        self.commit_update_with(before, after, now, audit, outbox, Vec::new())
+            .await
+    }
+
+    /// [`Engine::commit_update`] with the writes to the incident's alerts
+    /// that go with it.
+    pub(super) async fn commit_update_with(
+        &self,
+        before: &Incident,
         mut after: Incident,
         now: Timestamp,
         audit: Vec<AuditEntry>,
         outbox: Vec<NotificationIntent>,
+        alerts: Vec<AlertWrite>,
     ) -> Result<Incident> {
         after.updated_at = now;
         after.version = before.version + 1;
@@ -200,6 +249,7 @@ impl Engine {
                 incident: after.clone(),
                 expected_version: before.version,
             }),
+            alerts,
             audit,
             outbox,
             ..Change::default()
@@ -265,23 +315,22 @@ impl Engine {
         if changed.is_empty() {
             return Ok(before);
         }
-        let target = Some(id.to_string());
         let actor = Actor::User(who.id);
         let mut audit = vec![AuditEntry::new(
             AuditAction::IncidentUpdated,
             actor,
-            target.clone(),
+            Some(id.to_string()),
             messages::incident_updated(&after.title, &changed),
             now,
         )];
+        let mut alerts = Vec::new();
         if after.status != before.status {
-            audit.push(AuditEntry::new(
-                AuditAction::StatusChanged,
-                actor,
-                target,
-                messages::status_changed(before.status, after.status),
-                now,
-            ));
+            audit.push(Self::status_changed_entry(&before, &after, actor, now));
+            // The incident's alerts follow it (SPEC §4).
+            let to = after.status;
+            alerts = self
+                .alerts_follow_incident(&mut after, to, actor, now, &mut audit)
+                .await?;
         }
         let mut outbox = Vec::new();
         if let Some(a) = after
@@ -290,7 +339,8 @@ impl Engine {
         {
             outbox.push(self.assignment_intent(&after, before.version + 1, a, now));
         }
-        self.commit_update(&before, after, now, audit, outbox).await
+        self.commit_update_with(&before, after, now, audit, outbox, alerts)
+            .await
     }
 
     /// Changes only the status (a convenience over [`Engine::update_incident`]).
@@ -312,23 +362,32 @@ impl Engine {
         .await
     }
 
-    /// Deletes an incident (admin). Its audit trail stays.
+    /// Deletes an incident (admin). Its audit trail stays; its open alerts
+    /// are resolved by the same change, so that no dedup key stays taken by
+    /// an incident that is gone.
     pub async fn delete_incident(&self, who: &Principal, id: IncidentId) -> Result<()> {
         rbac::require(who.role, Permission::DeleteIncident)?;
-        let incident = self.load_incident(id).await?;
-        let audit = AuditEntry::new(
+        let mut incident = self.load_incident(id).await?;
+        let now = self.now();
+        let actor = Actor::User(who.id);
+        let mut audit = vec![AuditEntry::new(
             AuditAction::IncidentDeleted,
-            Actor::User(who.id),
+            actor,
             Some(id.to_string()),
             messages::incident_deleted(&incident.title),
-            self.now(),
-        );
+            now,
+        )];
+        // Gone is as done as closed, for its alerts.
+        let alerts = self
+            .alerts_follow_incident(&mut incident, Status::Closed, actor, now, &mut audit)
+            .await?;
         self.commit(Change {
             incident: Some(IncidentWrite::Delete {
                 id,
                 expected_version: incident.version,
             }),
-            audit: vec![audit],
+            alerts,
+            audit,
             ..Change::default()
         })
         .await

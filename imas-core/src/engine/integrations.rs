@@ -1,9 +1,17 @@
 //! Integration keys (SPEC §4): create (the key is shown once), list, revoke;
-//! admins only. Creating and revoking are audited.
+//! admins only. Creating and revoking are audited. Also how an ingestion
+//! request's key is authenticated and rate-limited.
 
 use super::{Engine, Principal};
-use crate::error::Result;
-use crate::model::{CreatedIntegration, Integration, IntegrationId, NewIntegration, ServiceId};
+use crate::error::{Error, Result};
+use crate::messages;
+use crate::model::{
+    Actor, AuditAction, AuditEntry, CreatedIntegration, Integration, IntegrationId,
+    IntegrationKind, NewIntegration, ServiceId, key_hash, new_key,
+};
+use crate::ports::{Change, IntegrationWrite};
+use crate::rbac::{self, Permission};
+use crate::validation::validate_name;
 
 impl Engine {
     /// Creates an integration key for a service (admin): a new random key
@@ -16,24 +24,105 @@ impl Engine {
         service: ServiceId,
         new: NewIntegration,
     ) -> Result<CreatedIntegration> {
-        let _ = (by, service, new);
-        todo!("issue 17: engine/integrations.rs")
+        rbac::require(by.role, Permission::ManageIntegrations)?;
+        let name = validate_name("name", &new.name)?;
+        let svc = self.load_service(service).await?;
+        let key = new_key()?;
+        let now = self.now();
+        let integration = Integration::new(service, name, new.kind, key_hash(&key), now);
+        let audit = AuditEntry::new(
+            AuditAction::IntegrationCreated,
+            Actor::User(by.id),
+            Some(integration.id.to_string()),
+            messages::integration_created(&integration.name, integration.kind, &svc.name),
+            now,
+        );
+        self.commit(Change {
+            integrations: vec![IntegrationWrite::Insert(integration.clone())],
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await?;
+        Ok(CreatedIntegration { integration, key })
     }
 
-    /// A service's integrations that are not revoked, without keys (admin).
+    /// A service's integrations that are not revoked, without keys (admin);
+    /// `NotFound` for an unknown service.
     pub async fn list_integrations(
         &self,
         by: &Principal,
         service: ServiceId,
     ) -> Result<Vec<Integration>> {
-        let _ = (by, service);
-        todo!("issue 17: engine/integrations.rs")
+        rbac::require(by.role, Permission::ManageIntegrations)?;
+        self.load_service(service).await?;
+        self.inner.store.list_integrations(service).await
     }
 
     /// Revokes an integration key at once (admin); audited
     /// `INTEGRATION_REVOKED`. Revoking a revoked key is `NotFound`.
     pub async fn revoke_integration(&self, by: &Principal, id: IntegrationId) -> Result<()> {
-        let _ = (by, id);
-        todo!("issue 17: engine/integrations.rs")
+        rbac::require(by.role, Permission::ManageIntegrations)?;
+        let integration = self
+            .inner
+            .store
+            .get_integration(id)
+            .await?
+            .filter(|i| i.revoked_at.is_none())
+            .ok_or(Error::NotFound {
+                entity: "integration",
+            })?;
+        let now = self.now();
+        let audit = AuditEntry::new(
+            AuditAction::IntegrationRevoked,
+            Actor::User(by.id),
+            Some(id.to_string()),
+            messages::integration_revoked(&integration.name, integration.kind),
+            now,
+        );
+        self.commit(Change {
+            integrations: vec![IntegrationWrite::Revoke { id, at: now }],
+            audit: vec![audit],
+            ..Change::default()
+        })
+        .await
+    }
+
+    /// The live integration of `kind` whose key is `key`; `None` when the key
+    /// is unknown, revoked or of the other kind. Read from the store on every
+    /// request (no cache), so a revoked key is refused at once on every node.
+    pub(super) async fn integration_for_key(
+        &self,
+        key: &str,
+        kind: IntegrationKind,
+    ) -> Result<Option<Integration>> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .store
+            .integration_by_key_hash(&key_hash(key))
+            .await?
+            .filter(|i| i.revoked_at.is_none() && i.kind == kind))
+    }
+
+    /// Counts one event against the key's [ingest
+    /// limit](super::EngineConfig::ingest_limit), or refuses it with
+    /// `RateLimited` and when to try again.
+    pub(super) fn admit_event(&self, integration: &Integration) -> Result<()> {
+        let Some(limiter) = &self.inner.ingest else {
+            return Ok(());
+        };
+        limiter
+            .hit(&integration.id, self.now())
+            .map_err(|retry_after| {
+                let (max, window) = self
+                    .inner
+                    .config
+                    .ingest_limit
+                    .map(|l| (l.max, l.window))
+                    .unwrap_or_default();
+                Error::rate_limited(messages::ingest_limit(max, window), retry_after)
+            })
     }
 }

@@ -5,13 +5,15 @@
 //! configuration and the commit; each use-case group is an `impl Engine` block in
 //! a file of its own (users, incidents, sla, escalations, recipients,
 //! notifications, delivery, loops, reports, audit, operations, services,
-//! integrations, alerts).
+//! integrations, alerts, and the two alert formats: events_v2, alertmanager).
 
+mod alertmanager;
 mod alerts;
 mod audit;
 mod delivery;
 mod downloads;
 mod escalations;
+mod events_v2;
 mod health;
 mod incidents;
 mod integrations;
@@ -46,7 +48,9 @@ use crate::auth::{DEFAULT_TOKEN_TTL, JwtKeys};
 use crate::cache::ReadCache;
 use crate::error::{Error, Result};
 use crate::escalation::EscalationPolicy;
-use crate::limiter::{HashPool, HashPoolConfig, RateLimit, SignInGuard, SignInLimits};
+use crate::limiter::{
+    EventLimiter, HashPool, HashPoolConfig, RateLimit, SignInGuard, SignInLimits,
+};
 use crate::memory::MemoryQueue;
 use crate::model::{Incident, IncidentId, Notification, Role, Timestamp, UserId};
 use crate::ports::{Change, Channel, Clock, IncidentWrite, Queue, Store, SystemClock};
@@ -117,6 +121,9 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// Integration keys whose recent events the ingest limiter remembers at once.
+const INGEST_KEYS_TRACKED: usize = 100_000;
 
 /// Default of [`EngineConfig::max_streams_per_user`].
 pub const DEFAULT_MAX_STREAMS_PER_USER: usize = 3;
@@ -195,6 +202,12 @@ impl EngineBuilder {
             return Err(Error::config("report limit", "expected at least 1"));
         }
         let hash_pool = HashPool::new(&self.config.hash_pool)?;
+        // A limit of 0 events means none (SPEC §4).
+        let ingest = self
+            .config
+            .ingest_limit
+            .filter(|l| l.max > 0)
+            .map(|l| EventLimiter::new(l, INGEST_KEYS_TRACKED));
         let sign_in = Arc::new(SignInGuard::new(&self.config.sign_in));
         let queue = self
             .queue
@@ -203,6 +216,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 hash_pool,
                 sign_in,
+                ingest,
                 role_change: tokio::sync::Mutex::new(()),
                 report_locks: (0..REPORT_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -259,6 +273,8 @@ struct Inner {
     hash_pool: HashPool,
     /// Failed sign-in attempts per username and per address.
     sign_in: Arc<SignInGuard>,
+    /// Events per integration key, when [`EngineConfig::ingest_limit`] is set.
+    ingest: Option<EventLimiter>,
     /// Serialises role changes in this process, so that two admins demoting
     /// each other at once cannot leave no admin.
     role_change: tokio::sync::Mutex<()>,

@@ -9,12 +9,14 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    AuditEntry, AuditFilter, AuditId, Cursor, Incident, IncidentFilter, IncidentId, Notification,
-    NotificationId, OutboxEntry, Page, PageRequest, Role, Timestamp, User, UserId, plus,
+    Alert, AlertFilter, AlertId, AlertStatus, AuditEntry, AuditFilter, AuditId, Cursor, Incident,
+    IncidentFilter, IncidentId, Integration, IntegrationId, Notification, NotificationId,
+    OutboxEntry, Page, PageRequest, Role, Service, ServiceId, Timestamp, User, UserId, plus,
 };
 use crate::ports::{
-    AuditStore, Change, ChangeStore, Generation, Generations, IncidentStore, IncidentWrite,
-    NotificationStore, OutboxStore, UserStore, UserWrite,
+    AlertStore, AlertWrite, AuditStore, Change, ChangeStore, Generation, Generations,
+    IncidentStore, IncidentWrite, IntegrationStore, IntegrationWrite, NotificationStore,
+    OutboxStore, ServiceStore, ServiceWrite, UserStore, UserWrite,
 };
 
 use super::lock;
@@ -68,6 +70,38 @@ struct Inner {
     next_seq: u64,
     /// Delivered entries by the end of their last lease, for retention.
     outbox_done: BTreeSet<(Timestamp, String)>,
+    /// Open incidents with a group key, by (service, group key): the unique
+    /// index on open groups.
+    open_groups: HashMap<(ServiceId, String), IncidentId>,
+    services: HashMap<ServiceId, Service>,
+    service_names: HashMap<String, ServiceId>,
+    services_by_created: BTreeSet<(Timestamp, ServiceId)>,
+    integrations: HashMap<IntegrationId, Integration>,
+    integration_hashes: HashMap<String, IntegrationId>,
+    alerts: HashMap<AlertId, Alert>,
+    alerts_by_started: BTreeSet<(Timestamp, AlertId)>,
+    /// Open alerts by (service, dedup key): the unique index on open alerts.
+    open_alerts: HashMap<(ServiceId, String), AlertId>,
+}
+
+/// The slot an incident takes in the unique index on open groups, if any.
+fn group_slot(i: &Incident) -> Option<(ServiceId, String)> {
+    match (i.service_id, &i.group_key) {
+        (Some(s), Some(g)) if !i.status.is_done() => Some((s, g.clone())),
+        _ => None,
+    }
+}
+
+/// An alert's status after a [`AlertWrite::SetStatus`] to `to` from `from`
+/// (the port's rules: acknowledge only from triggered, resolve from open).
+fn next_alert_status(from: AlertStatus, to: AlertStatus) -> AlertStatus {
+    match (from, to) {
+        (AlertStatus::Triggered, AlertStatus::Acknowledged) => AlertStatus::Acknowledged,
+        (AlertStatus::Triggered | AlertStatus::Acknowledged, AlertStatus::Resolved) => {
+            AlertStatus::Resolved
+        }
+        _ => from,
+    }
 }
 
 impl MemoryStore {
@@ -83,12 +117,230 @@ impl Inner {
         if let Some(at) = i.next_due_at {
             self.due.insert((at, i.id));
         }
+        if let Some(slot) = group_slot(i) {
+            self.open_groups.insert(slot, i.id);
+        }
     }
 
     fn unindex_incident(&mut self, i: &Incident) {
         self.by_created.remove(&(i.created_at, i.id));
         if let Some(at) = i.next_due_at {
             self.due.remove(&(at, i.id));
+        }
+        if let Some(slot) = group_slot(i)
+            && self.open_groups.get(&slot) == Some(&i.id)
+        {
+            self.open_groups.remove(&slot);
+        }
+    }
+
+    fn check_service_version(&self, id: ServiceId, expected: i64) -> Result<()> {
+        match self.services.get(&id) {
+            None => Err(Error::NotFound { entity: "service" }),
+            Some(cur) if cur.version != expected => Err(Error::conflict(format!(
+                "service {id} was modified concurrently (version {} now, {expected} expected); reload and retry",
+                cur.version
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The incident write of a change against the unique index on open groups.
+    fn validate_group(&self, change: &Change) -> Result<()> {
+        let incident = match &change.incident {
+            Some(IncidentWrite::Insert(i)) | Some(IncidentWrite::Update { incident: i, .. }) => i,
+            _ => return Ok(()),
+        };
+        if let Some(slot) = group_slot(incident)
+            && self
+                .open_groups
+                .get(&slot)
+                .is_some_and(|id| *id != incident.id)
+        {
+            return Err(Error::conflict(format!(
+                "service {} already has an open incident for this alert group",
+                slot.0
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_service(&self, change: &Change) -> Result<()> {
+        match &change.service {
+            Some(ServiceWrite::Insert(s)) => {
+                if self.services.contains_key(&s.id) {
+                    return Err(Error::conflict("service id already exists"));
+                }
+                if self.service_names.contains_key(&s.name) {
+                    return Err(Error::conflict(format!(
+                        "a service named {:?} already exists",
+                        s.name
+                    )));
+                }
+            }
+            Some(ServiceWrite::Update {
+                service,
+                expected_version,
+            }) => {
+                self.check_service_version(service.id, *expected_version)?;
+                if self
+                    .service_names
+                    .get(&service.name)
+                    .is_some_and(|id| *id != service.id)
+                {
+                    return Err(Error::conflict(format!(
+                        "a service named {:?} already exists",
+                        service.name
+                    )));
+                }
+            }
+            Some(ServiceWrite::Delete {
+                id,
+                expected_version,
+            }) => self.check_service_version(*id, *expected_version)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn validate_integrations(&self, change: &Change) -> Result<()> {
+        let mut ids = HashSet::new();
+        let mut hashes = HashSet::new();
+        for w in &change.integrations {
+            match w {
+                IntegrationWrite::Insert(i) => {
+                    if self.integrations.contains_key(&i.id) || !ids.insert(i.id) {
+                        return Err(Error::conflict("integration id already exists"));
+                    }
+                    if self.integration_hashes.contains_key(&i.key_hash)
+                        || !hashes.insert(i.key_hash.as_str())
+                    {
+                        return Err(Error::conflict("integration key already exists"));
+                    }
+                }
+                IntegrationWrite::Revoke { id, .. } => {
+                    if !self.integrations.contains_key(id) && !ids.contains(id) {
+                        return Err(Error::NotFound {
+                            entity: "integration",
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The alert writes in order, against the unique index on open alerts as
+    /// it will be after each of them.
+    fn validate_alerts(&self, change: &Change) -> Result<()> {
+        // What this change has done so far to statuses and open slots.
+        let mut status: HashMap<AlertId, (ServiceId, &str, AlertStatus)> = HashMap::new();
+        let mut slots: HashMap<(ServiceId, &str), Option<AlertId>> = HashMap::new();
+        for w in &change.alerts {
+            match w {
+                AlertWrite::Insert(a) => {
+                    if self.alerts.contains_key(&a.id) || status.contains_key(&a.id) {
+                        return Err(Error::conflict("alert id already exists"));
+                    }
+                    if a.status.is_open() {
+                        let key = (a.service_id, a.dedup_key.as_str());
+                        let taken = match slots.get(&key) {
+                            Some(slot) => slot.is_some(),
+                            None => self
+                                .open_alerts
+                                .contains_key(&(a.service_id, a.dedup_key.clone())),
+                        };
+                        if taken {
+                            return Err(Error::conflict(format!(
+                                "service {} already has an open alert with this dedup key",
+                                a.service_id
+                            )));
+                        }
+                        slots.insert(key, Some(a.id));
+                    }
+                    status.insert(a.id, (a.service_id, a.dedup_key.as_str(), a.status));
+                }
+                AlertWrite::SetStatus { id, status: to, .. } => {
+                    let current = match status.get(id) {
+                        Some(s) => *s,
+                        None => match self.alerts.get(id) {
+                            Some(a) => (a.service_id, a.dedup_key.as_str(), a.status),
+                            None => return Err(Error::NotFound { entity: "alert" }),
+                        },
+                    };
+                    let (service, key, from) = current;
+                    let next = next_alert_status(from, *to);
+                    if from.is_open() && !next.is_open() {
+                        slots.insert((service, key), None);
+                    }
+                    status.insert(*id, (service, key, next));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_service(&mut self, write: ServiceWrite) {
+        match write {
+            ServiceWrite::Insert(s) | ServiceWrite::Update { service: s, .. } => {
+                if let Some(old) = self.services.remove(&s.id) {
+                    self.service_names.remove(&old.name);
+                    self.services_by_created.remove(&(old.created_at, old.id));
+                }
+                self.service_names.insert(s.name.clone(), s.id);
+                self.services_by_created.insert((s.created_at, s.id));
+                self.services.insert(s.id, s);
+            }
+            ServiceWrite::Delete { id, .. } => {
+                if let Some(old) = self.services.remove(&id) {
+                    self.service_names.remove(&old.name);
+                    self.services_by_created.remove(&(old.created_at, old.id));
+                }
+            }
+        }
+    }
+
+    fn apply_integration(&mut self, write: IntegrationWrite) {
+        match write {
+            IntegrationWrite::Insert(i) => {
+                self.integration_hashes.insert(i.key_hash.clone(), i.id);
+                self.integrations.insert(i.id, i);
+            }
+            IntegrationWrite::Revoke { id, at } => {
+                if let Some(i) = self.integrations.get_mut(&id) {
+                    i.revoked_at.get_or_insert(at);
+                }
+            }
+        }
+    }
+
+    fn apply_alert(&mut self, write: AlertWrite) {
+        match write {
+            AlertWrite::Insert(a) => {
+                if a.status.is_open() {
+                    self.open_alerts
+                        .insert((a.service_id, a.dedup_key.clone()), a.id);
+                }
+                self.alerts_by_started.insert((a.started_at, a.id));
+                self.alerts.insert(a.id, a);
+            }
+            AlertWrite::SetStatus { id, status, at } => {
+                let Some(a) = self.alerts.get_mut(&id) else {
+                    return;
+                };
+                let next = next_alert_status(a.status, status);
+                if next == a.status {
+                    return;
+                }
+                a.status = next;
+                if !next.is_open() {
+                    a.resolved_at = Some(at);
+                    let slot = (a.service_id, a.dedup_key.clone());
+                    if self.open_alerts.get(&slot) == Some(&id) {
+                        self.open_alerts.remove(&slot);
+                    }
+                }
+            }
         }
     }
 
@@ -135,6 +387,10 @@ impl Inner {
             }) => self.check_version(*id, *expected_version)?,
             _ => {}
         }
+        self.validate_group(change)?;
+        self.validate_service(change)?;
+        self.validate_integrations(change)?;
+        self.validate_alerts(change)?;
         let mut ids = HashSet::new();
         for e in &change.audit {
             if self.audit_ids.contains(&e.id) || !ids.insert(e.id) {
@@ -175,6 +431,15 @@ impl Inner {
                 }
             }
             None => {}
+        }
+        if let Some(write) = change.service {
+            self.apply_service(write);
+        }
+        for write in change.integrations {
+            self.apply_integration(write);
+        }
+        for write in change.alerts {
+            self.apply_alert(write);
         }
         for e in change.audit {
             self.audit_ids.insert(e.id);
@@ -492,68 +757,105 @@ impl OutboxStore for MemoryStore {
     }
 }
 
-// Scaffolding of issue 17 (services, integrations, alerts): replaced by the
-// memory store's real implementation before the issue is done.
 #[async_trait]
-impl crate::ports::ServiceStore for MemoryStore {
-    async fn get_service(
-        &self,
-        _id: crate::model::ServiceId,
-    ) -> Result<Option<crate::model::Service>> {
-        todo!("issue 17: memory store")
+impl ServiceStore for MemoryStore {
+    async fn get_service(&self, id: ServiceId) -> Result<Option<Service>> {
+        Ok(lock(&self.inner).services.get(&id).cloned())
     }
-    async fn list_services(&self, _page: PageRequest) -> Result<Page<crate::model::Service>> {
-        todo!("issue 17: memory store")
+
+    async fn list_services(&self, page: PageRequest) -> Result<Page<Service>> {
+        let inner = lock(&self.inner);
+        let items = inner
+            .services_by_created
+            .iter()
+            .rev()
+            .filter(|(at, id)| page.cursor.is_none_or(|c| c.precedes(*at, id.0)))
+            .filter_map(|(at, id)| {
+                inner
+                    .services
+                    .get(id)
+                    .map(|s| (Cursor::after(*at, id.0), s.clone()))
+            });
+        Ok(page_of(items, page.limit))
     }
 }
 
 #[async_trait]
-impl crate::ports::IntegrationStore for MemoryStore {
-    async fn get_integration(
-        &self,
-        _id: crate::model::IntegrationId,
-    ) -> Result<Option<crate::model::Integration>> {
-        todo!("issue 17: memory store")
+impl IntegrationStore for MemoryStore {
+    async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
+        Ok(lock(&self.inner).integrations.get(&id).cloned())
     }
-    async fn integration_by_key_hash(
-        &self,
-        _key_hash: &str,
-    ) -> Result<Option<crate::model::Integration>> {
-        todo!("issue 17: memory store")
+
+    async fn integration_by_key_hash(&self, key_hash: &str) -> Result<Option<Integration>> {
+        let inner = lock(&self.inner);
+        Ok(inner
+            .integration_hashes
+            .get(key_hash)
+            .and_then(|id| inner.integrations.get(id))
+            .cloned())
     }
-    async fn list_integrations(
-        &self,
-        _service: crate::model::ServiceId,
-    ) -> Result<Vec<crate::model::Integration>> {
-        todo!("issue 17: memory store")
+
+    async fn list_integrations(&self, service: ServiceId) -> Result<Vec<Integration>> {
+        let inner = lock(&self.inner);
+        let mut out: Vec<Integration> = inner
+            .integrations
+            .values()
+            .filter(|i| i.service_id == service && i.revoked_at.is_none())
+            .cloned()
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.id));
+        Ok(out)
     }
 }
 
 #[async_trait]
-impl crate::ports::AlertStore for MemoryStore {
-    async fn get_alert(&self, _id: crate::model::AlertId) -> Result<Option<crate::model::Alert>> {
-        todo!("issue 17: memory store")
+impl AlertStore for MemoryStore {
+    async fn get_alert(&self, id: AlertId) -> Result<Option<Alert>> {
+        Ok(lock(&self.inner).alerts.get(&id).cloned())
     }
-    async fn open_alert(
-        &self,
-        _service: crate::model::ServiceId,
-        _dedup_key: &str,
-    ) -> Result<Option<crate::model::Alert>> {
-        todo!("issue 17: memory store")
+
+    async fn open_alert(&self, service: ServiceId, dedup_key: &str) -> Result<Option<Alert>> {
+        let inner = lock(&self.inner);
+        Ok(inner
+            .open_alerts
+            .get(&(service, dedup_key.to_string()))
+            .and_then(|id| inner.alerts.get(id))
+            .cloned())
     }
-    async fn list_alerts(
-        &self,
-        _filter: &crate::model::AlertFilter,
-        _page: PageRequest,
-    ) -> Result<Page<crate::model::Alert>> {
-        todo!("issue 17: memory store")
+
+    async fn list_alerts(&self, filter: &AlertFilter, page: PageRequest) -> Result<Page<Alert>> {
+        let inner = lock(&self.inner);
+        let items = inner
+            .alerts_by_started
+            .iter()
+            .rev()
+            .filter(|(at, id)| page.cursor.is_none_or(|c| c.precedes(*at, id.0)))
+            .filter_map(|(at, id)| inner.alerts.get(id).map(|a| (Cursor::after(*at, id.0), a)))
+            .filter(|(_, a)| filter.matches(a))
+            .map(|(c, a)| (c, a.clone()));
+        Ok(page_of(items, page.limit))
     }
+
     async fn repeat_trigger(
         &self,
-        _service: crate::model::ServiceId,
-        _dedup_key: &str,
-        _at: Timestamp,
-    ) -> Result<Option<crate::model::Alert>> {
-        todo!("issue 17: memory store")
+        service: ServiceId,
+        dedup_key: &str,
+        at: Timestamp,
+    ) -> Result<Option<Alert>> {
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        let Some(id) = inner.open_alerts.get(&(service, dedup_key.to_string())) else {
+            return Ok(None);
+        };
+        let Some(alert) = inner.alerts.get_mut(id) else {
+            return Ok(None);
+        };
+        alert.event_count += 1;
+        if at > alert.last_event_at {
+            alert.last_event_at = at;
+        }
+        let out = alert.clone();
+        self.generations.bump(false, true);
+        Ok(Some(out))
     }
 }

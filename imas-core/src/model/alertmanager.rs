@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_notification_parses_and_reads_as_spec_says() {
-        let m = AlertmanagerMessage::parse(sample().as_bytes()).unwrap();
+        let m = AlertmanagerMessage::parse(sample().as_bytes()).expect("valid");
         assert_eq!(m.title(), "[HighLatency] job=api");
         // Only firing alerts count: page → high, the resolved critical one not.
         assert_eq!(m.priority(), Priority::High);
@@ -236,15 +236,15 @@ mod tests {
 
     #[test]
     fn bad_payloads_name_the_field() {
-        let e =
-            AlertmanagerMessage::parse(sample().replace("\"4\"", "\"3\"").as_bytes()).unwrap_err();
+        let e = AlertmanagerMessage::parse(sample().replace("\"4\"", "\"3\"").as_bytes())
+            .expect_err("invalid");
         assert!(e.to_string().contains("version"), "{e}");
         let e = AlertmanagerMessage::parse(
             sample()
                 .replace("\"resolved\",\"labels\"", "\"gone\",\"labels\"")
                 .as_bytes(),
         )
-        .unwrap_err();
+        .expect_err("invalid");
         assert!(e.to_string().contains("alerts[1].status"), "{e}");
         assert!(AlertmanagerMessage::parse(b"{}").is_err());
     }

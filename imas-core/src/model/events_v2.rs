@@ -339,13 +339,13 @@ mod tests {
             "timestamp":"2026-12-01T12:00:00.123456Z","custom_details":{{"a":1}}}},
             "links":[{{"href":"https://x","text":"x"}}],"client":"Nagios"}}"#
         );
-        let e = Event::parse(body.as_bytes()).unwrap();
+        let e = Event::parse(body.as_bytes()).expect("valid");
         assert_eq!(e.action, EventAction::Trigger);
         assert_eq!(e.dedup_key.as_deref(), Some("srv01/HTTP"));
-        let p = e.payload.unwrap();
+        let p = e.payload.expect("valid");
         assert_eq!(p.summary, "down hard");
         assert_eq!(p.severity, Severity::Error);
-        assert_eq!(p.timestamp.unwrap().timestamp_subsec_millis(), 123);
+        assert_eq!(p.timestamp.expect("valid").timestamp_subsec_millis(), 123);
         assert_eq!(e.links.len(), 1);
         assert_eq!(e.extra["client"], "Nagios");
     }
@@ -354,7 +354,7 @@ mod tests {
     fn every_problem_is_named() {
         let body = br#"{"routing_key":"short","event_action":"trigger",
             "payload":{"severity":"bad","timestamp":"yesterday"}}"#;
-        let errors = Event::parse(body).unwrap_err();
+        let errors = Event::parse(body).expect_err("invalid");
         assert!(
             errors.iter().any(|e| e.contains("'routing_key'")),
             "{errors:?}"
@@ -380,13 +380,18 @@ mod tests {
     #[test]
     fn resolve_needs_a_dedup_key_and_no_payload() {
         let body = format!(r#"{{"routing_key":"{KEY}","event_action":"resolve"}}"#);
-        let errors = Event::parse(body.as_bytes()).unwrap_err();
+        let errors = Event::parse(body.as_bytes()).expect_err("invalid");
         assert_eq!(
             errors,
             vec!["'dedup_key' is required for acknowledge and resolve events"]
         );
         let body = format!(r#"{{"routing_key":"{KEY}","event_action":"resolve","dedup_key":"k"}}"#);
-        assert!(Event::parse(body.as_bytes()).unwrap().payload.is_none());
+        assert!(
+            Event::parse(body.as_bytes())
+                .expect("valid")
+                .payload
+                .is_none()
+        );
     }
 
     #[test]
@@ -397,7 +402,7 @@ mod tests {
             r#"{{"routing_key":"{KEY}","event_action":"acknowledge","dedup_key":"{}"}}"#,
             "k".repeat(256)
         );
-        let errors = Event::parse(body.as_bytes()).unwrap_err();
+        let errors = Event::parse(body.as_bytes()).expect_err("invalid");
         assert!(errors[0].contains("255"), "{errors:?}");
     }
 }

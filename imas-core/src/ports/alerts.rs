@@ -16,6 +16,8 @@ use crate::model::{
 };
 
 /// A write to the alerts table, part of a [`Change`](super::Change).
+// An insert carries a whole alert; boxing it would only move the allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlertWrite {
     /// A new open alert. `Conflict` when its id exists, or when the service

@@ -22,9 +22,12 @@
 //!
 //! [`fault::FaultyStore`] wraps any store and fails the calls a test chooses.
 
+pub mod alerts;
 pub mod cancel;
 pub mod fault;
+pub mod integrations;
 pub mod queue;
+pub mod services;
 pub mod store;
 
 /// The URL of a service a test needs, from the environment variable `var`.
@@ -130,6 +133,24 @@ macro_rules! __store_conformance_tests {
             every_audit_action_round_trips,
             retention_prunes_delivered,
         );
+        $crate::__conformance_tests!(services, $factory;
+            services_crud,
+            services_name_conflict,
+            services_paging,
+        );
+        $crate::__conformance_tests!(integrations, $factory;
+            integrations_lifecycle,
+            integrations_hash_conflict,
+        );
+        $crate::__conformance_tests!(alerts, $factory;
+            alerts_insert_and_read,
+            alert_status_semantics,
+            alert_dedup_is_enforced,
+            concurrent_alert_dedup,
+            repeat_trigger_counts,
+            alert_filters_and_paging,
+            incident_group_key_unique,
+        );
     };
 }
 
@@ -183,6 +204,16 @@ macro_rules! __conformance_tests {
                 let clock = $crate::ports::ManualClock::new($crate::testkit::store::t0());
                 let Some(queue) = $factory(clock.clone()).await else { return };
                 $crate::testkit::queue::$name(&*queue, &clock).await;
+            }
+        )+
+    };
+    // Any other suite module over `&dyn Store` (services, integrations, alerts).
+    ($suite:ident, $factory:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(store) = $factory().await else { return };
+                $crate::testkit::$suite::$name(&*store).await;
             }
         )+
     };

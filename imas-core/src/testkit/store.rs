@@ -53,7 +53,7 @@ pub fn incident(reporter: UserId, title: &str, created_at: Timestamp) -> Inciden
     i
 }
 
-fn audit(action: AuditAction, actor: Actor, target: &str, at: Timestamp) -> AuditEntry {
+pub(crate) fn audit(action: AuditAction, actor: Actor, target: &str, at: Timestamp) -> AuditEntry {
     AuditEntry::new(
         action,
         actor,
@@ -74,7 +74,7 @@ fn intent(key: &str, user: UserId, at: Timestamp) -> NotificationIntent {
     }
 }
 
-async fn commit(store: &dyn Store, change: Change) {
+pub(crate) async fn commit(store: &dyn Store, change: Change) {
     store.commit(change).await.expect("commit");
 }
 
@@ -111,16 +111,16 @@ async fn add_audit(store: &dyn Store, e: &AuditEntry) {
     .await;
 }
 
-fn is_conflict<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
+pub(crate) fn is_conflict<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Conflict { .. }))
 }
 
-fn is_not_found<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
+pub(crate) fn is_not_found<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::NotFound { .. }))
 }
 
 /// Reads every page of a list, checking the page-size bound on the way.
-async fn all_pages<T, F, Fut>(limit: u32, mut fetch: F) -> Vec<T>
+pub(crate) async fn all_pages<T, F, Fut>(limit: u32, mut fetch: F) -> Vec<T>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = crate::Result<Page<T>>>,

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use imas_core::engine::{IncidentPatch, NewIncident};
 use imas_core::model::{
-    Incident, IncidentFilter, IncidentId, IncidentType, Priority, Status, UserId,
+    Incident, IncidentFilter, IncidentId, IncidentType, Priority, ServiceId, Status, UserId,
 };
 use serde::{Deserialize, Deserializer};
 use utoipa_axum::router::OpenApiRouter;
@@ -18,7 +18,8 @@ use super::{ErrorAnswer, parse_path, with_next_link};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
-    Auth, IncidentQuery, JsonBody, ListParams, PageQuery, date, priorities, statuses, user_id,
+    Auth, IncidentQuery, JsonBody, ListParams, PageQuery, date, priorities, service_id, statuses,
+    user_id,
 };
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -39,6 +40,8 @@ pub(crate) struct CreateIncidentBody {
     kind: Option<IncidentType>,
     priority: Option<Priority>,
     assigned_to: Option<UserId>,
+    /// The service it belongs to (an existing one).
+    service_id: Option<ServiceId>,
 }
 
 #[utoipa::path(post, tag = "incidents", path = "/incidents", request_body = CreateIncidentBody, responses((status = 201, body = Incident), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer, description = "role not allowed, or a `user` setting assignedTo"), (status = 429, body = ErrorAnswer, description = "reporting limit reached; see Retry-After")), security(("bearer" = [])))]
@@ -53,6 +56,7 @@ pub(crate) async fn create_incident(
         kind: b.kind,
         priority: b.priority,
         assigned_to: b.assigned_to,
+        service_id: b.service_id,
     };
     let incident = s.engine.create_incident(&who, input).await?;
     Ok((StatusCode::CREATED, Json(incident)).into_response())
@@ -63,6 +67,7 @@ fn incident_filter(p: &ListParams) -> ApiResult<IncidentFilter> {
         status: statuses(p.status.as_deref())?,
         priority: priorities(p.priority.as_deref())?,
         assigned_to: user_id("assignedTo", p.assigned_to.as_deref())?,
+        service_id: service_id("serviceId", p.service_id.as_deref())?,
         created_from: date("startDate", p.start_date.as_deref(), false)?,
         created_to: date("endDate", p.end_date.as_deref(), true)?,
         q: p.q.clone().filter(|q| !q.trim().is_empty()),

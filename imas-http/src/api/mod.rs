@@ -13,14 +13,21 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
+mod alertmanager;
+mod alerts;
 mod audit;
 mod escalations;
+mod events_v2;
 mod incidents;
+mod integrations;
 mod notifications;
 mod reports;
 mod service;
+mod services;
 mod sla;
 mod users;
+
+pub use alertmanager::MAX_NOTIFICATION_BYTES;
 
 pub(crate) use service::{method_not_allowed, no_route, openapi_json};
 
@@ -36,6 +43,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
         .merge(audit::router())
         .merge(reports::router())
+        .merge(services::router())
+        .merge(integrations::router())
+        .merge(alerts::router())
+        .merge(events_v2::router())
+        .merge(alertmanager::router())
         .merge(service::router())
 }
 

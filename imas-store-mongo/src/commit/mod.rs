@@ -1,7 +1,12 @@
-//! The atomic commit of a domain change (entity + audit entries + outbox rows),
-//! in one of two ways ([`Atomicity`]): a multi-document transaction
+//! The atomic commit of a domain change (entity writes + audit entries + outbox
+//! rows), in one of two ways ([`Atomicity`]): a multi-document transaction
 //! ([`transaction`]) or single-document writes with a journal
 //! ([`single_document`]), whose interrupted changes [`recovery`] finishes.
+//!
+//! Both modes apply a change's writes in the order of [`Change`]: user,
+//! incident, service, integrations, alerts, audit, outbox. The conditional
+//! writes both modes share (an alert's status change, a revoke) and the
+//! conflicts of unique indexes are here.
 
 mod recovery;
 mod single_document;
@@ -9,7 +14,7 @@ mod transaction;
 
 use async_trait::async_trait;
 use imas_core::error::{Error, Result};
-use imas_core::model::IncidentId;
+use imas_core::model::{AlertStatus, Timestamp};
 use imas_core::ports::{Change, ChangeStore, Generation, run_detached};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{ClientSession, Collection};
@@ -23,6 +28,26 @@ const USER_TAKEN: &str = "username or email already taken";
 const INCIDENT_TAKEN: &str = "incident id already exists";
 /// The conflict of an audit entry whose id exists.
 const AUDIT_TAKEN: &str = "audit entry id already exists";
+/// The conflict of an incident insert or update whose service has another open
+/// incident with its group key.
+const GROUP_OPEN: &str = "the service already has an open incident with this group key \
+     (unique index incidents_open_group)";
+/// The conflict of a service insert whose id exists.
+const SERVICE_ID_TAKEN: &str = "service id already exists";
+/// The conflict of a service insert or rename to a name another service has.
+const SERVICE_NAME_TAKEN: &str =
+    "a service with this name already exists (unique index services_name)";
+/// The conflict of an integration insert whose id exists.
+const INTEGRATION_ID_TAKEN: &str = "integration id already exists";
+/// The conflict of an integration insert whose key hash another one has.
+const KEY_HASH_TAKEN: &str =
+    "an integration with this key hash already exists (unique index integrations_key_hash)";
+/// The conflict of an alert insert whose id exists.
+const ALERT_ID_TAKEN: &str = "alert id already exists";
+/// The conflict of an alert insert whose service has an open alert with its
+/// dedup key.
+const ALERT_OPEN: &str = "the service already has an open alert with this dedup key \
+     (unique index alerts_open_dedup)";
 
 #[async_trait]
 impl ChangeStore for MongoStore {
@@ -37,12 +62,12 @@ impl ChangeStore for MongoStore {
     /// so its `Drop` does not abort it.
     async fn commit(&self, change: Change) -> Result<()> {
         let store = self.clone();
-        let (users, incidents) = (change.user.is_some(), change.incident.is_some());
         run_detached(BACKEND, async move {
-            store.commit_now(change).await?;
+            store.commit_now(&change).await?;
             // Other nodes hear of it through the change stream; this one at
             // once (in the detached task: a dropped caller does not skip it).
-            store.generations.bump(users, incidents);
+            // Alert writes count as incident writes.
+            store.generations.bump_for(&change);
             Ok(())
         })
         .await
@@ -55,24 +80,82 @@ impl ChangeStore for MongoStore {
 
 impl MongoStore {
     /// [`ChangeStore::commit`] run to its end (it must not be dropped half-way).
-    async fn commit_now(&self, change: Change) -> Result<()> {
+    async fn commit_now(&self, change: &Change) -> Result<()> {
         match self.atomicity {
-            Atomicity::SingleDocument => self.commit_single_document(&change).await,
-            Atomicity::Transactions => self.commit_in_transaction(&change).await,
+            Atomicity::SingleDocument => self.commit_single_document(change).await,
+            Atomicity::Transactions => self.commit_in_transaction(change).await,
         }
     }
 }
 
-/// Why a versioned write of incident `id` matched nothing: `found` is the
-/// incident read again (with the filter of the write, without its version).
-fn missing_or_stale(id: IncidentId, found: mongodb::error::Result<Option<Document>>) -> Error {
+/// Why a versioned write of `entity` `id` matched nothing: `found` is the
+/// document read again (with the filter of the write, without its version).
+fn missing_or_stale(
+    entity: &'static str,
+    id: &str,
+    found: mongodb::error::Result<Option<Document>>,
+) -> Error {
     match found {
-        Ok(None) => Error::NotFound { entity: "incident" },
+        Ok(None) => Error::NotFound { entity },
         Ok(Some(_)) => Error::conflict(format!(
-            "incident {id} was modified concurrently; reload and retry"
+            "{entity} {id} was modified concurrently; reload and retry"
         )),
         Err(e) => err(e),
     }
+}
+
+/// The conflict of an insert refused by a unique index (code 11000) into a
+/// collection whose documents have one unique index beside `_id`: which one
+/// refused it is read back (outside any transaction, which the refusal ended),
+/// not taken from the server's message text.
+async fn insert_conflict(
+    coll: &Collection<Document>,
+    id: &str,
+    id_taken: &'static str,
+    index_taken: &'static str,
+) -> Error {
+    match coll.find_one(doc! { "_id": id }).await {
+        Ok(Some(_)) => Error::conflict(id_taken),
+        Ok(None) => Error::conflict(index_taken),
+        Err(e) => err(e),
+    }
+}
+
+/// An alert's status change as a conditional update `(condition, update)`:
+/// acknowledging only a triggered alert, resolving only an open one (which
+/// clears `open`, freeing the dedup key). `None` for a status no write moves an
+/// alert to (`Triggered`). Applying it twice changes nothing.
+fn alert_status_update(status: AlertStatus, at: Timestamp) -> Option<(Document, Document)> {
+    match status {
+        AlertStatus::Acknowledged => Some((
+            doc! { "status": AlertStatus::Triggered.as_str() },
+            doc! { "$set": { "status": AlertStatus::Acknowledged.as_str() } },
+        )),
+        AlertStatus::Resolved => Some((
+            doc! { "open": true },
+            doc! { "$set": {
+                "status": AlertStatus::Resolved.as_str(),
+                "open": Bson::Null,
+                "resolved_at": crate::codec::date(at),
+            } },
+        )),
+        AlertStatus::Triggered => None,
+    }
+}
+
+/// A revoke as a conditional update `(condition, update)`: only an integration
+/// not revoked yet (a second revoke keeps the first instant).
+fn revoke_update(at: Timestamp) -> (Document, Document) {
+    (
+        doc! { "revoked_at": Bson::Null },
+        doc! { "$set": { "revoked_at": crate::codec::date(at) } },
+    )
+}
+
+/// `condition` with `_id: id` added.
+fn with_id(mut condition: Document, id: &str) -> Document {
+    condition.insert("_id", id);
+    condition
 }
 
 /// Inserts an outbox row unless its key is (or was) in the outbox, in

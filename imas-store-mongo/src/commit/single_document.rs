@@ -1,36 +1,82 @@
 //! Single-document mode (standalone servers, which have no transactions): the
-//! entity write carries the change's audit entries and outbox rows in a
-//! `_pending` array of the same document (a change without an entity writes a
-//! `pending_changes` journal document); they are then moved to their collections
-//! (idempotently: audit entries by id, outbox rows by key) and pulled from
-//! `_pending`. A deleted incident is first marked `_deleting` (invisible to
+//! entity write (the *carrier*: the user, the incident, or else the service)
+//! carries the change's audit entries, outbox rows and other entity writes in a
+//! `_pending` array of the same document (a change without a carrier writes a
+//! `pending_changes` journal document instead); they are then applied
+//! (idempotently) and pulled from `_pending`. The carrier write is the moment
+//! the change commits: before it nothing is visible, after it everything is
+//! applied, by the commit or else by [recovery](super::recovery).
+//!
+//! The other entity writes come in two kinds:
+//!
+//! - inserts of services, integrations and alerts are *reserved* before the
+//!   carrier write: inserted with a `_cid` (the change's id), which hides them
+//!   from every read while their unique indexes already hold (a second open
+//!   alert with the same dedup key is refused then, and the change commits
+//!   nothing: its reservations are removed). Applying the change removes the
+//!   `_cid`. A reservation whose change never reached its carrier write (the
+//!   process stopped in between) is removed by recovery once it is older than
+//!   [`RESERVATION_GRACE`](super::recovery::RESERVATION_GRACE);
+//! - updates (an alert's status, a revoke, a service update or delete that is
+//!   not the carrier) are conditional writes that cannot conflict once their
+//!   target is checked to exist: they are recorded in the pending entry and
+//!   applied after the carrier write (applying one twice changes nothing).
+//!
+//! A deleted incident or service is first marked `_deleting` (invisible to
 //! reads) with its pending entries, then removed.
 
 use imas_core::error::{Error, Result};
-use imas_core::model::IncidentId;
-use imas_core::ports::{Change, IncidentWrite, UserWrite};
+use imas_core::ports::{
+    AlertWrite, Change, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite,
+};
 use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc};
 use uuid::Uuid;
 
-use super::{AUDIT_TAKEN, INCIDENT_TAKEN, USER_TAKEN, missing_or_stale, upsert_outbox_row};
+use super::{
+    ALERT_ID_TAKEN, ALERT_OPEN, AUDIT_TAKEN, GROUP_OPEN, INCIDENT_TAKEN, INTEGRATION_ID_TAKEN,
+    KEY_HASH_TAKEN, SERVICE_ID_TAKEN, SERVICE_NAME_TAKEN, USER_TAKEN, alert_status_update,
+    insert_conflict, missing_or_stale, revoke_update, upsert_outbox_row, with_id,
+};
 use crate::MongoStore;
-use crate::codec::{audit_doc, incident_doc, outbox_docs, user_doc};
+use crate::codec::{
+    alert_doc, audit_doc, incident_doc, integration_doc, outbox_docs, service_doc, user_doc,
+};
 use crate::error::{err, is_duplicate};
 use crate::query::live;
 
-/// Inserts `d` carrying a change's pending `entry` (single-document mode); a
-/// unique-index violation is a `Conflict` saying `taken`.
+/// The collections whose inserts are reserved (see the module docs).
+pub(super) const RESERVED_IN: [&str; 3] = ["services", "integrations", "alerts"];
+
+/// An insert reserved before the carrier write.
+struct Reservation {
+    coll: &'static str,
+    id: String,
+    doc: Document,
+    id_taken: &'static str,
+    index_taken: &'static str,
+}
+
+/// Where a change's entry was written with an entity: (collection, entity id).
+type Carrier = (Collection<Document>, Bson);
+
+/// Inserts `d` carrying a change's pending `entry`; a unique-index violation is
+/// a `Conflict` saying which index ([`insert_conflict`]).
 async fn insert_carrying(
     coll: &Collection<Document>,
     mut d: Document,
     entry: &Document,
-    taken: &str,
-) -> Result<()> {
+    id_taken: &'static str,
+    index_taken: &'static str,
+) -> Result<Carrier> {
+    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
     d.insert("_pending", vec![entry.clone()]);
     match coll.insert_one(d).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_duplicate(&e) => Err(Error::conflict(taken.to_string())),
+        Ok(_) => Ok((coll.clone(), id)),
+        Err(e) if is_duplicate(&e) => {
+            let id = id.as_str().unwrap_or_default().to_string();
+            Err(insert_conflict(coll, &id, id_taken, index_taken).await)
+        }
         Err(e) => Err(err(e)),
     }
 }
@@ -51,19 +97,247 @@ impl MongoStore {
                 return Err(Error::conflict(AUDIT_TAKEN));
             }
         }
+        let service_carries = change.user.is_none() && change.incident.is_none();
+        let (reservations, redo) = self.secondary_writes(change, service_carries).await?;
         let cid = Uuid::now_v7().to_string();
         let entry = doc! {
             "cid": &cid,
             "audit": change.audit.iter().map(audit_doc).collect::<Vec<_>>(),
             "outbox": outbox_docs(&change.outbox)?,
+            "reserved": reservations
+                .iter()
+                .map(|r| doc! { "coll": r.coll, "doc": r.doc.clone() })
+                .collect::<Vec<_>>(),
+            "redo": redo,
         };
-        let has_side_effects = !change.audit.is_empty() || !change.outbox.is_empty();
-        // Where the entry was written with the entity: (collection, entity id).
-        let mut carrier: Option<(Collection<Document>, Bson)> = None;
+        let has_side_effects = !change.audit.is_empty()
+            || !change.outbox.is_empty()
+            || !reservations.is_empty()
+            || !entry.get_array("redo").map_or(true, Vec::is_empty);
+        if let Err(e) = self.reserve(&cid, &reservations).await {
+            self.release(&cid).await;
+            return Err(e);
+        }
+        let (carriers, deleting) = match self
+            .write_carriers(change, service_carries, &cid, &entry)
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => {
+                self.release(&cid).await;
+                return Err(e);
+            }
+        };
+        if carriers.is_empty() {
+            if has_side_effects {
+                let mut journal = entry.clone();
+                journal.insert("_id", &cid);
+                if let Err(e) = self.pending_changes().insert_one(journal).await {
+                    self.release(&cid).await;
+                    return Err(err(e));
+                }
+                self.move_out(&entry).await?;
+                self.pending_changes()
+                    .delete_one(doc! { "_id": &cid })
+                    .await
+                    .map_err(err)?;
+            }
+        } else {
+            if has_side_effects {
+                self.move_out(&entry).await?;
+            }
+            for (coll, id) in carriers {
+                coll.update_one(
+                    doc! { "_id": id },
+                    doc! { "$pull": { "_pending": { "cid": &cid } } },
+                )
+                .await
+                .map_err(err)?;
+            }
+        }
+        if let Some((coll, id)) = deleting {
+            coll.delete_one(doc! { "_id": id, "_deleting": &cid })
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// The inserts to reserve and the conditional updates to apply after the
+    /// carrier write, each update's target checked first (`NotFound`, or a
+    /// stale service version, fail the change before anything is written).
+    async fn secondary_writes(
+        &self,
+        change: &Change,
+        service_carries: bool,
+    ) -> Result<(Vec<Reservation>, Vec<Document>)> {
+        let mut reserved = Vec::new();
+        let mut redo = Vec::new();
+        match &change.service {
+            Some(ServiceWrite::Insert(s)) if !service_carries => reserved.push(Reservation {
+                coll: "services",
+                id: s.id.to_string(),
+                doc: service_doc(s),
+                id_taken: SERVICE_ID_TAKEN,
+                index_taken: SERVICE_NAME_TAKEN,
+            }),
+            Some(ServiceWrite::Update {
+                service,
+                expected_version,
+            }) if !service_carries => {
+                let id = service.id.to_string();
+                self.check_version(&id, *expected_version).await?;
+                let mut set = service_doc(service);
+                set.remove("_id");
+                redo.push(doc! {
+                    "coll": "services",
+                    "filter": { "_id": &id, "version": expected_version },
+                    "update": { "$set": set },
+                });
+            }
+            Some(ServiceWrite::Delete {
+                id,
+                expected_version,
+            }) if !service_carries => {
+                let id = id.to_string();
+                self.check_version(&id, *expected_version).await?;
+                redo.push(doc! {
+                    "coll": "services",
+                    "filter": { "_id": &id, "version": expected_version },
+                    "delete": true,
+                });
+            }
+            _ => {}
+        }
+        for w in &change.integrations {
+            match w {
+                IntegrationWrite::Insert(i) => reserved.push(Reservation {
+                    coll: "integrations",
+                    id: i.id.to_string(),
+                    doc: integration_doc(i),
+                    id_taken: INTEGRATION_ID_TAKEN,
+                    index_taken: KEY_HASH_TAKEN,
+                }),
+                IntegrationWrite::Revoke { id, at } => {
+                    let id = id.to_string();
+                    if !reserved.iter().any(|r| r.id == id) {
+                        self.check_exists(&self.integrations(), "integration", &id)
+                            .await?;
+                    }
+                    let (condition, update) = revoke_update(*at);
+                    redo.push(doc! {
+                        "coll": "integrations",
+                        "filter": with_id(condition, &id),
+                        "update": update,
+                    });
+                }
+            }
+        }
+        for w in &change.alerts {
+            match w {
+                AlertWrite::Insert(a) => reserved.push(Reservation {
+                    coll: "alerts",
+                    id: a.id.to_string(),
+                    doc: alert_doc(a)?,
+                    id_taken: ALERT_ID_TAKEN,
+                    index_taken: ALERT_OPEN,
+                }),
+                AlertWrite::SetStatus { id, status, at } => {
+                    let id = id.to_string();
+                    if !reserved.iter().any(|r| r.id == id) {
+                        self.check_exists(&self.alerts(), "alert", &id).await?;
+                    }
+                    if let Some((condition, update)) = alert_status_update(*status, *at) {
+                        redo.push(doc! {
+                            "coll": "alerts",
+                            "filter": with_id(condition, &id),
+                            "update": update,
+                        });
+                    }
+                }
+            }
+        }
+        Ok((reserved, redo))
+    }
+
+    /// `NotFound` unless `coll` has a document `id`.
+    async fn check_exists(
+        &self,
+        coll: &Collection<Document>,
+        entity: &'static str,
+        id: &str,
+    ) -> Result<()> {
+        match coll.find_one(doc! { "_id": id }).await.map_err(err)? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound { entity }),
+        }
+    }
+
+    /// `NotFound` or a conflict unless service `id` is live at `version`.
+    async fn check_version(&self, id: &str, version: i64) -> Result<()> {
+        let found = self
+            .services()
+            .find_one(live(doc! { "_id": id, "version": version }))
+            .await
+            .map_err(err)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(self
+                .missing_or_stale_now(&self.services(), "service", id)
+                .await),
+        }
+    }
+
+    /// Inserts the reservations, hidden by `_cid`; the first one a unique
+    /// index refuses is the change's conflict.
+    async fn reserve(&self, cid: &str, reservations: &[Reservation]) -> Result<()> {
+        for r in reservations {
+            let coll = self.db.collection::<Document>(r.coll);
+            let mut d = r.doc.clone();
+            d.insert("_cid", cid);
+            match coll.insert_one(d).await {
+                Ok(_) => {}
+                Err(e) if is_duplicate(&e) => {
+                    return Err(insert_conflict(&coll, &r.id, r.id_taken, r.index_taken).await);
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the reservations of a change that did not commit (what fails
+    /// here, recovery removes later).
+    async fn release(&self, cid: &str) {
+        for name in RESERVED_IN {
+            if let Err(e) = self
+                .db
+                .collection::<Document>(name)
+                .delete_many(doc! { "_cid": cid })
+                .await
+            {
+                tracing::warn!(error = %e, "releasing the reservations of a failed change");
+            }
+        }
+    }
+
+    /// The carrier writes of a change (its user, incident and, when neither,
+    /// service write), each carrying `entry`, and the document being deleted.
+    async fn write_carriers(
+        &self,
+        change: &Change,
+        service_carries: bool,
+        cid: &str,
+        entry: &Document,
+    ) -> Result<(Vec<Carrier>, Option<Carrier>)> {
+        let mut carriers = Vec::new();
+        let mut deleting = None;
         match &change.user {
             Some(UserWrite::Insert(u)) => {
-                insert_carrying(&self.users(), user_doc(u), &entry, USER_TAKEN).await?;
-                carrier = Some((self.users(), Bson::String(u.id.to_string())));
+                carriers.push(
+                    insert_carrying(&self.users(), user_doc(u), entry, USER_TAKEN, USER_TAKEN)
+                        .await?,
+                );
             }
             Some(UserWrite::SetRole { id, role }) => {
                 let done = self
@@ -77,105 +351,164 @@ impl MongoStore {
                 if done.matched_count == 0 {
                     return Err(Error::NotFound { entity: "user" });
                 }
-                carrier = Some((self.users(), Bson::String(id.to_string())));
+                carriers.push((self.users(), Bson::String(id.to_string())));
             }
             None => {}
         }
-        let mut deleting: Option<String> = None;
         match &change.incident {
             Some(IncidentWrite::Insert(i)) => {
-                insert_carrying(&self.incidents(), incident_doc(i), &entry, INCIDENT_TAKEN).await?;
-                carrier = Some((self.incidents(), Bson::String(i.id.to_string())));
+                let d = incident_doc(i);
+                carriers.push(
+                    insert_carrying(&self.incidents(), d, entry, INCIDENT_TAKEN, GROUP_OPEN)
+                        .await?,
+                );
             }
             Some(IncidentWrite::Update {
                 incident,
                 expected_version,
             }) => {
+                let id = incident.id.to_string();
                 let mut set = incident_doc(incident);
                 set.remove("_id");
-                let done = self
-                    .incidents()
-                    .update_one(
-                        live(doc! { "_id": incident.id.to_string(), "version": expected_version }),
-                        doc! { "$set": set, "$push": { "_pending": entry.clone() } },
-                    )
-                    .await
-                    .map_err(err)?;
-                if done.matched_count == 0 {
-                    return Err(self.missing_or_stale_now(incident.id).await);
-                }
-                carrier = Some((self.incidents(), Bson::String(incident.id.to_string())));
+                self.update_carrying(
+                    &self.incidents(),
+                    "incident",
+                    &id,
+                    *expected_version,
+                    set,
+                    entry,
+                    GROUP_OPEN,
+                )
+                .await?;
+                carriers.push((self.incidents(), Bson::String(id)));
             }
             Some(IncidentWrite::Delete {
                 id,
                 expected_version,
             }) => {
-                let done = self
-                    .incidents()
-                    .update_one(
-                        live(doc! { "_id": id.to_string(), "version": expected_version }),
-                        doc! {
-                            "$set": { "_deleting": &cid, "next_due_at": Bson::Null },
-                            "$push": { "_pending": entry.clone() },
-                        },
-                    )
-                    .await
-                    .map_err(err)?;
-                if done.matched_count == 0 {
-                    return Err(self.missing_or_stale_now(*id).await);
-                }
-                carrier = Some((self.incidents(), Bson::String(id.to_string())));
-                deleting = Some(id.to_string());
-            }
-            None => {}
-        }
-        match carrier {
-            Some((coll, id)) => {
-                if has_side_effects {
-                    self.move_out(&entry).await?;
-                }
-                coll.update_one(
-                    doc! { "_id": id },
-                    doc! { "$pull": { "_pending": { "cid": &cid } } },
+                let id = id.to_string();
+                let mark = doc! { "_deleting": cid, "next_due_at": Bson::Null };
+                self.update_carrying(
+                    &self.incidents(),
+                    "incident",
+                    &id,
+                    *expected_version,
+                    mark,
+                    entry,
+                    GROUP_OPEN,
                 )
-                .await
-                .map_err(err)?;
-            }
-            None if has_side_effects => {
-                let mut journal = entry.clone();
-                journal.insert("_id", &cid);
-                self.pending_changes()
-                    .insert_one(journal)
-                    .await
-                    .map_err(err)?;
-                self.move_out(&entry).await?;
-                self.pending_changes()
-                    .delete_one(doc! { "_id": &cid })
-                    .await
-                    .map_err(err)?;
+                .await?;
+                carriers.push((self.incidents(), Bson::String(id.clone())));
+                deleting = Some((self.incidents(), Bson::String(id)));
             }
             None => {}
         }
-        if let Some(id) = deleting {
-            self.incidents()
-                .delete_one(doc! { "_id": id, "_deleting": &cid })
-                .await
-                .map_err(err)?;
+        if service_carries {
+            match &change.service {
+                Some(ServiceWrite::Insert(s)) => {
+                    let d = service_doc(s);
+                    carriers.push(
+                        insert_carrying(
+                            &self.services(),
+                            d,
+                            entry,
+                            SERVICE_ID_TAKEN,
+                            SERVICE_NAME_TAKEN,
+                        )
+                        .await?,
+                    );
+                }
+                Some(ServiceWrite::Update {
+                    service,
+                    expected_version,
+                }) => {
+                    let id = service.id.to_string();
+                    let mut set = service_doc(service);
+                    set.remove("_id");
+                    self.update_carrying(
+                        &self.services(),
+                        "service",
+                        &id,
+                        *expected_version,
+                        set,
+                        entry,
+                        SERVICE_NAME_TAKEN,
+                    )
+                    .await?;
+                    carriers.push((self.services(), Bson::String(id)));
+                }
+                Some(ServiceWrite::Delete {
+                    id,
+                    expected_version,
+                }) => {
+                    let id = id.to_string();
+                    let mark = doc! { "_deleting": cid };
+                    self.update_carrying(
+                        &self.services(),
+                        "service",
+                        &id,
+                        *expected_version,
+                        mark,
+                        entry,
+                        SERVICE_NAME_TAKEN,
+                    )
+                    .await?;
+                    carriers.push((self.services(), Bson::String(id.clone())));
+                    deleting = Some((self.services(), Bson::String(id)));
+                }
+                None => {}
+            }
+        }
+        Ok((carriers, deleting))
+    }
+
+    /// Sets `set` on the live document `id` of `coll` at `expected_version`,
+    /// pushing `entry`; `NotFound` or a stale-version conflict when it matches
+    /// nothing, `index_taken` when a unique index refuses the new values.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_carrying(
+        &self,
+        coll: &Collection<Document>,
+        entity: &'static str,
+        id: &str,
+        expected_version: i64,
+        set: Document,
+        entry: &Document,
+        index_taken: &'static str,
+    ) -> Result<()> {
+        let done = coll
+            .update_one(
+                live(doc! { "_id": id, "version": expected_version }),
+                doc! { "$set": set, "$push": { "_pending": entry.clone() } },
+            )
+            .await
+            .map_err(|e| {
+                if is_duplicate(&e) {
+                    Error::conflict(index_taken)
+                } else {
+                    err(e)
+                }
+            })?;
+        if done.matched_count == 0 {
+            return Err(self.missing_or_stale_now(coll, entity, id).await);
         }
         Ok(())
     }
 
-    /// [`missing_or_stale`] for a live (not being deleted) incident.
-    async fn missing_or_stale_now(&self, id: IncidentId) -> Error {
-        let found = self
-            .incidents()
-            .find_one(live(doc! { "_id": id.to_string() }))
-            .await;
-        missing_or_stale(id, found)
+    /// [`missing_or_stale`] for a live (not being deleted) document.
+    async fn missing_or_stale_now(
+        &self,
+        coll: &Collection<Document>,
+        entity: &'static str,
+        id: &str,
+    ) -> Error {
+        let found = coll.find_one(live(doc! { "_id": id })).await;
+        missing_or_stale(entity, id, found)
     }
 
-    /// Writes a pending entry's audit entries and outbox rows to their
-    /// collections; a second run changes nothing.
+    /// Applies a pending entry: makes its reserved inserts visible, applies its
+    /// conditional updates, and writes its audit entries and outbox rows to
+    /// their collections; a second run changes nothing.
     pub(super) async fn move_out(&self, entry: &Document) -> Result<()> {
         let docs = |k: &str| -> Vec<Document> {
             entry
@@ -183,6 +516,58 @@ impl MongoStore {
                 .map(|a| a.iter().filter_map(|b| b.as_document().cloned()).collect())
                 .unwrap_or_default()
         };
+        let cid = entry.get("cid").cloned().unwrap_or(Bson::Null);
+        for r in docs("reserved") {
+            let (Ok(name), Ok(d)) = (r.get_str("coll"), r.get_document("doc")) else {
+                continue;
+            };
+            let coll = self.db.collection::<Document>(name);
+            let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+            let done = coll
+                .update_one(
+                    doc! { "_id": id.clone(), "_cid": cid.clone() },
+                    doc! { "$unset": { "_cid": "" } },
+                )
+                .await
+                .map_err(err)?;
+            if done.matched_count == 0
+                && coll
+                    .find_one(doc! { "_id": id.clone() })
+                    .await
+                    .map_err(err)?
+                    .is_none()
+            {
+                // Recovery took the reservation for abandoned (the change
+                // stalled past the grace period): it is written again.
+                match coll.insert_one(d.clone()).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {
+                        tracing::warn!(collection = name, id = %id, "a reserved insert lost its unique key while its change stalled");
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+        }
+        for w in docs("redo") {
+            let (Ok(name), Ok(filter)) = (w.get_str("coll"), w.get_document("filter")) else {
+                continue;
+            };
+            let coll = self.db.collection::<Document>(name);
+            if w.get_bool("delete").unwrap_or(false) {
+                coll.delete_one(filter.clone()).await.map_err(err)?;
+            } else if let Ok(update) = w.get_document("update") {
+                match coll.update_one(filter.clone(), update.clone()).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {
+                        tracing::warn!(
+                            collection = name,
+                            "a pending update was refused by a unique index"
+                        );
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+        }
         for a in docs("audit") {
             match self.audit().insert_one(a).await {
                 Ok(_) => {}

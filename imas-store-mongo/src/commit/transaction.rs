@@ -5,14 +5,21 @@
 use std::time::Duration;
 
 use imas_core::error::{Error, Result};
-use imas_core::model::IncidentId;
-use imas_core::ports::{Change, IncidentWrite, UserWrite};
-use mongodb::ClientSession;
-use mongodb::bson::doc;
+use imas_core::ports::{
+    AlertWrite, Change, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite,
+};
+use mongodb::bson::{Document, doc};
+use mongodb::{ClientSession, Collection};
 
-use super::{AUDIT_TAKEN, INCIDENT_TAKEN, USER_TAKEN, missing_or_stale, upsert_outbox_row};
+use super::{
+    ALERT_ID_TAKEN, ALERT_OPEN, AUDIT_TAKEN, GROUP_OPEN, INCIDENT_TAKEN, INTEGRATION_ID_TAKEN,
+    KEY_HASH_TAKEN, SERVICE_ID_TAKEN, SERVICE_NAME_TAKEN, USER_TAKEN, alert_status_update,
+    insert_conflict, missing_or_stale, revoke_update, upsert_outbox_row, with_id,
+};
 use crate::MongoStore;
-use crate::codec::{audit_doc, incident_doc, outbox_docs, user_doc};
+use crate::codec::{
+    alert_doc, audit_doc, incident_doc, integration_doc, outbox_docs, service_doc, user_doc,
+};
 use crate::error::{err, is_duplicate, is_transient, is_unknown_commit};
 
 /// How many times a change is tried when its transaction keeps losing write
@@ -83,11 +90,16 @@ impl MongoStore {
         }
         match &change.incident {
             Some(IncidentWrite::Insert(i)) => {
-                self.incidents()
-                    .insert_one(incident_doc(i))
-                    .session(&mut *s)
-                    .await
-                    .map_err(|e| duplicate(e, INCIDENT_TAKEN))?;
+                let id = i.id.to_string();
+                self.insert_in(
+                    s,
+                    &self.incidents(),
+                    incident_doc(i),
+                    &id,
+                    INCIDENT_TAKEN,
+                    GROUP_OPEN,
+                )
+                .await?;
             }
             Some(IncidentWrite::Update {
                 incident,
@@ -101,9 +113,16 @@ impl MongoStore {
                     )
                     .session(&mut *s)
                     .await
-                    .map_err(err)?;
+                    .map_err(|e| duplicate(e, GROUP_OPEN))?;
                 if done.matched_count == 0 {
-                    return Err(self.missing_or_stale_in(s, incident.id).await);
+                    return Err(self
+                        .missing_or_stale_in(
+                            s,
+                            &self.incidents(),
+                            "incident",
+                            &incident.id.to_string(),
+                        )
+                        .await);
                 }
             }
             Some(IncidentWrite::Delete {
@@ -117,10 +136,60 @@ impl MongoStore {
                     .await
                     .map_err(err)?;
                 if done.deleted_count == 0 {
-                    return Err(self.missing_or_stale_in(s, *id).await);
+                    return Err(self
+                        .missing_or_stale_in(s, &self.incidents(), "incident", &id.to_string())
+                        .await);
                 }
             }
             None => {}
+        }
+        if let Some(w) = &change.service {
+            self.apply_service(s, w).await?;
+        }
+        for w in &change.integrations {
+            match w {
+                IntegrationWrite::Insert(i) => {
+                    let id = i.id.to_string();
+                    let d = integration_doc(i);
+                    self.insert_in(
+                        s,
+                        &self.integrations(),
+                        d,
+                        &id,
+                        INTEGRATION_ID_TAKEN,
+                        KEY_HASH_TAKEN,
+                    )
+                    .await?;
+                }
+                IntegrationWrite::Revoke { id, at } => {
+                    let id = id.to_string();
+                    let write = Some(revoke_update(*at));
+                    self.update_existing(s, &self.integrations(), "integration", &id, write)
+                        .await?;
+                }
+            }
+        }
+        for w in &change.alerts {
+            match w {
+                AlertWrite::Insert(a) => {
+                    let id = a.id.to_string();
+                    self.insert_in(
+                        s,
+                        &self.alerts(),
+                        alert_doc(a)?,
+                        &id,
+                        ALERT_ID_TAKEN,
+                        ALERT_OPEN,
+                    )
+                    .await?;
+                }
+                AlertWrite::SetStatus { id, status, at } => {
+                    let id = id.to_string();
+                    let write = alert_status_update(*status, *at);
+                    self.update_existing(s, &self.alerts(), "alert", &id, write)
+                        .await?;
+                }
+            }
         }
         if !change.audit.is_empty() {
             self.audit()
@@ -136,14 +205,128 @@ impl MongoStore {
         Ok(())
     }
 
+    /// A service write, inside `session`'s transaction.
+    async fn apply_service(&self, s: &mut ClientSession, w: &ServiceWrite) -> Result<()> {
+        let services = self.services();
+        match w {
+            ServiceWrite::Insert(v) => {
+                let id = v.id.to_string();
+                self.insert_in(
+                    s,
+                    &services,
+                    service_doc(v),
+                    &id,
+                    SERVICE_ID_TAKEN,
+                    SERVICE_NAME_TAKEN,
+                )
+                .await
+            }
+            ServiceWrite::Update {
+                service,
+                expected_version,
+            } => {
+                let id = service.id.to_string();
+                let done = services
+                    .replace_one(
+                        doc! { "_id": &id, "version": expected_version },
+                        service_doc(service),
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(|e| {
+                        if is_duplicate(&e) {
+                            Error::conflict(SERVICE_NAME_TAKEN)
+                        } else {
+                            err(e)
+                        }
+                    })?;
+                if done.matched_count == 0 {
+                    return Err(self.missing_or_stale_in(s, &services, "service", &id).await);
+                }
+                Ok(())
+            }
+            ServiceWrite::Delete {
+                id,
+                expected_version,
+            } => {
+                let id = id.to_string();
+                let done = services
+                    .delete_one(doc! { "_id": &id, "version": expected_version })
+                    .session(&mut *s)
+                    .await
+                    .map_err(err)?;
+                if done.deleted_count == 0 {
+                    return Err(self.missing_or_stale_in(s, &services, "service", &id).await);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Inserts `d` (id `id`) into `coll` in the transaction; a unique-index
+    /// refusal is a conflict saying which index ([`insert_conflict`]).
+    async fn insert_in(
+        &self,
+        s: &mut ClientSession,
+        coll: &Collection<Document>,
+        d: Document,
+        id: &str,
+        id_taken: &'static str,
+        index_taken: &'static str,
+    ) -> Result<()> {
+        match coll.insert_one(d).session(&mut *s).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => {
+                Err(insert_conflict(coll, id, id_taken, index_taken).await)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Applies the conditional write `(condition, update)` to `entity` `id` if
+    /// it matches `condition`; one that does not is left as it is, one that
+    /// does not exist is `NotFound`.
+    async fn update_existing(
+        &self,
+        s: &mut ClientSession,
+        coll: &Collection<Document>,
+        entity: &'static str,
+        id: &str,
+        write: Option<(Document, Document)>,
+    ) -> Result<()> {
+        let matched = match write {
+            Some((condition, update)) => {
+                coll.update_one(with_id(condition, id), update)
+                    .session(&mut *s)
+                    .await
+                    .map_err(err)?
+                    .matched_count
+            }
+            None => 0,
+        };
+        if matched == 0 {
+            let found = coll
+                .find_one(doc! { "_id": id })
+                .session(&mut *s)
+                .await
+                .map_err(err)?;
+            if found.is_none() {
+                return Err(Error::NotFound { entity });
+            }
+        }
+        Ok(())
+    }
+
     /// [`missing_or_stale`], read inside the transaction.
-    async fn missing_or_stale_in(&self, s: &mut ClientSession, id: IncidentId) -> Error {
-        let found = self
-            .incidents()
-            .find_one(doc! { "_id": id.to_string() })
-            .session(&mut *s)
-            .await;
-        missing_or_stale(id, found)
+    async fn missing_or_stale_in(
+        &self,
+        s: &mut ClientSession,
+        coll: &Collection<Document>,
+        entity: &'static str,
+        id: &str,
+    ) -> Error {
+        let found = coll.find_one(doc! { "_id": id }).session(&mut *s).await;
+        missing_or_stale(entity, id, found)
     }
 }
 
