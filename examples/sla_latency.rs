@@ -43,13 +43,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use imas::escalation::{EscalationPolicy, next_due};
 use imas::model::{
-    AuditAction, AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId, Notification,
-    NotificationId, NotificationType, OutboxEntry, Page, PageRequest, Priority, Role, Timestamp,
-    User, UserId, from_millis, truncate_millis,
+    Alert, AlertFilter, AlertId, AuditAction, AuditEntry, AuditFilter, Incident, IncidentFilter,
+    IncidentId, Integration, IntegrationId, Notification, NotificationId, NotificationType,
+    OutboxEntry, Page, PageRequest, Priority, Role, Service, ServiceId, Timestamp, User, UserId,
+    from_millis, truncate_millis,
 };
 use imas::ports::{
-    AuditStore, Change, ChangeStore, Generation, IncidentStore, IncidentWrite, NotificationStore,
-    OutboxStore, Pruned, Store, UserStore, UserWrite,
+    AlertStore, AuditStore, Change, ChangeStore, Generation, IncidentStore, IncidentWrite,
+    IntegrationStore, NotificationStore, OutboxStore, Pruned, ServiceStore, Store, UserStore,
+    UserWrite,
 };
 use imas::sla::SlaPolicy;
 use imas::store_sqlx::{PostgresStore, SqliteStore};
@@ -221,6 +223,50 @@ impl OutboxStore for Observed {
     }
     async fn prune_delivered(&self, before: Timestamp, limit: u32) -> Result<Pruned> {
         self.inner.prune_delivered(before, limit).await
+    }
+}
+
+#[async_trait]
+impl ServiceStore for Observed {
+    async fn get_service(&self, id: ServiceId) -> Result<Option<Service>> {
+        self.inner.get_service(id).await
+    }
+    async fn list_services(&self, page: PageRequest) -> Result<Page<Service>> {
+        self.inner.list_services(page).await
+    }
+}
+
+#[async_trait]
+impl IntegrationStore for Observed {
+    async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
+        self.inner.get_integration(id).await
+    }
+    async fn integration_by_key_hash(&self, key_hash: &str) -> Result<Option<Integration>> {
+        self.inner.integration_by_key_hash(key_hash).await
+    }
+    async fn list_integrations(&self, service: ServiceId) -> Result<Vec<Integration>> {
+        self.inner.list_integrations(service).await
+    }
+}
+
+#[async_trait]
+impl AlertStore for Observed {
+    async fn get_alert(&self, id: AlertId) -> Result<Option<Alert>> {
+        self.inner.get_alert(id).await
+    }
+    async fn open_alert(&self, service: ServiceId, dedup_key: &str) -> Result<Option<Alert>> {
+        self.inner.open_alert(service, dedup_key).await
+    }
+    async fn list_alerts(&self, filter: &AlertFilter, page: PageRequest) -> Result<Page<Alert>> {
+        self.inner.list_alerts(filter, page).await
+    }
+    async fn repeat_trigger(
+        &self,
+        service: ServiceId,
+        dedup_key: &str,
+        at: Timestamp,
+    ) -> Result<Option<Alert>> {
+        self.inner.repeat_trigger(service, dedup_key, at).await
     }
 }
 

@@ -93,6 +93,9 @@ pub struct ServerConfig {
     /// `IMAS_MAX_CONCURRENT_REQUESTS` (default 512): most requests handled at
     /// once; one more is answered 503 with `Retry-After`.
     pub max_concurrent_requests: usize,
+    /// From `IMAS_TLS_CERT` and `IMAS_TLS_KEY` (PEM files, both or neither):
+    /// when set the server speaks HTTPS only. The files are read once, here.
+    pub tls: Option<imas_http::serve::Tls>,
 }
 
 impl ServerConfig {
@@ -123,6 +126,7 @@ impl ServerConfig {
         let metrics_token = get("IMAS_METRICS_TOKEN");
         let retention = retention(get)?;
         let http = http_limits(get)?;
+        let tls = tls(get)?;
         engine.escalation = escalation(get)?;
         Ok(Self {
             port,
@@ -145,6 +149,7 @@ impl ServerConfig {
             request_timeout: http.request_timeout,
             max_connections: http.max_connections,
             max_concurrent_requests: http.max_concurrent_requests,
+            tls,
         })
     }
 }
@@ -380,8 +385,25 @@ fn engine_config(get: Get<'_>) -> Result<EngineConfig> {
             None => defaults.report_limit,
         },
         hash_pool: hash_pool(get)?,
+        ingest_limit: ingest_limit(get, defaults.ingest_limit)?,
         ..defaults
     })
+}
+
+/// `IMAS_INGEST_RATE_LIMIT`: events a minute per integration key (default the
+/// engine's, 1,000); 0 is no limit.
+fn ingest_limit(get: Get<'_>, default: Option<RateLimit>) -> Result<Option<RateLimit>> {
+    match get("IMAS_INGEST_RATE_LIMIT") {
+        Some(n) => match n.parse::<u32>() {
+            Ok(0) => Ok(None),
+            Ok(max) => Ok(Some(RateLimit::new(max, Duration::from_secs(60)))),
+            Err(_) => Err(Error::config(
+                "IMAS_INGEST_RATE_LIMIT",
+                "expected a whole number of events a minute per integration key, such as 1000 (0: no limit)",
+            )),
+        },
+        None => Ok(default),
+    }
 }
 
 /// `IMAS_SLA_POLICY`, `IMAS_SLA_RESPONSE_POLICY` and `IMAS_SLA_AT_RISK`.
@@ -451,6 +473,41 @@ fn retention(get: Get<'_>) -> Result<Duration> {
             }),
         None => Ok(imas_core::engine::DEFAULT_RETENTION),
     }
+}
+
+/// `IMAS_TLS_CERT` and `IMAS_TLS_KEY`, both or neither: the files read and
+/// the certificate checked against its key now, so that a bad file stops the
+/// server at start-up rather than failing every handshake.
+fn tls(get: Get<'_>) -> Result<Option<imas_http::serve::Tls>> {
+    const CERT: &str = "IMAS_TLS_CERT";
+    const KEY: &str = "IMAS_TLS_KEY";
+    const CERT_FILE: &str = "expected the path of a PEM file holding the certificate chain, the server's certificate first";
+    const KEY_FILE: &str = "expected the path of a PEM file holding the private key of the certificate in IMAS_TLS_CERT";
+    let (cert, key) = match (get(CERT), get(KEY)) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(Error::config(
+                KEY,
+                format!("{KEY_FILE}: IMAS_TLS_CERT is set, and HTTPS needs both"),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::config(
+                CERT,
+                format!("{CERT_FILE}: IMAS_TLS_KEY is set, and HTTPS needs both"),
+            ));
+        }
+        (Some(cert), Some(key)) => (cert, key),
+    };
+    let read = |var: &str, form: &str, path: &str| {
+        std::fs::read(path)
+            .map_err(|e| Error::config(var, format!("{form}; cannot read {path}: {e}")))
+    };
+    let cert = read(CERT, CERT_FILE, &cert)?;
+    let key = read(KEY, KEY_FILE, &key)?;
+    imas_http::serve::Tls::from_pem(&cert, &key)
+        .map(Some)
+        .map_err(in_variables([("cert", CERT), ("key", KEY)]))
 }
 
 /// The HTTP server's limits.
@@ -733,6 +790,7 @@ pub async fn serve(
     let limits = imas_http::serve::ServeOptions {
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
+        tls: config.tls.clone(),
     };
     // Shutting down: live streams and background loops are told first, then
     // the server stops accepting and drains the requests in flight.
@@ -772,6 +830,7 @@ pub async fn run_from_env() -> std::result::Result<(), String> {
         .map_err(|e| format!("cannot listen on port {} (PORT): {e}", config.port))?;
     tracing::info!(
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        scheme = if config.tls.is_some() { "https" } else { "http" },
         database = %config
             .mongodb_url
             .as_deref()
@@ -897,5 +956,106 @@ mod tests {
         assert_eq!(named("REDIS_URL", "retry policy"), "retry policy");
         let other = in_variable("DATABASE_URL")(Error::conflict("taken"));
         assert!(matches!(other, Error::Conflict { .. }), "{other}");
+    }
+
+    /// PEM files of a certificate for `127.0.0.1` and its key, in a fresh
+    /// directory: (directory, certificate path, key path).
+    fn pem_files() -> (std::path::PathBuf, String, String) {
+        let dir = std::env::temp_dir().join(format!("imas-tls-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        let path = |p: std::path::PathBuf| p.display().to_string();
+        (dir, path(cert_path), path(key_path))
+    }
+
+    /// The variable a configuration error names, and its text.
+    fn named(result: Result<ServerConfig>) -> (String, String) {
+        match result {
+            Err(Error::Config { name, message }) => (name, message),
+            Err(e) => panic!("not a configuration error: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    /// SPEC §3: `IMAS_TLS_CERT` and `IMAS_TLS_KEY` together give HTTPS; one
+    /// alone, a file that cannot be read, a file that is not PEM of the right
+    /// kind, or a key that is not the certificate's stop the start-up naming
+    /// the variable at fault and the expected form.
+    #[test]
+    fn tls_needs_both_files_readable_and_matching() {
+        let (dir, cert, key) = pem_files();
+        let ok = config(&[("IMAS_TLS_CERT", &cert), ("IMAS_TLS_KEY", &key)]).expect("TLS");
+        assert!(ok.tls.is_some());
+        assert!(config(&[]).expect("plain").tls.is_none());
+
+        let (name, message) = named(config(&[("IMAS_TLS_CERT", &cert)]));
+        assert_eq!(name, "IMAS_TLS_KEY");
+        assert!(message.contains("PEM file"), "{message}");
+        let (name, message) = named(config(&[("IMAS_TLS_KEY", &key)]));
+        assert_eq!(name, "IMAS_TLS_CERT");
+        assert!(message.contains("certificate chain"), "{message}");
+
+        let missing = dir.join("absent.pem").display().to_string();
+        let (name, message) = named(config(&[
+            ("IMAS_TLS_CERT", &missing),
+            ("IMAS_TLS_KEY", &key),
+        ]));
+        assert_eq!(name, "IMAS_TLS_CERT");
+        assert!(message.contains(&missing), "{message}");
+        let (name, _) = named(config(&[
+            ("IMAS_TLS_CERT", &cert),
+            ("IMAS_TLS_KEY", &missing),
+        ]));
+        assert_eq!(name, "IMAS_TLS_KEY");
+
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not PEM at all\n").expect("write");
+        let junk = junk.display().to_string();
+        let (name, message) = named(config(&[("IMAS_TLS_CERT", &junk), ("IMAS_TLS_KEY", &key)]));
+        assert_eq!(name, "IMAS_TLS_CERT");
+        assert!(message.contains("BEGIN CERTIFICATE"), "{message}");
+        let (name, message) = named(config(&[("IMAS_TLS_CERT", &cert), ("IMAS_TLS_KEY", &junk)]));
+        assert_eq!(name, "IMAS_TLS_KEY");
+        assert!(message.contains("PRIVATE KEY"), "{message}");
+        // The two files swapped: neither holds what its variable needs.
+        let (name, _) = named(config(&[("IMAS_TLS_CERT", &key), ("IMAS_TLS_KEY", &cert)]));
+        assert_eq!(name, "IMAS_TLS_CERT");
+
+        let (_, _, other_key) = pem_files();
+        let (name, message) = named(config(&[
+            ("IMAS_TLS_CERT", &cert),
+            ("IMAS_TLS_KEY", &other_key),
+        ]));
+        assert_eq!(name, "IMAS_TLS_KEY");
+        assert!(
+            message.contains("private key of the server's certificate"),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `IMAS_INGEST_RATE_LIMIT`: events a minute per integration key, default
+    /// 1,000, 0 for none; anything but a whole number names the variable.
+    #[test]
+    fn ingest_rate_limit() {
+        let minute = Duration::from_secs(60);
+        let default = config(&[]).expect("default").engine.ingest_limit;
+        assert_eq!(default, Some(RateLimit::new(1_000, minute)));
+        let set = config(&[("IMAS_INGEST_RATE_LIMIT", "250")]).expect("250");
+        assert_eq!(set.engine.ingest_limit, Some(RateLimit::new(250, minute)));
+        let off = config(&[("IMAS_INGEST_RATE_LIMIT", "0")]).expect("0");
+        assert_eq!(off.engine.ingest_limit, None);
+        for bad in ["-1", "1.5", "many", "1000/1m", "99999999999"] {
+            let (name, message) = named(config(&[("IMAS_INGEST_RATE_LIMIT", bad)]));
+            assert_eq!(name, "IMAS_INGEST_RATE_LIMIT", "{bad}");
+            assert!(message.contains("0: no limit"), "{bad}: {message}");
+        }
     }
 }

@@ -138,6 +138,7 @@ async fn downloads_on(backend: Backend) {
                     kind: None,
                     priority: None,
                     assigned_to: None,
+                    service_id: None,
                 };
                 engine
                     .create_incident(&admin, input)

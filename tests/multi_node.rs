@@ -5,65 +5,16 @@
 
 #![cfg(all(feature = "http", feature = "postgres", feature = "server-bin"))]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::node::start;
 use imas::ports::IncidentStore;
 use imas::store_sqlx::PostgresStore;
 use reqwest::Client;
 use serde_json::{Value, json};
-
-struct Node {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-async fn start(env: &[(&str, String)]) -> Node {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_imas-server"))
-        // The database is the one given here, whatever the test run has.
-        .env_remove("MONGODB_URL")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn imas-server");
-    let mut node = Node {
-        base: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let http = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = node.child.try_wait() {
-            panic!("imas-server exited at start-up ({status}); its stderr is above");
-        }
-        if let Ok(r) = http.get(format!("{}/healthz", node.base)).send().await
-            && r.status().is_success()
-        {
-            return node;
-        }
-        assert!(Instant::now() < deadline, "imas-server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn env_for(url: &str, schema: &str) -> Vec<(&'static str, String)> {
     vec![

@@ -8,6 +8,11 @@
 
 #![allow(dead_code)]
 
+pub mod ingest;
+#[cfg(feature = "server-bin")]
+pub mod node;
+pub mod tls;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -161,6 +166,11 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let task = {
             let engine = engine.clone();
             tokio::spawn(async move {
@@ -172,12 +182,19 @@ impl TestServer {
         };
         TestServer {
             addr,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             engine,
             http: reqwest::Client::new(),
             stop: Some(tx),
             task,
         }
+    }
+
+    /// The same server called through `http` (a client that trusts the test
+    /// CA of a server on TLS, say).
+    pub fn with_client(mut self, http: reqwest::Client) -> TestServer {
+        self.http = http;
+        self
     }
 
     /// The store the server runs on, for inspection.
