@@ -54,7 +54,7 @@ db = sqlite3.connect(sys.argv[1])
 print(*db.execute(sys.argv[2]).fetchone())
 PY
         ;;
-        postgres) psql "$2" -Atqc "$sql" | tr '|' ' ' ;;
+        postgres) psql "$2" -Atqc "SET search_path TO imas; $sql" | tr '|' ' ' ;;
     esac
 }
 
