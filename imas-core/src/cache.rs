@@ -119,7 +119,11 @@ mod tests {
     use uuid::Uuid;
 
     fn at(users: u64, incidents: u64) -> Option<Generation> {
-        Some(Generation { users, incidents })
+        Some(Generation {
+            users,
+            incidents,
+            integrations: 0,
+        })
     }
 
     #[test]

@@ -20,7 +20,9 @@ use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
 /// lost, so going live bumps everything). A server without change streams (a
 /// standalone one) is never live: the engine reads through.
 pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>) {
-    let pipeline = [doc! { "$match": { "ns.coll": { "$in": ["users", "incidents", "alerts"] } } }];
+    let pipeline = [
+        doc! { "$match": { "ns.coll": { "$in": ["users", "incidents", "alerts", "integrations"] } } },
+    ];
     let mut warned = false;
     loop {
         let opened = db
@@ -62,6 +64,9 @@ pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>)
                         coll == "users",
                         coll == "incidents" || (coll == "alerts" && !repeat),
                     );
+                    if coll == "integrations" {
+                        g.bump_integrations();
+                    }
                 }
                 Ok(None) if stream.is_alive() => {}
                 Ok(None) | Err(_) => {

@@ -207,6 +207,8 @@ async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generati
     // An alert's insert or status change is part of what its incident's
     // readers see (migration 0006).
     let alerts = format!("{schema}.alerts");
+    // Integration keys are cached by every node's engine (migration 0007).
+    let integrations = format!("{schema}.integrations");
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -240,6 +242,9 @@ async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generati
                 Ok(Ok(Some(n))) => {
                     let table = n.payload();
                     g.bump(table == users, table == incidents || table == alerts);
+                    if table == integrations {
+                        g.bump_integrations();
+                    }
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => {
                     g.set_live(false);
@@ -347,9 +352,10 @@ impl PostgresStore {
     async fn commit_now(&self, change: Change) -> Result<()> {
         // What `Generations::bump_for` reads, taken before the change is
         // handed over.
-        let (users, incidents) = (
+        let (users, incidents, integrations) = (
             change.user.is_some(),
             change.incident.is_some() || !change.alerts.is_empty(),
+            !change.integrations.is_empty(),
         );
         let insert_only = change.user.is_none()
             && change.service.is_none()
@@ -368,6 +374,9 @@ impl PostgresStore {
         }
         // Other nodes hear of it through the trigger; this one at once.
         self.state.generations.bump(users, incidents);
+        if integrations {
+            self.state.generations.bump_integrations();
+        }
         Ok(())
     }
 }

@@ -218,3 +218,70 @@ async fn racing_alertmanager_notifications_share_one_incident_on_the_sql_stores(
         assert_eq!(incident.status, Status::Resolved, "{name}: auto-resolved");
     }
 }
+
+/// Each node's engine caches integration keys; a key revoked through another
+/// node is refused by this one as soon as the change feed tells it (bounded
+/// wait), and a new key made on the other node is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_node_is_refused_by_the_other() {
+    let Some(url) = service_url("DATABASE_URL") else {
+        return;
+    };
+    let schema = format!("imas_test_{}", uuid::Uuid::new_v4().simple());
+    let a: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .await
+            .expect("node a"),
+    );
+    let b: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .await
+            .expect("node b"),
+    );
+    let w = world(a).await;
+    let other = Engine::builder(b)
+        .clock(Arc::new(ManualClock::new(t0())))
+        .jwt_keys(JwtKeys::new(&[5u8; 32], Duration::from_secs(3600)).expect("keys"))
+        .build()
+        .expect("engine b");
+    // Node a has the key in its cache now.
+    for n in 0..3 {
+        w.engine
+            .enqueue_event(&event(&w.events_key, "trigger", &format!("k{n}")))
+            .await
+            .expect("accepted before the revoke");
+    }
+    let listed = other
+        .list_integrations(&w.root, incidents(&w).await[0].service_id.expect("service"))
+        .await
+        .expect("integrations");
+    let pd = listed
+        .iter()
+        .find(|i| i.kind == IntegrationKind::EventsV2)
+        .expect("the events-v2 key");
+    other
+        .revoke_integration(&w.root, pd.id)
+        .await
+        .expect("revoked on node b");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match w
+            .engine
+            .enqueue_event(&event(&w.events_key, "trigger", "after"))
+            .await
+        {
+            Err(imas_core::engine::EnqueueError::Invalid(errors)) => {
+                assert!(errors[0].contains("routing_key"), "{errors:?}");
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node a still takes a key node b revoked 10 s ago"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("unexpected answer: {e}"),
+        }
+    }
+}

@@ -88,8 +88,11 @@ impl Engine {
     }
 
     /// The live integration of `kind` whose key is `key`; `None` when the key
-    /// is unknown, revoked or of the other kind. Read from the store on every
-    /// request (no cache), so a revoked key is refused at once on every node.
+    /// is unknown, revoked or of the other kind. Served from [`KeyCache`]
+    /// while the store's integrations generation holds (it moves with every
+    /// integration created or revoked on any node, so a revoked key is refused
+    /// at once); read from the store when it has moved or the store cannot
+    /// vouch for it.
     pub(super) async fn integration_for_key(
         &self,
         key: &str,
@@ -98,12 +101,22 @@ impl Engine {
         if key.is_empty() {
             return Ok(None);
         }
-        Ok(self
-            .inner
-            .store
-            .integration_by_key_hash(&key_hash(key))
-            .await?
-            .filter(|i| i.revoked_at.is_none() && i.kind == kind))
+        let hash = key_hash(key);
+        // The generation is read before the store, so an entry never claims a
+        // generation newer than what it was read at.
+        let generation = self.inner.store.generation().map(|g| g.integrations);
+        let cached = generation.and_then(|g| self.inner.integration_keys.get(&hash, g));
+        let found = match cached {
+            Some(found) => found,
+            None => {
+                let found = self.inner.store.integration_by_key_hash(&hash).await?;
+                if let Some(g) = generation {
+                    self.inner.integration_keys.put(hash, g, found.clone());
+                }
+                found
+            }
+        };
+        Ok(found.filter(|i| i.revoked_at.is_none() && i.kind == kind))
     }
 
     /// Counts one event against the key's [ingest
@@ -124,5 +137,42 @@ impl Engine {
                     .unwrap_or_default();
                 Error::rate_limited(messages::ingest_limit(max, window), retry_after)
             })
+    }
+}
+
+/// Most keys [`KeyCache`] holds; when full it starts again empty (keys are
+/// few: one per monitoring source).
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
+/// Integrations (or their absence) by key hash, each with the integrations
+/// generation it was read at; an entry serves only at that generation. Unknown
+/// keys are cached too, so a sender with a wrong key costs no store read per
+/// request either.
+#[derive(Debug, Default)]
+pub(super) struct KeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (u64, Option<Integration>)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str, generation: u64) -> Option<Option<Integration>> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match entries.get(hash) {
+            Some((g, found)) if *g == generation => Some(found.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, hash: String, generation: u64, found: Option<Integration>) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(hash, (generation, found));
     }
 }

@@ -217,6 +217,7 @@ impl EngineBuilder {
                 hash_pool,
                 sign_in,
                 ingest,
+                integration_keys: integrations::KeyCache::default(),
                 role_change: tokio::sync::Mutex::new(()),
                 report_locks: (0..REPORT_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -275,6 +276,9 @@ struct Inner {
     sign_in: Arc<SignInGuard>,
     /// Events per integration key, when [`EngineConfig::ingest_limit`] is set.
     ingest: Option<EventLimiter>,
+    /// Integrations by key hash, valid while the store's integrations
+    /// generation holds (see `integrations::KeyCache`).
+    integration_keys: integrations::KeyCache,
     /// Serialises role changes in this process, so that two admins demoting
     /// each other at once cannot leave no admin.
     role_change: tokio::sync::Mutex<()>,

@@ -46,7 +46,7 @@ pub trait ChangeStore: Send + Sync + Debug + 'static {
     /// caller just does not learn which. [`run_detached`] is the usual way.
     async fn commit(&self, change: Change) -> Result<()>;
 
-    /// How far the store's users and incidents have moved, as counters that grow
+    /// How far the store's users, incidents and integrations have moved, as counters that grow
     /// with every committed change (and every claim) that touches them — the
     /// changes of every writer, not only this process's. The engine caches reads
     /// against it. `None` (the default) when the store cannot vouch for that,
@@ -85,6 +85,9 @@ pub struct Generation {
     pub users: u64,
     /// Moves when an incident row changes.
     pub incidents: u64,
+    /// Moves when an integration row changes (created, revoked): the
+    /// engine's cache of integration keys is valid while it holds.
+    pub integrations: u64,
 }
 
 /// Counters behind [`ChangeStore::generation`], for store implementations
@@ -97,6 +100,7 @@ pub struct Generation {
 pub struct Generations {
     users: AtomicU64,
     incidents: AtomicU64,
+    integrations: AtomicU64,
     live: AtomicBool,
 }
 
@@ -112,6 +116,7 @@ impl Generations {
         Self {
             users: AtomicU64::new(0),
             incidents: AtomicU64::new(0),
+            integrations: AtomicU64::new(0),
             live: AtomicBool::new(live),
         }
     }
@@ -126,6 +131,11 @@ impl Generations {
         }
     }
 
+    /// Records writes to integrations.
+    pub fn bump_integrations(&self) {
+        self.integrations.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Records what a committed [`Change`] wrote. Alert writes count as
     /// incident writes (an incident's alerts are part of what its readers see).
     pub fn bump_for(&self, change: &Change) {
@@ -133,6 +143,9 @@ impl Generations {
             change.user.is_some(),
             change.incident.is_some() || !change.alerts.is_empty(),
         );
+        if !change.integrations.is_empty() {
+            self.bump_integrations();
+        }
     }
 
     /// Marks the counters live or not. Going live bumps both first, so nothing
@@ -140,6 +153,7 @@ impl Generations {
     pub fn set_live(&self, live: bool) {
         if live {
             self.bump(true, true);
+            self.bump_integrations();
         }
         self.live.store(live, Ordering::SeqCst);
     }
@@ -153,6 +167,7 @@ impl Generations {
         Some(Generation {
             users: self.users.load(Ordering::SeqCst),
             incidents: self.incidents.load(Ordering::SeqCst),
+            integrations: self.integrations.load(Ordering::SeqCst),
         })
     }
 }
