@@ -24,8 +24,9 @@ use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use imas_core::error::{Error, Result};
+use imas_core::model::search_terms;
 use imas_core::model::{AuditEntry, Incident, Page, PageRequest, Timestamp};
-use imas_core::ports::{Change, Generations, IncidentWrite, Pruned, run_detached};
+use imas_core::ports::{AlertWrite, Change, Generations, IncidentWrite, Pruned, run_detached};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
@@ -131,6 +132,20 @@ static UNNEST_AUDIT: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO audit_log ({}) SELECT * FROM UNNEST({})",
         AUDIT.list(),
         arrays(&AUDIT)
+    )
+});
+
+/// Inserts whole rows of alerts (with their search terms, sent as one
+/// space-separated text per alert) from one array per column.
+static UNNEST_ALERTS: LazyLock<String> = LazyLock::new(|| {
+    let n = ALERTS.columns.len();
+    format!(
+        "INSERT INTO alerts ({cols}, terms) \
+         SELECT {cols}, string_to_array(terms, ' ') \
+         FROM UNNEST({arrays}, ${}::text[]) AS t({cols}, terms)",
+        n + 1,
+        cols = ALERTS.list(),
+        arrays = arrays(&ALERTS),
     )
 });
 
@@ -357,10 +372,15 @@ impl PostgresStore {
             change.incident.is_some() || !change.alerts.is_empty(),
             !change.integrations.is_empty(),
         );
+        // A new alert (and the incident it opens) batches with the others:
+        // the path every first trigger takes.
         let insert_only = change.user.is_none()
             && change.service.is_none()
             && change.integrations.is_empty()
-            && change.alerts.is_empty()
+            && change
+                .alerts
+                .iter()
+                .all(|a| matches!(a, AlertWrite::Insert(_)))
             && matches!(change.incident, None | Some(IncidentWrite::Insert(_)));
         if insert_only {
             let (reply, answer) = oneshot::channel();
@@ -401,8 +421,8 @@ async fn insert_incidents(
     Ok(())
 }
 
-/// Commits changes that only insert (incidents, audit entries, outbox rows) in
-/// one transaction of three statements, whatever their number.
+/// Commits changes that only insert (incidents, alerts, audit entries, outbox
+/// rows) in one transaction of four statements, whatever their number.
 async fn insert_together(
     tx: &mut Transaction<'static, Postgres>,
     changes: &[Change],
@@ -416,6 +436,28 @@ async fn insert_together(
         .collect();
     for chunk in incidents.chunks(5_000) {
         insert_incidents(tx, chunk).await?;
+    }
+    // After the incidents they belong to. An open alert whose dedup key is
+    // taken fails the batch; its changes are then committed one by one, and
+    // only that one is refused.
+    let alerts: Vec<&Alert> = changes
+        .iter()
+        .flat_map(|c| &c.alerts)
+        .filter_map(|w| match w {
+            AlertWrite::Insert(a) => Some(a),
+            AlertWrite::SetStatus { .. } => None,
+        })
+        .collect();
+    for chunk in alerts.chunks(5_000) {
+        let terms: Vec<String> = chunk
+            .iter()
+            .map(|a| search_terms(&a.summary).join(" "))
+            .collect();
+        bind_arrays(sqlx::query(UNNEST_ALERTS.as_str()), &ALERTS, chunk)
+            .bind(terms)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
     }
     let audit: Vec<&AuditEntry> = changes.iter().flat_map(|c| &c.audit).collect();
     if !audit.is_empty() {

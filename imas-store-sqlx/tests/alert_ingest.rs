@@ -285,3 +285,68 @@ async fn a_key_revoked_on_one_node_is_refused_by_the_other() {
         }
     }
 }
+
+/// First triggers of many keys at once commit together (PostgreSQL batches
+/// insert-only changes, alerts included): each alert reads back whole — its
+/// details, links and search terms — with its own incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_triggers_each_open_their_own_alert() {
+    for (name, store) in stores().await {
+        let w = world(store.clone()).await;
+        let bodies: Vec<Vec<u8>> = (0..40)
+            .map(|n| {
+                serde_json::to_vec(&json!({
+                    "routing_key": w.events_key,
+                    "event_action": "trigger",
+                    "dedup_key": format!("disk/db-{n}"),
+                    "payload": {
+                        "summary": format!("Disk almost full on shard{n}"),
+                        "source": format!("db-{n}"),
+                        "severity": "error",
+                        "custom_details": {"free": n, "mount": "/var"},
+                    },
+                    "links": [{"href": format!("https://grafana/d/{n}"), "text": "dashboard"}],
+                }))
+                .expect("json")
+            })
+            .collect();
+        let results = join_all(bodies.iter().map(|b| w.engine.enqueue_event(b))).await;
+        for r in &results {
+            assert!(r.is_ok(), "{name}: {r:?}");
+        }
+        assert_eq!(incidents(&w).await.len(), 40, "{name}: an incident each");
+        for n in [0, 17, 39] {
+            let found = store
+                .list_alerts(
+                    &AlertFilter {
+                        q: Some(format!("shard{n}")),
+                        ..AlertFilter::default()
+                    },
+                    PageRequest::first(10),
+                )
+                .await
+                .expect("alerts")
+                .items;
+            assert_eq!(found.len(), 1, "{name}: shard{n} found by its summary");
+            let a = &found[0];
+            assert_eq!(a.dedup_key, format!("disk/db-{n}"), "{name}");
+            assert_eq!(
+                a.details["custom_details"]["free"], n,
+                "{name}: details kept"
+            );
+            assert_eq!(a.links[0].href, format!("https://grafana/d/{n}"), "{name}");
+            assert_eq!(a.event_count, 1, "{name}");
+            let incident = w
+                .engine
+                .get_incident(&w.root, a.incident_id)
+                .await
+                .expect("its incident");
+            assert_eq!(incident.alert_count, 1, "{name}");
+            assert_eq!(
+                incident.title,
+                format!("Disk almost full on shard{n}"),
+                "{name}"
+            );
+        }
+    }
+}
