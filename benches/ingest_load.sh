@@ -6,6 +6,8 @@
 #           (with its SLA, audit entries and notification intents);
 #   repeat  triggers of 1,000 dedup keys that are already open: each one a
 #           repeated trigger (the alert's eventCount and lastEventAt move).
+# Each phase runs on a fresh database, and starts once the notifications of
+# what was made before it (the 1,000 seeded incidents) are delivered.
 # Every answer is durable when it is sent (the store committed it). The run
 # checks its own result in the database: after "new", as many more alerts and
 # incidents as wrk counted 202s; after "repeat", no new alert and the alerts'
@@ -131,31 +133,62 @@ run_phase() {
     fi
 }
 
-run_backend() {
-    local backend="$1" url
+# settled BACKEND URL: waits (up to 60 s) until the outbox has nothing left
+# to deliver, so that a timed run does not share the machine with the
+# notifications of the incidents made before it.
+settled() {
+    local sql="SELECT count(*) FROM outbox WHERE delivered_at IS NULL" pending
+    for _ in $(seq 1 600); do
+        case "$1" in
+            sqlite) pending=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "${2#sqlite://}" "$sql") ;;
+            postgres) pending=$(psql "$2" -Atqc "SET search_path TO imas; $sql") ;;
+        esac
+        [ "$pending" = 0 ] && return 0
+        sleep 0.1
+    done
+    echo "the outbox still holds $pending undelivered entries" >&2
+}
+
+# start_server BACKEND: a fresh database and a server on it; sets URL,
+# SERVER_PID and TOKEN.
+start_server() {
+    local backend="$1"
     case "$backend" in
-        sqlite) url="sqlite://$WORK/bench.db" ;;
+        sqlite) rm -f "$WORK"/bench.db*; URL="sqlite://$WORK/bench.db" ;;
         postgres)
-            url="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/imas_bench}"
-            local db="${url##*/}"
-            psql "${url%/*}/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" ;;
+            URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/imas_bench}"
+            local db="${URL##*/}"
+            psql "${URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" ;;
     esac
     env -u MONGODB_URL -u REDIS_URL -u REDIS_HOST \
-        PORT=$PORT DATABASE_URL="$url" JWT_SECRET="benchmark secret of at least 32 bytes" \
+        PORT=$PORT DATABASE_URL="$URL" JWT_SECRET="benchmark secret of at least 32 bytes" \
         IMAS_ADMIN_USERNAME=bench IMAS_ADMIN_PASSWORD="bench password" IMAS_INGEST_RATE_LIMIT=0 \
-        RUST_LOG=warn "./target/$PROFILE/examples/server" >"$WORK/server-$backend.log" 2>&1 &
+        RUST_LOG=warn "./target/$PROFILE/examples/server" >>"$WORK/server-$backend.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
     TOKEN=$(curl -sf -X POST "$BASE/auth/login" -H 'content-type: application/json' \
         -d '{"username":"bench","password":"bench password"}' | json '["token"]')
-    local key
-    key=$(new_key "checkout")
-    run_phase "$backend" "$url" new "$key"
-    key=$(new_key "storage")
-    seed "$key"
-    run_phase "$backend" "$url" repeat "$key"
+}
+
+stop_server() {
     kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true
     SERVER_PID=
+}
+
+# Each phase on a fresh database, timed once what came before has settled.
+run_backend() {
+    local backend="$1" key
+    start_server "$backend"
+    key=$(new_key "checkout")
+    settled "$backend" "$URL"
+    run_phase "$backend" "$URL" new "$key"
+    stop_server
+    start_server "$backend"
+    key=$(new_key "storage")
+    seed "$key"
+    settled "$backend" "$URL"
+    run_phase "$backend" "$URL" repeat "$key"
+    stop_server
 }
 
 echo "| backend | phase | throughput | latency p50 / p99 | answers | checked in the database | server RSS start → end |"
