@@ -5,26 +5,12 @@
 --               each); "repeat": dedup keys bench-0..bench-(BENCH_KEYS-1), open
 --               already, so each event is a repeated trigger.
 --   BENCH_KEYS  how many open keys "repeat" cycles over (default 1000)
--- Each thread counts its answers by status; done() prints the totals on one
--- line the script checks against the database.
+-- Answers are counted by benches/wrk_answers.lua, whose totals line the
+-- script checks against the database.
 local key = os.getenv("BENCH_KEY")
 local mode = os.getenv("BENCH_MODE") or "new"
 local keys = tonumber(os.getenv("BENCH_KEYS") or "1000")
-local threads = {}
 local counter = 0
-local prefix = ""
-
-function setup(thread)
-    thread:set("id", #threads)
-    table.insert(threads, thread)
-end
-
-function init(args)
-    prefix = "w" .. tostring(id) .. "-" .. tostring(math.random(1, 1000000000)) .. "-"
-    accepted = 0
-    refused = 0
-    math.randomseed(os.time() + id)
-end
 
 local function body(dedup)
     return '{"routing_key":"' .. key .. '","event_action":"trigger","dedup_key":"' .. dedup ..
@@ -44,19 +30,4 @@ function request()
     return wrk.format("POST", "/v2/enqueue", {["Content-Type"] = "application/json"}, body(dedup))
 end
 
-function response(status, headers, body)
-    if status == 202 then
-        accepted = accepted + 1
-    else
-        refused = refused + 1
-    end
-end
-
-function done(summary, latency, requests)
-    local a, r = 0, 0
-    for _, t in ipairs(threads) do
-        a = a + t:get("accepted")
-        r = r + t:get("refused")
-    end
-    io.write(string.format("ANSWERS accepted=%d refused=%d\n", a, r))
-end
+dofile("benches/wrk_answers.lua")(202)
