@@ -52,6 +52,11 @@ pub(crate) fn incident_query(f: &IncidentFilter) -> Document {
     }
     if let Some(g) = &f.group_key {
         q.insert("group_key", g.clone());
+        // A group's open incident: the condition of the partial index on
+        // open groups (`incidents_open_group`), so that it can serve.
+        if !f.status.is_empty() && f.status.iter().all(|s| !s.is_done()) {
+            q.insert("group_open", true);
+        }
     }
     created_between(&mut q, f.created_from, f.created_to);
     match f.escalated {

@@ -71,6 +71,13 @@ pub(crate) fn push_incident_filter<D: Dialect>(qb: &mut QueryBuilder<D::DB>, f: 
     if let Some(g) = &f.group_key {
         qb.push(" AND group_key = ");
         bind_text::<D>(qb, g.clone());
+        // Looking for a group's open incident: say so in the words of the
+        // partial index on open groups (`incidents_open_group`), so that the
+        // planner uses it instead of walking the service's incidents (a
+        // bound status list does not prove the index's predicate).
+        if !f.status.is_empty() && f.status.iter().all(|s| !s.is_done()) {
+            qb.push(" AND group_key IS NOT NULL AND status NOT IN ('resolved', 'closed')");
+        }
     }
     if let Some(t) = f.created_from {
         qb.push(" AND created_at >= ");
