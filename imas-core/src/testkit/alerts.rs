@@ -7,16 +7,16 @@ use futures::future::join_all;
 
 use crate::escalation::{EscalationPolicy, next_due};
 use crate::model::{
-    Actor, Alert, AlertFilter, AlertLink, AlertStatus, AuditAction, AuditFilter, Incident,
-    IncidentFilter, IncidentSource, Integration, IntegrationKind, PageRequest, Priority, Service,
-    Severity, Status, Timestamp,
+    Actor, Alert, AlertFilter, AlertLink, AlertStatus, AuditAction, Incident, IncidentFilter,
+    IncidentSource, Integration, IntegrationKind, PageRequest, Priority, Service, Severity, Status,
+    Timestamp,
 };
 use crate::ports::{AlertWrite, Change, IncidentWrite, Store};
 use crate::sla::SlaPolicy;
 
 use super::integrations::{add_integration, integration};
 use super::services::{add_service, service};
-use super::store::{all_pages, at, audit, commit, is_conflict, is_not_found};
+use super::store::{all_pages, at, audit, commit, first_audit_entries, is_conflict, is_not_found};
 
 /// An incident of `service` as an integration opens it: no reporter, one open
 /// alert, default SLA targets.
@@ -319,12 +319,7 @@ pub async fn alert_dedup_is_enforced(store: &dyn Store) {
     );
     assert_eq!(store.get_alert(b.id).await.expect("get"), None);
     assert!(
-        store
-            .list_audit(&AuditFilter::default(), PageRequest::first(10))
-            .await
-            .expect("audit")
-            .items
-            .is_empty(),
+        first_audit_entries(store).await.is_empty(),
         "nor its audit entry"
     );
 
@@ -595,12 +590,7 @@ pub async fn incident_group_key_unique(store: &dyn Store) {
     );
     assert_eq!(store.get_incident(dup.id).await.expect("get"), None);
     assert!(
-        store
-            .list_audit(&AuditFilter::default(), PageRequest::first(10))
-            .await
-            .expect("audit")
-            .items
-            .is_empty(),
+        first_audit_entries(store).await.is_empty(),
         "nothing of the conflicting change is written"
     );
 

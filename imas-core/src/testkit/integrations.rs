@@ -1,13 +1,12 @@
 //! The integrations contract. Each function takes a fresh, empty store.
 
 use crate::model::{
-    Actor, AuditAction, AuditFilter, Integration, IntegrationId, IntegrationKind, PageRequest,
-    Timestamp, key_hash,
+    Actor, AuditAction, Integration, IntegrationId, IntegrationKind, Timestamp, key_hash,
 };
 use crate::ports::{Change, IntegrationWrite, Store};
 
 use super::services::{add_service, service};
-use super::store::{at, audit, commit, is_conflict, is_not_found};
+use super::store::{at, audit, commit, first_audit_entries, is_conflict, is_not_found};
 
 /// An integration of `service` with the key `key` (hashed), created at
 /// `created_at`.
@@ -155,12 +154,7 @@ pub async fn integrations_hash_conflict(store: &dyn Store) {
     );
     assert_eq!(store.get_integration(dup.id).await.expect("get"), None);
     assert!(
-        store
-            .list_audit(&AuditFilter::default(), PageRequest::first(10))
-            .await
-            .expect("audit")
-            .items
-            .is_empty(),
+        first_audit_entries(store).await.is_empty(),
         "the failed change's audit entry is not written"
     );
 

@@ -1,9 +1,9 @@
 //! The services contract. Each function takes a fresh, empty store.
 
-use crate::model::{Actor, AuditAction, AuditFilter, PageRequest, Service};
+use crate::model::{Actor, AuditAction, Service};
 use crate::ports::{Change, ServiceWrite, Store};
 
-use super::store::{all_pages, at, audit, commit, is_conflict, is_not_found};
+use super::store::{all_pages, at, audit, commit, first_audit_entries, is_conflict, is_not_found};
 
 /// A service named `name` created at `created_at`.
 pub fn service(name: &str, created_at: crate::model::Timestamp) -> Service {
@@ -155,14 +155,10 @@ pub async fn services_crud(store: &dyn Store) {
         })
         .await;
     assert!(is_not_found(&r), "deleting it twice is NotFound: {r:?}");
-    let audit_log = store
-        .list_audit(&AuditFilter::default(), PageRequest::first(10))
-        .await
-        .expect("audit");
+    let audit_log = first_audit_entries(store).await;
     assert!(
-        audit_log.items.is_empty(),
-        "the audit entry of a failed change is not written: {:?}",
-        audit_log.items
+        audit_log.is_empty(),
+        "the audit entry of a failed change is not written: {audit_log:?}"
     );
 }
 
@@ -192,11 +188,10 @@ pub async fn services_name_conflict(store: &dyn Store) {
         "a second service named checkout is a Conflict: {r:?}"
     );
     assert_eq!(get(store, &dup).await, None, "the duplicate is not stored");
-    let log = store
-        .list_audit(&AuditFilter::default(), PageRequest::first(10))
-        .await
-        .expect("audit");
-    assert!(log.items.is_empty(), "nor its audit entry");
+    assert!(
+        first_audit_entries(store).await.is_empty(),
+        "nor its audit entry"
+    );
 
     let mut renamed = b.clone();
     renamed.name = "checkout".into();

@@ -111,6 +111,16 @@ async fn add_audit(store: &dyn Store, e: &AuditEntry) {
     .await;
 }
 
+/// The first ten entries of the audit log: what a suite reads to check that a
+/// failed change left none behind.
+pub(crate) async fn first_audit_entries(store: &dyn Store) -> Vec<AuditEntry> {
+    store
+        .list_audit(&AuditFilter::default(), PageRequest::first(10))
+        .await
+        .expect("audit")
+        .items
+}
+
 pub(crate) fn is_conflict<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Conflict { .. }))
 }
