@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
 use imas::engine::{IncidentPatch, NewIncident, Principal};
-use imas::escalation::{EscalationPolicy, next_due, next_step};
+use imas::escalation::{SlaEscalation, next_due, next_step};
 use imas::memory::MemoryStore;
 use imas::model::{
     AuditAction, AuditFilter, Incident, IncidentFilter, IncidentId, PageRequest, Priority, Role,
@@ -117,6 +117,7 @@ fn user(name: String, role: Role) -> User {
         // Never signed in with: the benchmark only needs them as recipients.
         password_hash: "not a password hash".into(),
         role,
+        time_zone: chrono_tz::UTC,
         created_at: from_millis(T0 - DAY),
     }
 }
@@ -465,7 +466,7 @@ async fn sweep_run(loaded: Loaded, pop: &Population, at: Timestamp, want: &Expec
 fn due_count(
     incidents: &[Incident],
     sla: &SlaPolicy,
-    esc: &EscalationPolicy,
+    esc: &SlaEscalation,
     now: Timestamp,
 ) -> usize {
     incidents
@@ -501,7 +502,7 @@ fn bench(c: &mut Criterion) {
     );
 
     // (1) The incidents as a store returns them.
-    let (sla, esc) = (SlaPolicy::default(), EscalationPolicy::default());
+    let (sla, esc) = (SlaPolicy::default(), SlaEscalation::default());
     let loaded = rt.block_on(async {
         let l = sqlite(&pop).await;
         let mut read = imas::testkit::store::all_incidents(l.store.as_ref()).await;

@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use imas::escalation::{EscalationPolicy, next_due};
+use imas::escalation::{SlaEscalation, next_due};
 use imas::model::{
     Alert, AlertFilter, AlertId, AuditAction, AuditEntry, AuditFilter, Incident, IncidentFilter,
     IncidentId, Integration, IntegrationId, Notification, NotificationId, NotificationType,
@@ -137,6 +137,9 @@ impl UserStore for Observed {
     }
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
         self.inner.users_with_role(role).await
+    }
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        self.inner.list_users(page).await
     }
 }
 
@@ -237,6 +240,48 @@ impl ServiceStore for Observed {
 }
 
 #[async_trait]
+impl imas::ports::RotationStore for Observed {
+    async fn get_rotation(
+        &self,
+        id: imas::model::RotationId,
+    ) -> Result<Option<imas::model::Rotation>> {
+        self.inner.get_rotation(id).await
+    }
+    async fn list_rotations(&self, page: PageRequest) -> Result<Page<imas::model::Rotation>> {
+        self.inner.list_rotations(page).await
+    }
+}
+
+#[async_trait]
+impl imas::ports::ScheduleStore for Observed {
+    async fn get_schedule(
+        &self,
+        id: imas::model::ScheduleId,
+    ) -> Result<Option<imas::model::Schedule>> {
+        self.inner.get_schedule(id).await
+    }
+    async fn list_schedules(&self, page: PageRequest) -> Result<Page<imas::model::Schedule>> {
+        self.inner.list_schedules(page).await
+    }
+}
+
+#[async_trait]
+impl imas::ports::EscalationPolicyStore for Observed {
+    async fn get_escalation_policy(
+        &self,
+        id: imas::model::EscalationPolicyId,
+    ) -> Result<Option<imas::model::EscalationPolicy>> {
+        self.inner.get_escalation_policy(id).await
+    }
+    async fn list_escalation_policies(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<imas::model::EscalationPolicy>> {
+        self.inner.list_escalation_policies(page).await
+    }
+}
+
+#[async_trait]
 impl IntegrationStore for Observed {
     async fn get_integration(&self, id: IntegrationId) -> Result<Option<Integration>> {
         self.inner.get_integration(id).await
@@ -281,7 +326,7 @@ fn incidents(
     engineers: &[UserId],
     reporter: UserId,
 ) -> Vec<Incident> {
-    let (sla, esc) = (SlaPolicy::default(), EscalationPolicy::default());
+    let (sla, esc) = (SlaPolicy::default(), SlaEscalation::default());
     (0..n)
         .map(|k| {
             let mut i = Incident::open(format!("latency {k}"), reporter, from_millis(now_ms));
@@ -423,6 +468,7 @@ fn user(name: &str, role: Role) -> User {
         // Nobody signs in here: they only receive notifications.
         password_hash: "not a password hash".into(),
         role,
+        time_zone: chrono_tz::UTC,
         created_at: truncate_millis(chrono::Utc::now()),
     }
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use imas_core::auth::{DEFAULT_TOKEN_TTL, JwtKeys};
-use imas_core::escalation::EscalationPolicy;
+use imas_core::escalation::SlaEscalation;
 use imas_core::limiter::RateLimit;
 use imas_core::sla::SlaPolicy;
 use imas_core::{Engine, EngineConfig, Error, Result};
@@ -453,10 +453,10 @@ fn hash_pool(get: Get<'_>) -> Result<imas_core::limiter::HashPoolConfig> {
 }
 
 /// `IMAS_ESCALATION_DELAYS`.
-fn escalation(get: Get<'_>) -> Result<EscalationPolicy> {
+fn escalation(get: Get<'_>) -> Result<SlaEscalation> {
     match get("IMAS_ESCALATION_DELAYS") {
-        Some(spec) => EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", &spec),
-        None => Ok(EscalationPolicy::default()),
+        Some(spec) => SlaEscalation::parse_delays("IMAS_ESCALATION_DELAYS", &spec),
+        None => Ok(SlaEscalation::default()),
     }
 }
 

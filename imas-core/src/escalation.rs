@@ -30,7 +30,7 @@ pub struct EscalationLevel {
 
 /// An ordered list of levels; the last may repeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EscalationPolicy {
+pub struct SlaEscalation {
     levels: Vec<EscalationLevel>,
     repeat_last: u32,
     delays_ms: Vec<i64>,
@@ -39,7 +39,7 @@ pub struct EscalationPolicy {
 /// "No such instant": the due time of a step that will not happen.
 pub const NEVER: i64 = i64::MAX;
 
-impl Default for EscalationPolicy {
+impl Default for SlaEscalation {
     /// Level 1 at breach notifies the assignee (all engineers when unassigned);
     /// level 2 thirty minutes later notifies all admins.
     fn default() -> Self {
@@ -48,7 +48,7 @@ impl Default for EscalationPolicy {
     }
 }
 
-impl EscalationPolicy {
+impl SlaEscalation {
     /// A policy from its levels; the last level repeats `repeat_last` more times.
     pub fn new(levels: Vec<EscalationLevel>, repeat_last: u32) -> Result<Self> {
         if levels.is_empty() {
@@ -145,7 +145,7 @@ impl EscalationPolicy {
 /// and when it is due, or `None` when stopped or past the last level.
 #[inline]
 pub fn next_escalation(
-    policy: &EscalationPolicy,
+    policy: &SlaEscalation,
     level: u32,
     anchor_ms: i64,
     stopped: bool,
@@ -175,11 +175,7 @@ pub enum Step {
 /// The earliest pending step of an incident and when it is due. Resolved and
 /// closed incidents have none; on hold, only escalation of an already breached
 /// incident could be pending, and acknowledging stops that too.
-pub fn next_step(
-    i: &Incident,
-    sla: &SlaPolicy,
-    esc: &EscalationPolicy,
-) -> Option<(Step, Timestamp)> {
+pub fn next_step(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<(Step, Timestamp)> {
     if i.status.is_done() {
         return None;
     }
@@ -220,6 +216,6 @@ pub fn next_step(
 }
 
 /// `next_step`'s due instant, what stores index as `next_due_at`.
-pub fn next_due(i: &Incident, sla: &SlaPolicy, esc: &EscalationPolicy) -> Option<Timestamp> {
+pub fn next_due(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<Timestamp> {
     next_step(i, sla, esc).map(|(_, at)| at)
 }

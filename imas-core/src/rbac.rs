@@ -47,6 +47,16 @@ pub enum Permission {
     ManageIntegrations,
     /// `GET /alerts` (an incident's alerts go with reading the incident).
     ListAlerts,
+    /// `GET /users`.
+    ListUsers,
+    /// Reading rotations, schedules (with who is on call and shifts) and
+    /// escalation policies.
+    ReadOnCall,
+    /// Creating, changing and deleting rotations, schedules and escalation
+    /// policies, and any override.
+    ManageOnCall,
+    /// Adding or deleting an override that adds or removes oneself.
+    ManageOwnOverrides,
 }
 
 use Permission::*;
@@ -73,6 +83,10 @@ pub const TABLE: &[(Permission, &[Role])] = &[
     (ManageServices, &[Admin]),
     (ManageIntegrations, &[Admin]),
     (ListAlerts, &[Admin, Engineer]),
+    (ListUsers, &[Admin, Engineer]),
+    (ReadOnCall, &[Admin, Engineer]),
+    (ManageOnCall, &[Admin]),
+    (ManageOwnOverrides, &[Admin, Engineer]),
 ];
 
 /// The roles holding a permission.
@@ -122,5 +136,11 @@ fn describe(p: Permission) -> &'static str {
         ManageServices => "create, change or delete services",
         ManageIntegrations => "manage integration keys",
         ListAlerts => "list alerts",
+        ListUsers => "list users",
+        ReadOnCall => "read rotations, schedules or escalation policies",
+        ManageOnCall => {
+            "create, change or delete rotations, schedules, escalation policies or others' overrides"
+        }
+        ManageOwnOverrides => "add or delete overrides",
     }
 }

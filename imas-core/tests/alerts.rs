@@ -37,6 +37,7 @@ async fn setup_with(w: &World, auto_resolve: bool) -> Setup {
                 name: "payments".into(),
                 description: "the payments API".into(),
                 auto_resolve: Some(auto_resolve),
+                ..NewService::default()
             },
         )
         .await
@@ -760,6 +761,7 @@ async fn services_are_validated_and_changed_by_admins() {
                 name: "db".into(),
                 description: "d".repeat(10_001),
                 auto_resolve: None,
+                ..NewService::default()
             },
         )
         .await

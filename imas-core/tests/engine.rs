@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{mins, world, world_on, world_with};
 use imas_core::engine::{IncidentPatch, NewIncident, NewUser};
-use imas_core::escalation::{EscalationLevel, EscalationPolicy, Target};
+use imas_core::escalation::{EscalationLevel, SlaEscalation, Target};
 use imas_core::memory::MemoryStore;
 use imas_core::model::{
     AuditAction, IncidentFilter, NotificationType, PageRequest, Priority, Role, Status,
@@ -219,7 +219,7 @@ async fn escalation_levels_fire_at_their_times_and_stop_on_acknowledge() {
 
 #[tokio::test]
 async fn repeated_levels_and_delayed_level_one() {
-    let policy = EscalationPolicy::new(
+    let policy = SlaEscalation::new(
         vec![
             EscalationLevel {
                 delay: mins(5),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use imas_core::escalation::{
-    EscalationLevel, EscalationPolicy, Step, Target, next_escalation, next_step,
+    EscalationLevel, SlaEscalation, Step, Target, next_escalation, next_step,
 };
 use imas_core::model::plus_ms;
 use imas_core::model::{Priority, Role, Status, UserId};
@@ -50,7 +50,7 @@ fn default_targets_per_priority() {
 /// sweep one millisecond before and at it).
 #[test]
 fn breach_and_at_risk_instants() {
-    let (sla, esc) = (SlaPolicy::default(), EscalationPolicy::default());
+    let (sla, esc) = (SlaPolicy::default(), SlaEscalation::default());
     let mut i = incident(UserId::new(), "t", t0());
     sla.assign(&mut i, Priority::Critical);
     i.response_breached_at = Some(at(15 * M)); // only the resolution SLA speaks
@@ -70,7 +70,7 @@ fn breach_and_at_risk_instants() {
 
 #[test]
 fn done_and_held_incidents_have_no_running_sla() {
-    let (sla, esc) = (SlaPolicy::default(), EscalationPolicy::default());
+    let (sla, esc) = (SlaPolicy::default(), SlaEscalation::default());
     for status in [Status::Resolved, Status::Closed, Status::OnHold] {
         let mut i = incident(UserId::new(), "t", t0());
         sla.assign(&mut i, Priority::Critical);
@@ -188,7 +188,7 @@ fn policy_specs_parse_and_refuse_bad_values() {
 
 #[test]
 fn escalation_schedule() {
-    let p = EscalationPolicy::default();
+    let p = SlaEscalation::default();
     assert_eq!(p.max_level(), 2);
     assert!(p.breach_is_level_one());
     assert_eq!(next_escalation(&p, 0, 1000, false), Some((1, 1000)));
@@ -209,7 +209,7 @@ fn escalation_schedule() {
         "beyond the policy: the last level"
     );
 
-    let repeating = EscalationPolicy::new(
+    let repeating = SlaEscalation::new(
         vec![
             EscalationLevel {
                 delay: Duration::from_secs(60),
@@ -227,9 +227,9 @@ fn escalation_schedule() {
     assert!(!repeating.breach_is_level_one());
     assert_eq!(next_escalation(&repeating, 3, 0, false), Some((4, 600_000)));
     assert_eq!(next_escalation(&repeating, 4, 0, false), None);
-    assert!(EscalationPolicy::new(vec![], 0).is_err());
+    assert!(SlaEscalation::new(vec![], 0).is_err());
     assert!(
-        EscalationPolicy::new(
+        SlaEscalation::new(
             vec![EscalationLevel {
                 delay: Duration::ZERO,
                 targets: vec![]
@@ -238,16 +238,15 @@ fn escalation_schedule() {
         )
         .is_err()
     );
-    let parsed =
-        EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", "0s,5m,1h").expect("delays");
+    let parsed = SlaEscalation::parse_delays("IMAS_ESCALATION_DELAYS", "0s,5m,1h").expect("delays");
     assert_eq!((parsed.max_level(), parsed.delay_ms(3)), (3, Some(H)));
-    let e = EscalationPolicy::parse_delays("IMAS_ESCALATION_DELAYS", "0s,soon").expect_err("bad");
+    let e = SlaEscalation::parse_delays("IMAS_ESCALATION_DELAYS", "0s,soon").expect_err("bad");
     assert!(e.to_string().contains("IMAS_ESCALATION_DELAYS"));
 }
 
 #[test]
 fn next_step_order() {
-    let (sla, esc) = (SlaPolicy::default(), EscalationPolicy::default());
+    let (sla, esc) = (SlaPolicy::default(), SlaEscalation::default());
     let mut i = incident(UserId::new(), "t", t0());
     sla.assign(&mut i, Priority::Critical);
     assert_eq!(

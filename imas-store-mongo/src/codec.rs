@@ -107,6 +107,8 @@ pub(crate) fn decode_user(d: &Document) -> Result<User> {
         email: d.text("email")?.to_string(),
         password_hash: d.text("password_hash")?.to_string(),
         role: d.parsed::<Role>("role")?,
+        // TODO(issue 18, Mongo store): the time_zone field.
+        time_zone: chrono_tz::UTC,
         created_at: d.ts("created_at")?,
     })
 }
@@ -174,6 +176,11 @@ pub(crate) fn decode_incident(d: &Document) -> Result<Incident> {
             Some(_) => u32::try_from(d.int("alert_count")?).unwrap_or(u32::MAX),
         },
         group_key: d.opt_text("group_key")?,
+        // TODO(issue 18, Mongo store): the policy escalation state.
+        escalation_policy_id: None,
+        escalation_step: 0,
+        next_escalation_at: None,
+        ack_expires_at: None,
         created_at: d.ts("created_at")?,
         updated_at: d.ts("updated_at")?,
         sla_target_ms: d.int("sla_target_ms")?,
@@ -232,6 +239,9 @@ pub(crate) fn decode_service(d: &Document) -> Result<Service> {
         name: d.text("name")?.to_string(),
         description: d.text("description")?.to_string(),
         auto_resolve: d.flag("auto_resolve")?,
+        // TODO(issue 18, Mongo store): fields.
+        escalation_policy_id: None,
+        ack_timeout_seconds: None,
         created_at: d.ts("created_at")?,
         updated_at: d.ts("updated_at")?,
         version: d.int("version")?,

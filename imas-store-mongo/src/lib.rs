@@ -192,3 +192,60 @@ impl MongoStore {
 async fn client_options(url: &str) -> Result<ClientOptions> {
     Ok(ClientOptions::parse(url).await.map_err(MongoError::Url)?)
 }
+
+#[async_trait::async_trait]
+impl imas_core::ports::RotationStore for MongoStore {
+    async fn get_rotation(
+        &self,
+        id: imas_core::model::RotationId,
+    ) -> imas_core::error::Result<Option<imas_core::model::Rotation>> {
+        let _ = id;
+        todo!("issue 18, Mongo store")
+    }
+
+    async fn list_rotations(
+        &self,
+        page: imas_core::model::PageRequest,
+    ) -> imas_core::error::Result<imas_core::model::Page<imas_core::model::Rotation>> {
+        let _ = page;
+        todo!("issue 18, Mongo store")
+    }
+}
+
+#[async_trait::async_trait]
+impl imas_core::ports::ScheduleStore for MongoStore {
+    async fn get_schedule(
+        &self,
+        id: imas_core::model::ScheduleId,
+    ) -> imas_core::error::Result<Option<imas_core::model::Schedule>> {
+        let _ = id;
+        todo!("issue 18, Mongo store")
+    }
+
+    async fn list_schedules(
+        &self,
+        page: imas_core::model::PageRequest,
+    ) -> imas_core::error::Result<imas_core::model::Page<imas_core::model::Schedule>> {
+        let _ = page;
+        todo!("issue 18, Mongo store")
+    }
+}
+
+#[async_trait::async_trait]
+impl imas_core::ports::EscalationPolicyStore for MongoStore {
+    async fn get_escalation_policy(
+        &self,
+        id: imas_core::model::EscalationPolicyId,
+    ) -> imas_core::error::Result<Option<imas_core::model::EscalationPolicy>> {
+        let _ = id;
+        todo!("issue 18, Mongo store")
+    }
+
+    async fn list_escalation_policies(
+        &self,
+        page: imas_core::model::PageRequest,
+    ) -> imas_core::error::Result<imas_core::model::Page<imas_core::model::EscalationPolicy>> {
+        let _ = page;
+        todo!("issue 18, Mongo store")
+    }
+}

@@ -23,6 +23,14 @@ impl UserStore for MongoStore {
         d.as_ref().map(decode_user).transpose()
     }
 
+    async fn list_users(
+        &self,
+        page: imas_core::model::PageRequest,
+    ) -> Result<imas_core::model::Page<User>> {
+        let _ = page;
+        todo!("issue 18, Mongo store: list users")
+    }
+
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
         let d = self
             .users()

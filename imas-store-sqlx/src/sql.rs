@@ -417,6 +417,7 @@ impl Statements {
                 )
                 .expecting(Expect::User),
             ),
+            Some(UserWrite::UpdateProfile(_)) => todo!("issue 18, SQL store: profile updates"),
             None => {}
         }
         match &change.incident {

@@ -131,6 +131,11 @@ where
             .await
     }
 
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        let _ = page;
+        todo!("issue 18, SQL store: list users")
+    }
+
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
         self.optional(&D::SQL.user_by_username, vec![Value::text(username)])
             .await
@@ -372,5 +377,68 @@ where
         at: Timestamp,
     ) -> Result<Option<Alert>> {
         D::repeats(self).call(service, dedup_key, at).await
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> imas_core::ports::RotationStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+{
+    async fn get_rotation(
+        &self,
+        id: imas_core::model::RotationId,
+    ) -> Result<Option<imas_core::model::Rotation>> {
+        let _ = id;
+        todo!("issue 18, SQL store")
+    }
+
+    async fn list_rotations(&self, page: PageRequest) -> Result<Page<imas_core::model::Rotation>> {
+        let _ = page;
+        todo!("issue 18, SQL store")
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> imas_core::ports::ScheduleStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+{
+    async fn get_schedule(
+        &self,
+        id: imas_core::model::ScheduleId,
+    ) -> Result<Option<imas_core::model::Schedule>> {
+        let _ = id;
+        todo!("issue 18, SQL store")
+    }
+
+    async fn list_schedules(&self, page: PageRequest) -> Result<Page<imas_core::model::Schedule>> {
+        let _ = page;
+        todo!("issue 18, SQL store")
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> imas_core::ports::EscalationPolicyStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+{
+    async fn get_escalation_policy(
+        &self,
+        id: imas_core::model::EscalationPolicyId,
+    ) -> Result<Option<imas_core::model::EscalationPolicy>> {
+        let _ = id;
+        todo!("issue 18, SQL store")
+    }
+
+    async fn list_escalation_policies(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<imas_core::model::EscalationPolicy>> {
+        let _ = page;
+        todo!("issue 18, SQL store")
     }
 }

@@ -350,6 +350,8 @@ impl Decode for User {
             email: r.text("email")?,
             password_hash: r.text("password_hash")?,
             role: r.parsed("role")?,
+            // TODO(issue 18, SQL store): a time_zone column.
+            time_zone: chrono_tz::UTC,
             created_at: r.ts("created_at")?,
         })
     }
@@ -397,6 +399,11 @@ pub(crate) fn decode_incident<R: RowExt>(r: &R) -> Result<Incident> {
         alert_count: u32::try_from(r.int("alert_count")?)
             .map_err(|_| SqlError::corrupt(R::BACKEND, "alert_count"))?,
         group_key: r.opt_text("group_key")?,
+        // TODO(issue 18, SQL store): columns for the policy escalation state.
+        escalation_policy_id: None,
+        escalation_step: 0,
+        next_escalation_at: None,
+        ack_expires_at: None,
     })
 }
 
@@ -407,6 +414,9 @@ impl Decode for Service {
             name: r.text("name")?,
             description: r.text("description")?,
             auto_resolve: r.flag("auto_resolve")?,
+            // TODO(issue 18, SQL store): columns.
+            escalation_policy_id: None,
+            ack_timeout_seconds: None,
             created_at: r.ts("created_at")?,
             updated_at: r.ts("updated_at")?,
             version: r.int("version")?,

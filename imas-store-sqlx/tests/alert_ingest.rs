@@ -76,6 +76,7 @@ async fn world(store: Arc<dyn Store>) -> World {
                 name: "payments".into(),
                 description: String::new(),
                 auto_resolve: Some(true),
+                ..NewService::default()
             },
         )
         .await

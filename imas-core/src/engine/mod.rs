@@ -5,13 +5,15 @@
 //! configuration and the commit; each use-case group is an `impl Engine` block in
 //! a file of its own (users, incidents, sla, escalations, recipients,
 //! notifications, delivery, loops, reports, audit, operations, services,
-//! integrations, alerts, and the two alert formats: events_v2, alertmanager).
+//! integrations, alerts, and the two alert formats: events_v2, alertmanager;
+//! rotations, schedules, escalation_policies).
 
 mod alertmanager;
 mod alerts;
 mod audit;
 mod delivery;
 mod downloads;
+mod escalation_policies;
 mod escalations;
 mod events_v2;
 mod health;
@@ -22,6 +24,8 @@ mod notifications;
 mod operations;
 mod recipients;
 mod reports;
+mod rotations;
+mod schedules;
 mod services;
 mod sla;
 mod users;
@@ -47,7 +51,7 @@ use self::reports::REPORT_LOCKS;
 use crate::auth::{DEFAULT_TOKEN_TTL, JwtKeys};
 use crate::cache::ReadCache;
 use crate::error::{Error, Result};
-use crate::escalation::EscalationPolicy;
+use crate::escalation::SlaEscalation;
 use crate::limiter::{
     EventLimiter, HashPool, HashPoolConfig, RateLimit, SignInGuard, SignInLimits,
 };
@@ -71,7 +75,7 @@ pub struct EngineConfig {
     /// Resolution and response targets.
     pub sla: SlaPolicy,
     /// Automatic escalation levels.
-    pub escalation: EscalationPolicy,
+    pub escalation: SlaEscalation,
     /// How long an SLA sweep holds a claimed incident before another node may take
     /// it over.
     pub claim_lease: Duration,
@@ -107,7 +111,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             sla: SlaPolicy::default(),
-            escalation: EscalationPolicy::default(),
+            escalation: SlaEscalation::default(),
             claim_lease: Duration::from_secs(30),
             sweep_batch: 100,
             outbox_lease: Duration::from_secs(30),
@@ -173,7 +177,7 @@ impl EngineBuilder {
     }
 
     /// The escalation policy.
-    pub fn escalation_policy(mut self, escalation: EscalationPolicy) -> Self {
+    pub fn escalation_policy(mut self, escalation: SlaEscalation) -> Self {
         self.config.escalation = escalation;
         self
     }
@@ -330,7 +334,7 @@ impl Engine {
         &self.inner.config.sla
     }
 
-    pub(super) fn escalation(&self) -> &EscalationPolicy {
+    pub(super) fn escalation(&self) -> &SlaEscalation {
         &self.inner.config.escalation
     }
 

@@ -55,6 +55,7 @@ impl Engine {
             email: input.email,
             password_hash: self.hash_password(input.password).await?,
             role,
+            time_zone: chrono_tz::UTC,
             created_at: now,
         };
         let actor = by.unwrap_or(Actor::User(user.id));
@@ -276,5 +277,35 @@ impl Engine {
         .await?;
         user.role = role;
         Ok(user)
+    }
+}
+
+impl Engine {
+    /// Users newest first (admin, engineer), as summaries.
+    pub async fn list_users(
+        &self,
+        by: &Principal,
+        page: crate::model::PageRequest,
+    ) -> Result<crate::model::Page<crate::model::UserSummary>> {
+        let _ = (by, page);
+        todo!("issue 18: users")
+    }
+
+    /// The caller's own account (any role).
+    pub async fn me(&self, by: &Principal) -> Result<User> {
+        let _ = by;
+        todo!("issue 18: users")
+    }
+
+    /// Changes the caller's name, email, time zone or password (any role); a
+    /// new password needs the current one (`Validation` on `currentPassword`
+    /// when absent or wrong). Audited `PROFILE_UPDATED` / `PASSWORD_CHANGED`.
+    pub async fn update_me(
+        &self,
+        by: &Principal,
+        patch: crate::model::ProfilePatch,
+    ) -> Result<User> {
+        let _ = (by, patch);
+        todo!("issue 18: users")
     }
 }

@@ -415,6 +415,7 @@ impl Inner {
                     u.role = role;
                 }
             }
+            Some(UserWrite::UpdateProfile(_)) => todo!("memory store: profile updates (issue 18)"),
             None => {}
         }
         match change.incident {
@@ -486,6 +487,11 @@ impl ChangeStore for MemoryStore {
 impl UserStore for MemoryStore {
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
         Ok(lock(&self.inner).users.get(&id).cloned())
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        let _ = page;
+        todo!("memory store: list users (issue 18)")
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
@@ -857,5 +863,53 @@ impl AlertStore for MemoryStore {
         let out = alert.clone();
         self.generations.bump(false, true);
         Ok(Some(out))
+    }
+}
+
+#[async_trait]
+impl crate::ports::RotationStore for MemoryStore {
+    async fn get_rotation(
+        &self,
+        id: crate::model::RotationId,
+    ) -> Result<Option<crate::model::Rotation>> {
+        let _ = id;
+        todo!("memory store: rotations (issue 18)")
+    }
+    async fn list_rotations(&self, page: PageRequest) -> Result<Page<crate::model::Rotation>> {
+        let _ = page;
+        todo!("memory store: rotations (issue 18)")
+    }
+}
+
+#[async_trait]
+impl crate::ports::ScheduleStore for MemoryStore {
+    async fn get_schedule(
+        &self,
+        id: crate::model::ScheduleId,
+    ) -> Result<Option<crate::model::Schedule>> {
+        let _ = id;
+        todo!("memory store: schedules (issue 18)")
+    }
+    async fn list_schedules(&self, page: PageRequest) -> Result<Page<crate::model::Schedule>> {
+        let _ = page;
+        todo!("memory store: schedules (issue 18)")
+    }
+}
+
+#[async_trait]
+impl crate::ports::EscalationPolicyStore for MemoryStore {
+    async fn get_escalation_policy(
+        &self,
+        id: crate::model::EscalationPolicyId,
+    ) -> Result<Option<crate::model::EscalationPolicy>> {
+        let _ = id;
+        todo!("memory store: escalation policies (issue 18)")
+    }
+    async fn list_escalation_policies(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<crate::model::EscalationPolicy>> {
+        let _ = page;
+        todo!("memory store: escalation policies (issue 18)")
     }
 }

@@ -62,6 +62,38 @@ pub enum AuditAction {
     AlertResolved,
     /// An incident was resolved by its source: its last open alert resolved.
     IncidentAutoResolved,
+    /// A user changed their own name, email or time zone.
+    ProfileUpdated,
+    /// A user changed their own password.
+    PasswordChanged,
+    /// A rotation was created.
+    RotationCreated,
+    /// A rotation was changed.
+    RotationUpdated,
+    /// A rotation was deleted.
+    RotationDeleted,
+    /// A schedule was created.
+    ScheduleCreated,
+    /// A schedule's fields or rules were changed.
+    ScheduleUpdated,
+    /// A schedule was deleted.
+    ScheduleDeleted,
+    /// An override was added to a schedule.
+    OverrideCreated,
+    /// An override was removed from a schedule.
+    OverrideDeleted,
+    /// An escalation policy was created.
+    EscalationPolicyCreated,
+    /// An escalation policy was changed.
+    EscalationPolicyUpdated,
+    /// An escalation policy was deleted.
+    EscalationPolicyDeleted,
+    /// A step of an incident's escalation policy resolved to nobody and was
+    /// skipped at once.
+    EscalationSkipped,
+    /// An acknowledged incident was not resolved within its service's
+    /// acknowledgement timeout and is open again.
+    AckExpired,
 }
 string_enum!(AuditAction, "action", {
     UserRegistered => "USER_REGISTERED",
@@ -87,6 +119,21 @@ string_enum!(AuditAction, "action", {
     AlertAcknowledged => "ALERT_ACKNOWLEDGED",
     AlertResolved => "ALERT_RESOLVED",
     IncidentAutoResolved => "INCIDENT_AUTO_RESOLVED",
+    ProfileUpdated => "PROFILE_UPDATED",
+    PasswordChanged => "PASSWORD_CHANGED",
+    RotationCreated => "ROTATION_CREATED",
+    RotationUpdated => "ROTATION_UPDATED",
+    RotationDeleted => "ROTATION_DELETED",
+    ScheduleCreated => "SCHEDULE_CREATED",
+    ScheduleUpdated => "SCHEDULE_UPDATED",
+    ScheduleDeleted => "SCHEDULE_DELETED",
+    OverrideCreated => "OVERRIDE_CREATED",
+    OverrideDeleted => "OVERRIDE_DELETED",
+    EscalationPolicyCreated => "ESCALATION_POLICY_CREATED",
+    EscalationPolicyUpdated => "ESCALATION_POLICY_UPDATED",
+    EscalationPolicyDeleted => "ESCALATION_POLICY_DELETED",
+    EscalationSkipped => "ESCALATION_SKIPPED",
+    AckExpired => "ACK_EXPIRED",
 });
 
 /// Who did something: a user, or the system (the SLA monitor).

@@ -88,3 +88,23 @@ id_type!(
     AlertId,
     "alertId"
 );
+id_type!(
+    /// Identifies a [`Rotation`](super::Rotation).
+    RotationId,
+    "rotationId"
+);
+id_type!(
+    /// Identifies a [`Schedule`](super::Schedule).
+    ScheduleId,
+    "scheduleId"
+);
+id_type!(
+    /// Identifies an [`Override`](super::Override) within its schedule.
+    OverrideId,
+    "overrideId"
+);
+id_type!(
+    /// Identifies an [`EscalationPolicy`](super::EscalationPolicy).
+    EscalationPolicyId,
+    "escalationPolicyId"
+);

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{IncidentId, IntegrationKind, ServiceId, Timestamp, UserId};
+use super::{EscalationPolicyId, IncidentId, IntegrationKind, ServiceId, Timestamp, UserId};
 
 /// An incident's priority; it selects the SLA targets.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -202,6 +202,20 @@ pub struct Incident {
     pub escalation_level: u32,
     /// When the current escalation level was reached.
     pub escalated_at: Option<DateTime<Utc>>,
+    /// The escalation policy it pages through: its service's when it opened
+    /// (`None`: the SLA-driven escalation). `escalationLevel` then counts the
+    /// policy's steps that paged somebody.
+    pub escalation_policy_id: Option<EscalationPolicyId>,
+    /// Position (0-based, repeats counted) of the policy step that runs next;
+    /// see [`crate::model::EscalationPolicy::step_at`].
+    #[serde(skip, default)]
+    pub escalation_step: u32,
+    /// When that step is due (`None`: no step pending: the policy ran out, or
+    /// the incident is no longer open).
+    pub next_escalation_at: Option<DateTime<Utc>>,
+    /// When the current acknowledgement expires (its service's
+    /// `ackTimeoutSeconds` after it): the incident is then open again.
+    pub ack_expires_at: Option<DateTime<Utc>>,
     /// First time the incident left `open`; stops automatic escalation.
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// When it was last resolved (cleared on reopen).
@@ -259,6 +273,10 @@ impl Incident {
             breached_at: None,
             escalation_level: 0,
             escalated_at: None,
+            escalation_policy_id: None,
+            escalation_step: 0,
+            next_escalation_at: None,
+            ack_expires_at: None,
             acknowledged_at: None,
             resolved_at: None,
             closed_at: None,

@@ -3,7 +3,8 @@
 //! that change it live in [`crate::engine`], [`crate::sla`] and [`crate::escalation`].
 //!
 //! One file per entity (`user`, `incident`, `audit`, `notification`,
-//! `service`, `integration`, `alert`), the formats sources post alerts in
+//! `service`, `integration`, `alert`, `rotation`, `schedule`,
+//! `escalation_policy`), the formats sources post alerts in
 //! (`events_v2`, `alertmanager`),
 //! plus `ids`, `time`, `paging`, `filter` and `search`; everything is
 //! re-exported here, so `imas_core::model::Incident` and the like are the paths to use.
@@ -51,6 +52,7 @@ pub(crate) use join_literals;
 mod alert;
 mod alertmanager;
 mod audit;
+mod escalation_policy;
 mod events_v2;
 mod filter;
 mod ids;
@@ -58,6 +60,8 @@ mod incident;
 mod integration;
 mod notification;
 mod paging;
+mod rotation;
+mod schedule;
 mod search;
 mod service;
 mod time;
@@ -66,6 +70,7 @@ mod user;
 pub use alert::*;
 pub use alertmanager::*;
 pub use audit::*;
+pub use escalation_policy::*;
 pub use events_v2::*;
 pub use filter::*;
 pub use ids::*;
@@ -73,7 +78,20 @@ pub use incident::*;
 pub use integration::*;
 pub use notification::*;
 pub use paging::*;
+pub use rotation::*;
+pub use schedule::*;
 pub use search::*;
 pub use service::*;
 pub use time::*;
 pub use user::*;
+
+/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`: clear
+/// it) or a value (`Some(Some(v))`), for PATCH bodies; use with
+/// `#[serde(default, deserialize_with = "crate::model::nullable")]`.
+pub fn nullable<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

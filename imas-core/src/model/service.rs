@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ServiceId, Timestamp};
+use super::{EscalationPolicyId, ServiceId, Timestamp};
+
+/// Longest acknowledgement timeout, in seconds (a week).
+pub const MAX_ACK_TIMEOUT_SECONDS: u32 = 604_800;
 
 /// A service: alerts and the incidents they open belong to one.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -20,6 +23,12 @@ pub struct Service {
     /// Whether an incident of this service whose alerts have all resolved
     /// resolves itself (default true).
     pub auto_resolve: bool,
+    /// The escalation policy its incidents page through (`None`: the SLA-driven
+    /// escalation of SPEC §1).
+    pub escalation_policy_id: Option<EscalationPolicyId>,
+    /// Seconds after which an acknowledged, unresolved incident of this service
+    /// is open again (`ACK_EXPIRED`) and escalation resumes; `None`: never.
+    pub ack_timeout_seconds: Option<u32>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -36,6 +45,8 @@ impl Service {
             name: name.into(),
             description: String::new(),
             auto_resolve: true,
+            escalation_policy_id: None,
+            ack_timeout_seconds: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -56,6 +67,12 @@ pub struct NewService {
     /// Default true.
     #[serde(default)]
     pub auto_resolve: Option<bool>,
+    /// The escalation policy (default none).
+    #[serde(default)]
+    pub escalation_policy_id: Option<EscalationPolicyId>,
+    /// Acknowledgement timeout, 1..=604,800 seconds (a week; default none).
+    #[serde(default)]
+    pub ack_timeout_seconds: Option<u32>,
 }
 
 /// What `PATCH /services/{id}` takes: any subset of the editable fields.
@@ -72,4 +89,12 @@ pub struct ServicePatch {
     /// New auto-resolve setting.
     #[serde(default)]
     pub auto_resolve: Option<bool>,
+    /// New escalation policy; `null` removes it.
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<EscalationPolicyId>))]
+    pub escalation_policy_id: Option<Option<EscalationPolicyId>>,
+    /// New acknowledgement timeout; `null` removes it.
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
+    pub ack_timeout_seconds: Option<Option<u32>>,
 }

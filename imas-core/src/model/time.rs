@@ -64,3 +64,18 @@ pub fn check_instant(field: &str, t: Timestamp) -> Result<Timestamp> {
         ))
     }
 }
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`) as a zone of the tz
+/// database compiled into IMAS (chrono-tz), else a validation error naming
+/// `field`.
+pub fn parse_time_zone(field: &str, name: &str) -> Result<chrono_tz::Tz> {
+    name.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        Error::validation(
+            field,
+            format!(
+                "unknown time zone {:?}; expected an IANA name such as Europe/Berlin or UTC",
+                name.chars().take(64).collect::<String>()
+            ),
+        )
+    })
+}

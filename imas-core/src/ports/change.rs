@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use super::{AlertWrite, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite};
+use super::{
+    AlertWrite, EscalationPolicyWrite, IncidentWrite, IntegrationWrite, RotationWrite,
+    ScheduleWrite, ServiceWrite, UserWrite,
+};
 use crate::error::Result;
 use crate::model::{AuditEntry, NotificationIntent};
 
@@ -27,6 +30,12 @@ pub struct Change {
     /// Alert writes, applied in order (after the incident write, so an alert
     /// may belong to the incident this change inserts).
     pub alerts: Vec<AlertWrite>,
+    /// At most one rotation write.
+    pub rotation: Option<RotationWrite>,
+    /// At most one schedule write (overrides are written with their schedule).
+    pub schedule: Option<ScheduleWrite>,
+    /// At most one escalation-policy write.
+    pub escalation_policy: Option<EscalationPolicyWrite>,
     /// Audit entries to append.
     pub audit: Vec<AuditEntry>,
     /// Notification intents to put in the outbox. An intent whose key is already

@@ -1,5 +1,5 @@
 //! Ports: the traits adapters implement. Stores (users, incidents, services,
-//! integrations, alerts, audit, notifications, outbox, and the one atomic [`ChangeStore::commit`]), the
+//! integrations, alerts, rotations, schedules, escalation policies, audit, notifications, outbox, and the one atomic [`ChangeStore::commit`]), the
 //! notification [`Queue`], delivery [`Channel`]s and the [`Clock`].
 //!
 //! Every trait is object-safe; the engine holds `Arc<dyn Store>`, `Arc<dyn Queue>`
@@ -13,11 +13,14 @@ mod audit;
 mod change;
 mod channel;
 mod clock;
+mod escalation_policies;
 mod incidents;
 mod integrations;
 mod notifications;
 mod outbox;
 mod queue;
+mod rotations;
+mod schedules;
 mod services;
 mod store;
 mod users;
@@ -27,11 +30,14 @@ pub use audit::*;
 pub use change::*;
 pub use channel::*;
 pub use clock::*;
+pub use escalation_policies::*;
 pub use incidents::*;
 pub use integrations::*;
 pub use notifications::*;
 pub use outbox::*;
 pub use queue::*;
+pub use rotations::*;
+pub use schedules::*;
 pub use services::*;
 pub use store::*;
 pub use users::*;

@@ -2,8 +2,8 @@
 //! the engine.
 
 use super::{
-    AlertStore, AuditStore, ChangeStore, IncidentStore, IntegrationStore, NotificationStore,
-    OutboxStore, ServiceStore, UserStore,
+    AlertStore, AuditStore, ChangeStore, EscalationPolicyStore, IncidentStore, IntegrationStore,
+    NotificationStore, OutboxStore, RotationStore, ScheduleStore, ServiceStore, UserStore,
 };
 
 /// Everything the engine needs from a store. Implemented for any type that
@@ -14,6 +14,9 @@ pub trait Store:
     + ServiceStore
     + IntegrationStore
     + AlertStore
+    + RotationStore
+    + ScheduleStore
+    + EscalationPolicyStore
     + AuditStore
     + NotificationStore
     + OutboxStore
@@ -27,6 +30,9 @@ impl<T> Store for T where
         + ServiceStore
         + IntegrationStore
         + AlertStore
+        + RotationStore
+        + ScheduleStore
+        + EscalationPolicyStore
         + AuditStore
         + NotificationStore
         + OutboxStore

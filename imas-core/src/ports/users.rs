@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{Role, User, UserId};
+use crate::model::{Page, PageRequest, Role, User, UserId};
 
 /// A write to the users table, part of a [`Change`](super::Change).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,10 @@ pub enum UserWrite {
         /// The new role.
         role: Role,
     },
+    /// Replace a user's name, email, time zone and password hash with
+    /// `user`'s (id, username, role and creation time stay); a taken email is a
+    /// `Conflict`, an absent user `NotFound`.
+    UpdateProfile(User),
 }
 
 /// Users.
@@ -31,4 +35,6 @@ pub trait UserStore: Send + Sync + Debug + 'static {
     async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
     /// Every user with a role, oldest first.
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>>;
+    /// Users newest first by `(created_at, id)`, one page.
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>>;
 }

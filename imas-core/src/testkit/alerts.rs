@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use crate::escalation::{EscalationPolicy, next_due};
+use crate::escalation::{SlaEscalation, next_due};
 use crate::model::{
     Actor, Alert, AlertFilter, AlertLink, AlertStatus, AuditAction, Incident, IncidentFilter,
     IncidentSource, Integration, IntegrationKind, PageRequest, Priority, Service, Severity, Status,
@@ -26,7 +26,7 @@ pub fn alert_incident(service: &Service, title: &str, created_at: Timestamp) -> 
     i.source = IncidentSource::EventsV2;
     i.alert_count = 1;
     SlaPolicy::default().assign(&mut i, Priority::High);
-    i.next_due_at = next_due(&i, &SlaPolicy::default(), &EscalationPolicy::default());
+    i.next_due_at = next_due(&i, &SlaPolicy::default(), &SlaEscalation::default());
     i
 }
 

@@ -109,6 +109,13 @@ pub enum Call {
     OpenAlert,
     ListAlerts,
     RepeatTrigger,
+    ListUsers,
+    GetRotation,
+    ListRotations,
+    GetSchedule,
+    ListSchedules,
+    GetEscalationPolicy,
+    ListEscalationPolicies,
 }
 
 #[derive(Debug, Default)]
@@ -232,6 +239,64 @@ impl UserStore for FaultyStore {
     async fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
         self.guarded(Call::UsersWithRole, self.inner.users_with_role(role))
             .await
+    }
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        self.guarded(Call::ListUsers, self.inner.list_users(page))
+            .await
+    }
+}
+
+#[async_trait]
+impl crate::ports::RotationStore for FaultyStore {
+    async fn get_rotation(
+        &self,
+        id: crate::model::RotationId,
+    ) -> Result<Option<crate::model::Rotation>> {
+        self.guarded(Call::GetRotation, self.inner.get_rotation(id))
+            .await
+    }
+    async fn list_rotations(&self, page: PageRequest) -> Result<Page<crate::model::Rotation>> {
+        self.guarded(Call::ListRotations, self.inner.list_rotations(page))
+            .await
+    }
+}
+
+#[async_trait]
+impl crate::ports::ScheduleStore for FaultyStore {
+    async fn get_schedule(
+        &self,
+        id: crate::model::ScheduleId,
+    ) -> Result<Option<crate::model::Schedule>> {
+        self.guarded(Call::GetSchedule, self.inner.get_schedule(id))
+            .await
+    }
+    async fn list_schedules(&self, page: PageRequest) -> Result<Page<crate::model::Schedule>> {
+        self.guarded(Call::ListSchedules, self.inner.list_schedules(page))
+            .await
+    }
+}
+
+#[async_trait]
+impl crate::ports::EscalationPolicyStore for FaultyStore {
+    async fn get_escalation_policy(
+        &self,
+        id: crate::model::EscalationPolicyId,
+    ) -> Result<Option<crate::model::EscalationPolicy>> {
+        self.guarded(
+            Call::GetEscalationPolicy,
+            self.inner.get_escalation_policy(id),
+        )
+        .await
+    }
+    async fn list_escalation_policies(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<crate::model::EscalationPolicy>> {
+        self.guarded(
+            Call::ListEscalationPolicies,
+            self.inner.list_escalation_policies(page),
+        )
+        .await
     }
 }
 

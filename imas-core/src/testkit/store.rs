@@ -7,7 +7,7 @@ use chrono::TimeZone;
 use futures::future::join_all;
 
 use crate::error::Error;
-use crate::escalation::{EscalationPolicy, next_due};
+use crate::escalation::{SlaEscalation, next_due};
 use crate::model::plus_ms;
 use crate::model::{
     Actor, AuditAction, AuditEntry, AuditFilter, Cursor, Incident, IncidentFilter, IncidentId,
@@ -41,6 +41,7 @@ pub fn user(username: &str, role: Role) -> User {
         email: format!("{username}@example.com"),
         password_hash: "$argon2id$placeholder".into(),
         role,
+        time_zone: chrono_tz::UTC,
         created_at: t0(),
     }
 }
@@ -49,7 +50,7 @@ pub fn user(username: &str, role: Role) -> User {
 pub fn incident(reporter: UserId, title: &str, created_at: Timestamp) -> Incident {
     let mut i = Incident::open(title, reporter, created_at);
     SlaPolicy::default().assign(&mut i, Priority::Medium);
-    i.next_due_at = next_due(&i, &SlaPolicy::default(), &EscalationPolicy::default());
+    i.next_due_at = next_due(&i, &SlaPolicy::default(), &SlaEscalation::default());
     i
 }
 

@@ -353,6 +353,7 @@ impl MongoStore {
                 }
                 carriers.push((self.users(), Bson::String(id.to_string())));
             }
+            Some(UserWrite::UpdateProfile(_)) => todo!("issue 18, Mongo store: profile updates"),
             None => {}
         }
         match &change.incident {

@@ -86,6 +86,7 @@ impl MongoStore {
                     return Err(Error::NotFound { entity: "user" });
                 }
             }
+            Some(UserWrite::UpdateProfile(_)) => todo!("issue 18, Mongo store: profile updates"),
             None => {}
         }
         match &change.incident {
