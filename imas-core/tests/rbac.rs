@@ -99,6 +99,27 @@ const SPEC: &[(&str, Permission, &[Role])] = &[
         Permission::ListAlerts,
         &[Role::Admin, Role::Engineer],
     ),
+    // SPEC §5.
+    (
+        "GET /users",
+        Permission::ListUsers,
+        &[Role::Admin, Role::Engineer],
+    ),
+    (
+        "GET /rotations, /schedules, /escalation-policies (and on-call, shifts, /oncall)",
+        Permission::ReadOnCall,
+        &[Role::Admin, Role::Engineer],
+    ),
+    (
+        "POST|PATCH|DELETE /rotations, /schedules, /escalation-policies; anyone's override",
+        Permission::ManageOnCall,
+        &[Role::Admin],
+    ),
+    (
+        "POST|DELETE /schedules/{id}/overrides adding or removing oneself",
+        Permission::ManageOwnOverrides,
+        &[Role::Admin, Role::Engineer],
+    ),
 ];
 
 #[test]
