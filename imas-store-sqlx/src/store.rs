@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
     Alert, AlertFilter, AlertId, AuditEntry, AuditFilter, EscalationPolicy, EscalationPolicyId,
-    Incident, IncidentFilter, IncidentId, Integration, IntegrationId, Notification,
-    NotificationId, OutboxEntry, Page, PageRequest, Role, Rotation, RotationId, Schedule,
-    ScheduleId, Service, ServiceId, Timestamp, User, UserId,
+    Incident, IncidentFilter, IncidentId, Integration, IntegrationId, Notification, NotificationId,
+    OutboxEntry, Page, PageRequest, Role, Rotation, RotationId, Schedule, ScheduleId, Service,
+    ServiceId, Timestamp, User, UserId,
 };
 use imas_core::ports::{
-    AlertStore, AuditStore, Change, ChangeStore, EscalationPolicyStore, Generation,
-    IncidentStore, IntegrationStore, NotificationStore, OutboxStore, Pruned, RotationStore,
-    ScheduleStore, ServiceStore, UserStore,
+    AlertStore, AuditStore, Change, ChangeStore, EscalationPolicyStore, Generation, IncidentStore,
+    IntegrationStore, NotificationStore, OutboxStore, Pruned, RotationStore, ScheduleStore,
+    ServiceStore, UserStore,
 };
 use sqlx::{Database, Executor, IntoArguments, Pool, QueryBuilder};
 

@@ -228,7 +228,9 @@ pub(crate) static INCIDENTS: Table<Incident> = Table {
         Column::text("source", |i| own(i.source.as_str())),
         Column::int("alert_count", |i| i64::from(i.alert_count)),
         Column::text("group_key", |i| i.group_key.clone()),
-        Column::id("escalation_policy_id", |i| i.escalation_policy_id.map(|p| p.0)),
+        Column::id("escalation_policy_id", |i| {
+            i.escalation_policy_id.map(|p| p.0)
+        }),
         Column::int("escalation_step", |i| i64::from(i.escalation_step)),
         Column::ts("next_escalation_at", |i| i.next_escalation_at),
         Column::ts("ack_expires_at", |i| i.ack_expires_at),
@@ -246,7 +248,9 @@ pub(crate) static SERVICES: Table<Service> = Table {
         Column::ts("created_at", |s| Some(s.created_at)),
         Column::ts("updated_at", |s| Some(s.updated_at)),
         Column::int("version", |s| s.version),
-        Column::id("escalation_policy_id", |s| s.escalation_policy_id.map(|p| p.0)),
+        Column::id("escalation_policy_id", |s| {
+            s.escalation_policy_id.map(|p| p.0)
+        }),
         Column::opt_int("ack_timeout_seconds", |s| {
             s.ack_timeout_seconds.map(i64::from)
         }),

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use imas_core::error::Error;
 use imas_core::model::{
-    ClockTime, EscalationPolicy, EscalationPolicyId, EscalationStep, Status, Override,
-    OverrideId, PageRequest, PolicyTarget, Role, Rotation, RotationId, RotationType, RuleTarget,
-    Schedule, ScheduleId, ScheduleRule, Service, UserId, Weekday, Weekdays,
+    ClockTime, EscalationPolicy, EscalationPolicyId, EscalationStep, Override, OverrideId,
+    PageRequest, PolicyTarget, Role, Rotation, RotationId, RotationType, RuleTarget, Schedule,
+    ScheduleId, ScheduleRule, Service, Status, UserId, Weekday, Weekdays,
 };
 use imas_core::ports::{
     Change, EscalationPolicyWrite, IncidentWrite, RotationWrite, ScheduleWrite, ServiceWrite,
@@ -71,6 +71,7 @@ macro_rules! on_both {
 on_both!(
     records_read_back_whole,
     a_used_policy_is_kept,
+    a_policy_delete_racing_its_first_use,
     versions_guard_every_write,
     profiles_update_and_list,
     incidents_keep_their_escalation_state,
@@ -163,7 +164,10 @@ fn policy(schedule: ScheduleId, rotation: RotationId, created_ms: i64) -> Escala
             },
             EscalationStep {
                 delay_minutes: 9000,
-                targets: vec![PolicyTarget::Role { role: Role::Admin }, PolicyTarget::Assignee],
+                targets: vec![
+                    PolicyTarget::Role { role: Role::Admin },
+                    PolicyTarget::Assignee,
+                ],
             },
         ],
         created_at: at(created_ms),
@@ -197,8 +201,14 @@ async fn records_read_back_whole(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert_eq!(store.get_rotation(r.id).await.expect("get"), Some(r.clone()));
-    assert_eq!(store.get_schedule(s.id).await.expect("get"), Some(s.clone()));
+    assert_eq!(
+        store.get_rotation(r.id).await.expect("get"),
+        Some(r.clone())
+    );
+    assert_eq!(
+        store.get_schedule(s.id).await.expect("get"),
+        Some(s.clone())
+    );
     assert_eq!(
         store.get_escalation_policy(p.id).await.expect("get"),
         Some(p.clone())
@@ -236,7 +246,10 @@ async fn records_read_back_whole(store: Arc<dyn Store>) {
             .items,
         vec![p]
     );
-    assert_eq!(store.get_rotation(RotationId::new()).await.expect("get"), None);
+    assert_eq!(
+        store.get_rotation(RotationId::new()).await.expect("get"),
+        None
+    );
 }
 
 async fn a_used_policy_is_kept(store: Arc<dyn Store>) {
@@ -323,6 +336,93 @@ async fn a_used_policy_is_kept(store: Arc<dyn Store>) {
     assert_eq!(store.get_service(svc.id).await.expect("get"), Some(freed));
 }
 
+/// A service taking a policy and the policy's delete, committed at once
+/// (each past the engine's check): one of them wins, never both, and what
+/// is left is consistent: a service never names a policy that is gone.
+async fn a_policy_delete_racing_its_first_use(store: Arc<dyn Store>) {
+    let mut svc = Service::new("checkout", at(0));
+    add_change(
+        &*store,
+        Change {
+            service: Some(ServiceWrite::Insert(svc.clone())),
+            ..Change::default()
+        },
+    )
+    .await;
+    let (mut deleted, mut used) = (0, 0);
+    for round in 0..20 {
+        let p = policy(ScheduleId::new(), RotationId::new(), round);
+        add_change(
+            &*store,
+            Change {
+                escalation_policy: Some(EscalationPolicyWrite::Insert(p.clone())),
+                ..Change::default()
+            },
+        )
+        .await;
+        let mut uses = svc.clone();
+        uses.escalation_policy_id = Some(p.id);
+        uses.version += 1;
+        let take = store.commit(Change {
+            service: Some(ServiceWrite::Update {
+                service: uses.clone(),
+                expected_version: svc.version,
+            }),
+            ..Change::default()
+        });
+        let delete = store.commit(Change {
+            escalation_policy: Some(EscalationPolicyWrite::Delete {
+                id: p.id,
+                expected_version: 1,
+            }),
+            ..Change::default()
+        });
+        let (took, gone) = futures::join!(take, delete);
+        let now = store
+            .get_service(svc.id)
+            .await
+            .expect("get")
+            .expect("service");
+        let policy = store.get_escalation_policy(p.id).await.expect("get");
+        match (took, gone) {
+            (Ok(()), Err(e)) => {
+                assert!(e.to_string().contains("used by a service"), "{e}");
+                assert_eq!(now, uses);
+                assert!(policy.is_some());
+                used += 1;
+            }
+            (Err(e), Ok(())) => {
+                assert!(e.to_string().contains("does not exist"), "{e}");
+                assert_eq!(now, svc);
+                assert!(policy.is_none());
+                deleted += 1;
+            }
+            other => panic!("round {round}: exactly one wins, got {other:?}"),
+        }
+        // Free the service for the next round.
+        let mut freed = now.clone();
+        freed.escalation_policy_id = None;
+        freed.version += 1;
+        add_change(
+            &*store,
+            Change {
+                service: Some(ServiceWrite::Update {
+                    service: freed.clone(),
+                    expected_version: now.version,
+                }),
+                ..Change::default()
+            },
+        )
+        .await;
+        svc = freed;
+    }
+    assert_eq!(deleted + used, 20);
+}
+
+async fn add_change(store: &dyn Store, change: Change) {
+    commit(store, change).await;
+}
+
 async fn versions_guard_every_write(store: Arc<dyn Store>) {
     let r = rotation("backend", 10);
     let s = schedule(r.id, 20);
@@ -362,7 +462,10 @@ async fn versions_guard_every_write(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert_eq!(store.get_schedule(s.id).await.expect("get"), Some(s2.clone()));
+    assert_eq!(
+        store.get_schedule(s.id).await.expect("get"),
+        Some(s2.clone())
+    );
     // Stale, then unknown; neither changes anything.
     let stale = store
         .commit(Change {
@@ -485,7 +588,10 @@ async fn profiles_update_and_list(store: Arc<dyn Store>) {
         })
         .await;
     assert_eq!(conflict_message(r), "email already registered");
-    assert_eq!(store.get_user(bob.id).await.expect("get"), Some(bob.clone()));
+    assert_eq!(
+        store.get_user(bob.id).await.expect("get"),
+        Some(bob.clone())
+    );
     let mut nobody = user("nobody", Role::Engineer);
     nobody.created_at = t0();
     let r = store
@@ -514,7 +620,10 @@ async fn incidents_keep_their_escalation_state(store: Arc<dyn Store>) {
         },
     )
     .await;
-    assert_eq!(store.get_incident(i.id).await.expect("get"), Some(i.clone()));
+    assert_eq!(
+        store.get_incident(i.id).await.expect("get"),
+        Some(i.clone())
+    );
     let mut next = i.clone();
     next.status = Status::Acknowledged;
     next.escalation_step = 4;
