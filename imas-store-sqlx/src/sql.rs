@@ -360,7 +360,8 @@ pub struct Target {
 #[derive(Debug, Clone, Copy)]
 pub enum Expect {
     Anything,
-    /// A user row (`SetRole` of an unknown user is NotFound).
+    /// A user row (`SetRole` or `UpdateProfile` of an unknown user is
+    /// NotFound).
     User,
     /// A new user: a unique violation means its username or email is taken
     /// (SQLite's codes do not say which; its writer looks it up).
