@@ -613,6 +613,48 @@ async fn old_documents_decode(atomicity: Atomicity) {
     assert_eq!(old.ack_expires_at, None);
 }
 
+/// Single-document mode: a rotation whose delete was marked (`_deleting`, with
+/// its pending entry) and then interrupted is invisible at once and removed by
+/// recovery, as incidents and services are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_finishes_an_interrupted_rotation_delete() {
+    let Some(s) = store(Atomicity::SingleDocument).await else {
+        return;
+    };
+    let (gone, kept) = (rotation("gone", 0), rotation("kept", 1));
+    for r in [&gone, &kept] {
+        s.commit(Change {
+            rotation: Some(RotationWrite::Insert(r.clone())),
+            ..Change::default()
+        })
+        .await
+        .expect("rotation");
+    }
+    let rotations = s.database().collection::<Document>("rotations");
+    rotations
+        .update_one(
+            doc! { "_id": gone.id.to_string() },
+            doc! {
+                "$set": { "_deleting": "c-interrupted" },
+                "$push": { "_pending": { "cid": "c-interrupted", "audit": [], "outbox": [] } },
+            },
+        )
+        .await
+        .expect("mark");
+    assert_eq!(s.get_rotation(gone.id).await.expect("get"), None);
+    assert_eq!(
+        s.list_rotations(PageRequest::first(5))
+            .await
+            .expect("list")
+            .items,
+        vec![kept.clone()]
+    );
+    s.recover().await.expect("recover");
+    let left = rotations.count_documents(doc! {}).await.expect("count");
+    assert_eq!(left, 1, "the marked rotation is removed, the other kept");
+    assert_eq!(s.get_rotation(kept.id).await.expect("get"), Some(kept));
+}
+
 macro_rules! both_modes {
     ($($name:ident),+ $(,)?) => {
         mod with_transactions {
