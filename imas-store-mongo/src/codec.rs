@@ -2,13 +2,16 @@
 //! back, with typed field reads that name the field of an unreadable document.
 //! Instants are BSON dates (milliseconds), ids UUID strings.
 
+use chrono_tz::Tz;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
-    Actor, Alert, AlertId, AlertLink, AlertStatus, AuditAction, AuditEntry, AuditId, Incident,
-    IncidentId, IncidentSource, IncidentType, Integration, IntegrationId, IntegrationKind,
-    Notification, NotificationId, NotificationIntent, NotificationType, OutboxEntry, Priority,
-    Role, Service, ServiceId, Severity, Status, Timestamp, User, UserId, from_millis,
-    incident_terms, search_terms,
+    Actor, Alert, AlertId, AlertLink, AlertStatus, AuditAction, AuditEntry, AuditId, ClockTime,
+    EscalationPolicy, EscalationPolicyId, EscalationStep, Incident, IncidentId, IncidentSource,
+    IncidentType, Integration, IntegrationId, IntegrationKind, Notification, NotificationId,
+    NotificationIntent, NotificationType, OutboxEntry, Override, OverrideId, PolicyTarget,
+    Priority, Role, Rotation, RotationId, RotationType, RuleTarget, Schedule, ScheduleId,
+    ScheduleRule, Service, ServiceId, Severity, Status, Timestamp, User, UserId, Weekday, Weekdays,
+    from_millis, incident_terms, search_terms,
 };
 use mongodb::bson::{Bson, DateTime as BsonDate, Document, doc};
 use uuid::Uuid;
@@ -34,6 +37,10 @@ pub(crate) trait DocExt {
     fn flag(&self, k: &str) -> Result<bool>;
     fn int(&self, k: &str) -> Result<i64>;
     fn parsed<T: std::str::FromStr>(&self, k: &str) -> Result<T>;
+    fn u32(&self, k: &str) -> Result<u32>;
+    fn tz(&self, k: &str) -> Result<Tz>;
+    fn docs(&self, k: &str) -> Result<Vec<&Document>>;
+    fn texts(&self, k: &str) -> Result<Vec<&str>>;
 }
 
 impl DocExt for Document {
@@ -85,6 +92,37 @@ impl DocExt for Document {
             .parse()
             .map_err(|_| unreadable(format_args!("{k}: unknown value")))
     }
+    fn u32(&self, k: &str) -> Result<u32> {
+        let n = self.int(k)?;
+        u32::try_from(n).map_err(|_| unreadable(format_args!("{k}: {n} is out of range")))
+    }
+    fn tz(&self, k: &str) -> Result<Tz> {
+        let name = self.text(k)?;
+        name.parse::<Tz>()
+            .map_err(|_| unreadable(format_args!("{k}: unknown time zone {name:?}")))
+    }
+    fn docs(&self, k: &str) -> Result<Vec<&Document>> {
+        let a = self
+            .get_array(k)
+            .map_err(|e| unreadable(format_args!("{k}: {e}")))?;
+        a.iter()
+            .map(|b| {
+                b.as_document()
+                    .ok_or_else(|| unreadable(format_args!("{k}: not a document: {b}")))
+            })
+            .collect()
+    }
+    fn texts(&self, k: &str) -> Result<Vec<&str>> {
+        let a = self
+            .get_array(k)
+            .map_err(|e| unreadable(format_args!("{k}: {e}")))?;
+        a.iter()
+            .map(|b| {
+                b.as_str()
+                    .ok_or_else(|| unreadable(format_args!("{k}: not a string: {b}")))
+            })
+            .collect()
+    }
 }
 
 pub(crate) fn user_doc(u: &User) -> Document {
@@ -95,6 +133,7 @@ pub(crate) fn user_doc(u: &User) -> Document {
         "email": &u.email,
         "password_hash": &u.password_hash,
         "role": u.role.as_str(),
+        "time_zone": u.time_zone.name(),
         "created_at": date(u.created_at),
     }
 }
@@ -107,8 +146,11 @@ pub(crate) fn decode_user(d: &Document) -> Result<User> {
         email: d.text("email")?.to_string(),
         password_hash: d.text("password_hash")?.to_string(),
         role: d.parsed::<Role>("role")?,
-        // TODO(issue 18, Mongo store): the time_zone field.
-        time_zone: chrono_tz::UTC,
+        // Documents written before time zones existed have none: UTC.
+        time_zone: match d.get("time_zone") {
+            None | Some(Bson::Null) => chrono_tz::UTC,
+            Some(_) => d.tz("time_zone")?,
+        },
         created_at: d.ts("created_at")?,
     })
 }
@@ -144,6 +186,10 @@ pub(crate) fn incident_doc(i: &Incident) -> Document {
         "breached_at": opt_date(i.breached_at),
         "escalation_level": i64::from(i.escalation_level),
         "escalated_at": opt_date(i.escalated_at),
+        "escalation_policy_id": opt_id(i.escalation_policy_id.map(|p| p.0)),
+        "escalation_step": i64::from(i.escalation_step),
+        "next_escalation_at": opt_date(i.next_escalation_at),
+        "ack_expires_at": opt_date(i.ack_expires_at),
         "acknowledged_at": opt_date(i.acknowledged_at),
         "resolved_at": opt_date(i.resolved_at),
         "closed_at": opt_date(i.closed_at),
@@ -176,11 +222,15 @@ pub(crate) fn decode_incident(d: &Document) -> Result<Incident> {
             Some(_) => u32::try_from(d.int("alert_count")?).unwrap_or(u32::MAX),
         },
         group_key: d.opt_text("group_key")?,
-        // TODO(issue 18, Mongo store): the policy escalation state.
-        escalation_policy_id: None,
-        escalation_step: 0,
-        next_escalation_at: None,
-        ack_expires_at: None,
+        // Documents written before escalation policies existed have none of
+        // these (no policy, step 0).
+        escalation_policy_id: d.opt_uuid("escalation_policy_id")?.map(EscalationPolicyId),
+        escalation_step: match d.get("escalation_step") {
+            None | Some(Bson::Null) => 0,
+            Some(_) => d.u32("escalation_step")?,
+        },
+        next_escalation_at: d.opt_ts("next_escalation_at")?,
+        ack_expires_at: d.opt_ts("ack_expires_at")?,
         created_at: d.ts("created_at")?,
         updated_at: d.ts("updated_at")?,
         sla_target_ms: d.int("sla_target_ms")?,
@@ -227,6 +277,8 @@ pub(crate) fn service_doc(s: &Service) -> Document {
         "name": &s.name,
         "description": &s.description,
         "auto_resolve": s.auto_resolve,
+        "escalation_policy_id": opt_id(s.escalation_policy_id.map(|p| p.0)),
+        "ack_timeout_seconds": s.ack_timeout_seconds.map_or(Bson::Null, |t| Bson::Int64(i64::from(t))),
         "created_at": date(s.created_at),
         "updated_at": date(s.updated_at),
         "version": s.version,
@@ -239,9 +291,12 @@ pub(crate) fn decode_service(d: &Document) -> Result<Service> {
         name: d.text("name")?.to_string(),
         description: d.text("description")?.to_string(),
         auto_resolve: d.flag("auto_resolve")?,
-        // TODO(issue 18, Mongo store): fields.
-        escalation_policy_id: None,
-        ack_timeout_seconds: None,
+        // Documents written before escalation policies existed have neither.
+        escalation_policy_id: d.opt_uuid("escalation_policy_id")?.map(EscalationPolicyId),
+        ack_timeout_seconds: match d.get("ack_timeout_seconds") {
+            None | Some(Bson::Null) => None,
+            Some(_) => Some(d.u32("ack_timeout_seconds")?),
+        },
         created_at: d.ts("created_at")?,
         updated_at: d.ts("updated_at")?,
         version: d.int("version")?,
@@ -439,4 +494,234 @@ pub(crate) fn outbox_docs(intents: &[NotificationIntent]) -> Result<Vec<Document
             })
         })
         .collect()
+}
+
+pub(crate) fn rotation_doc(r: &Rotation) -> Document {
+    doc! {
+        "_id": r.id.to_string(),
+        "name": &r.name,
+        "description": &r.description,
+        "kind": r.kind.as_str(),
+        "shift_length": i64::from(r.shift_length),
+        "start": date(r.start),
+        "time_zone": r.time_zone.name(),
+        "participants": r.participants.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "created_at": date(r.created_at),
+        "updated_at": date(r.updated_at),
+        "version": r.version,
+    }
+}
+
+pub(crate) fn decode_rotation(d: &Document) -> Result<Rotation> {
+    let participants = d
+        .texts("participants")?
+        .into_iter()
+        .map(|p| {
+            Uuid::parse_str(p)
+                .map(UserId)
+                .map_err(|e| unreadable(format_args!("participants: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Rotation {
+        id: RotationId(d.uuid("_id")?),
+        name: d.text("name")?.to_string(),
+        description: d.text("description")?.to_string(),
+        kind: d.parsed::<RotationType>("kind")?,
+        shift_length: d.u32("shift_length")?,
+        start: d.ts("start")?,
+        time_zone: d.tz("time_zone")?,
+        participants,
+        created_at: d.ts("created_at")?,
+        updated_at: d.ts("updated_at")?,
+        version: d.int("version")?,
+    })
+}
+
+/// A schedule with its rules and overrides embedded (rules in their order,
+/// overrides in stored order: by start, then creation).
+pub(crate) fn schedule_doc(s: &Schedule) -> Document {
+    let rules: Vec<Document> = s
+        .rules
+        .iter()
+        .map(|r| {
+            let target = match r.target {
+                RuleTarget::User { id } => doc! { "type": "user", "id": id.to_string() },
+                RuleTarget::Rotation { id } => doc! { "type": "rotation", "id": id.to_string() },
+            };
+            doc! {
+                "target": target,
+                "start": r.start.to_string(),
+                "end": r.end.to_string(),
+                "weekdays": Weekday::ALL
+                    .iter()
+                    .filter(|w| r.weekdays.contains(**w))
+                    .map(|w| w.as_str())
+                    .collect::<Vec<_>>(),
+            }
+        })
+        .collect();
+    let overrides: Vec<Document> = s
+        .overrides
+        .iter()
+        .map(|o| {
+            doc! {
+                "id": o.id.to_string(),
+                "start": date(o.start),
+                "end": date(o.end),
+                "add_user_id": opt_id(o.add_user_id.map(|u| u.0)),
+                "remove_user_id": opt_id(o.remove_user_id.map(|u| u.0)),
+                "created_by": o.created_by.to_string(),
+                "created_at": date(o.created_at),
+            }
+        })
+        .collect();
+    doc! {
+        "_id": s.id.to_string(),
+        "name": &s.name,
+        "description": &s.description,
+        "time_zone": s.time_zone.name(),
+        "rules": rules,
+        "overrides": overrides,
+        "created_at": date(s.created_at),
+        "updated_at": date(s.updated_at),
+        "version": s.version,
+    }
+}
+
+pub(crate) fn decode_schedule(d: &Document) -> Result<Schedule> {
+    let mut rules = Vec::new();
+    for r in d.docs("rules")? {
+        let t = r
+            .get_document("target")
+            .map_err(|e| unreadable(format_args!("rules.target: {e}")))?;
+        let target = match t.text("type")? {
+            "user" => RuleTarget::User {
+                id: UserId(t.uuid("id")?),
+            },
+            "rotation" => RuleTarget::Rotation {
+                id: RotationId(t.uuid("id")?),
+            },
+            other => {
+                return Err(unreadable(format_args!(
+                    "rules.target.type: unknown value {other:?}"
+                )));
+            }
+        };
+        let days = r
+            .texts("weekdays")?
+            .into_iter()
+            .map(|w| {
+                w.parse::<Weekday>()
+                    .map_err(|_| unreadable(format_args!("rules.weekdays: unknown value {w:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rules.push(ScheduleRule {
+            target,
+            start: r.parsed::<ClockTime>("start")?,
+            end: r.parsed::<ClockTime>("end")?,
+            weekdays: Weekdays::of(&days),
+        });
+    }
+    let mut overrides = Vec::new();
+    for o in d.docs("overrides")? {
+        overrides.push(Override {
+            id: OverrideId(o.uuid("id")?),
+            start: o.ts("start")?,
+            end: o.ts("end")?,
+            add_user_id: o.opt_uuid("add_user_id")?.map(UserId),
+            remove_user_id: o.opt_uuid("remove_user_id")?.map(UserId),
+            created_by: UserId(o.uuid("created_by")?),
+            created_at: o.ts("created_at")?,
+        });
+    }
+    Ok(Schedule {
+        id: ScheduleId(d.uuid("_id")?),
+        name: d.text("name")?.to_string(),
+        description: d.text("description")?.to_string(),
+        time_zone: d.tz("time_zone")?,
+        rules,
+        overrides,
+        created_at: d.ts("created_at")?,
+        updated_at: d.ts("updated_at")?,
+        version: d.int("version")?,
+    })
+}
+
+/// A policy with its steps (and their targets) embedded, in order.
+pub(crate) fn escalation_policy_doc(p: &EscalationPolicy) -> Document {
+    let steps: Vec<Document> = p
+        .steps
+        .iter()
+        .map(|s| {
+            let targets: Vec<Document> = s
+                .targets
+                .iter()
+                .map(|t| match t {
+                    PolicyTarget::User { id } => doc! { "type": "user", "id": id.to_string() },
+                    PolicyTarget::Schedule { id } => {
+                        doc! { "type": "schedule", "id": id.to_string() }
+                    }
+                    PolicyTarget::Rotation { id } => {
+                        doc! { "type": "rotation", "id": id.to_string() }
+                    }
+                    PolicyTarget::Role { role } => doc! { "type": "role", "role": role.as_str() },
+                    PolicyTarget::Assignee => doc! { "type": "assignee" },
+                })
+                .collect();
+            doc! { "delay_minutes": i64::from(s.delay_minutes), "targets": targets }
+        })
+        .collect();
+    doc! {
+        "_id": p.id.to_string(),
+        "name": &p.name,
+        "description": &p.description,
+        "repeat": i64::from(p.repeat),
+        "steps": steps,
+        "created_at": date(p.created_at),
+        "updated_at": date(p.updated_at),
+        "version": p.version,
+    }
+}
+
+pub(crate) fn decode_escalation_policy(d: &Document) -> Result<EscalationPolicy> {
+    let mut steps = Vec::new();
+    for s in d.docs("steps")? {
+        let mut targets = Vec::new();
+        for t in s.docs("targets")? {
+            targets.push(match t.text("type")? {
+                "user" => PolicyTarget::User {
+                    id: UserId(t.uuid("id")?),
+                },
+                "schedule" => PolicyTarget::Schedule {
+                    id: ScheduleId(t.uuid("id")?),
+                },
+                "rotation" => PolicyTarget::Rotation {
+                    id: RotationId(t.uuid("id")?),
+                },
+                "role" => PolicyTarget::Role {
+                    role: t.parsed::<Role>("role")?,
+                },
+                "assignee" => PolicyTarget::Assignee,
+                other => {
+                    return Err(unreadable(format_args!(
+                        "steps.targets.type: unknown value {other:?}"
+                    )));
+                }
+            });
+        }
+        steps.push(EscalationStep {
+            delay_minutes: s.u32("delay_minutes")?,
+            targets,
+        });
+    }
+    Ok(EscalationPolicy {
+        id: EscalationPolicyId(d.uuid("_id")?),
+        name: d.text("name")?.to_string(),
+        description: d.text("description")?.to_string(),
+        repeat: d.u32("repeat")?,
+        steps,
+        created_at: d.ts("created_at")?,
+        updated_at: d.ts("updated_at")?,
+        version: d.int("version")?,
+    })
 }

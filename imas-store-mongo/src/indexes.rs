@@ -42,6 +42,8 @@ impl MongoStore {
                 unique_index(doc! { "email": 1 }),
                 index(doc! { "role": 1 }),
                 index(doc! { "_pending.cid": 1 }),
+                // `list_users`, newest first.
+                index(doc! { "created_at": -1, "_id": -1 }),
             ])
             .await
             .map_err(err)?;
@@ -108,9 +110,27 @@ impl MongoStore {
                 index(doc! { "_pending.cid": 1 }),
                 index(doc! { "_deleting": 1 }),
                 index(doc! { "_cid": 1 }),
+                // Whether a policy is in use (refusing its deletion).
+                index(doc! { "escalation_policy_id": 1 }),
             ])
             .await
             .map_err(err)?;
+        // Rotations, schedules and escalation policies: their pages, newest
+        // first, and the single-document mode's markers.
+        for coll in [
+            self.rotations(),
+            self.schedules(),
+            self.escalation_policies(),
+        ] {
+            coll.create_indexes([
+                index(doc! { "created_at": -1, "_id": -1 }),
+                index(doc! { "_pending.cid": 1 }),
+                index(doc! { "_deleting": 1 }),
+                index(doc! { "_cid": 1 }),
+            ])
+            .await
+            .map_err(err)?;
+        }
         self.integrations()
             .create_indexes([
                 named_unique(doc! { "key_hash": 1 }, KEY_HASH_INDEX, None),

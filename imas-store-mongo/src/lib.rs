@@ -8,25 +8,40 @@
 //! `outbox`, `services` (unique `name`), `integrations` (unique `key_hash`),
 //! `alerts` (at most one open alert per service and dedup key: a partial unique
 //! index; `incidents` likewise hold at most one open incident per service and
-//! Alertmanager group key). Instants are BSON dates (milliseconds), ids UUID strings, so keyset
-//! pagination on `(created_at, _id)` orders as in the other stores.
+//! Alertmanager group key), `rotations`, `schedules` (rules and overrides
+//! embedded) and `escalation_policies` (steps and targets embedded). Instants
+//! are BSON dates (milliseconds), ids UUID strings, so keyset pagination on
+//! `(created_at, _id)` orders as in the other stores. Documents written before
+//! a field existed decode with its default (a user's time zone UTC, no
+//! escalation policy, step 0).
 //!
-//! A domain change (user, incident, service, integration and alert writes +
-//! audit entries + outbox rows) commits atomically in one of two ways ([`Atomicity`]), chosen at connect time from the
-//! server's `hello` answer:
+//! A domain change (user, incident, service, integration, alert, rotation,
+//! schedule and escalation-policy writes + audit entries + outbox rows)
+//! commits atomically in one of two ways ([`Atomicity`]), chosen at connect
+//! time from the server's `hello` answer:
 //!
 //! - on a replica set or a sharded cluster, in one multi-document transaction;
 //! - on a standalone server, which has no transactions, through single-document
 //!   atomicity: the entity write carries the change's audit entries and outbox
 //!   rows in a `_pending` array of the same document (a change without an entity
-//!   goes into a `pending_changes` document; inserts of services, integrations
-//!   and alerts are reserved, hidden, before it, so that their unique indexes
+//!   goes into a `pending_changes` document; the carrier is the user or incident
+//!   write, else the first of the service, rotation, schedule and policy writes;
+//!   other inserts of services, integrations, alerts, rotations, schedules and
+//!   policies are reserved, hidden, before it, so that their unique indexes
 //!   decide before anything commits); they are then moved to their
 //!   collections (idempotently: audit entries by id, outbox rows by key) and
 //!   pulled from `_pending`. A change interrupted between the two is finished by
 //!   [`MongoStore::recover`], which runs at connect time and before every outbox
-//!   claim, so nothing committed is lost. A deleted incident is first marked
-//!   (`_deleting`, invisible to reads) with its pending entries, then removed.
+//!   claim, so nothing committed is lost. A deleted incident (service,
+//!   rotation, schedule, policy) is first marked (`_deleting`, invisible to
+//!   reads) with its pending entries, then removed.
+//!
+//! Deleting an escalation policy that a service names is a conflict. The engine
+//! checks first; the store checks again: in a transaction, inside it (a read
+//! of `services` on its `escalation_policy_id` index); in single-document
+//! mode, just before the change's first write. Neither closes the window of a
+//! concurrent service write naming the policy (no write of the two touches the
+//! other's document), so that race is the engine's "the policy has ended".
 //!
 //! Due-incident and outbox claims are conditional `findOneAndUpdate`s: a document
 //! is claimed only if its due time is still the one read, so two nodes never take
@@ -43,7 +58,8 @@
 //! keyset pages, search, claims), `indexes`, `commit` (transaction mode,
 //! single-document mode and its recovery), `change_stream`, `error`, and one
 //! file per store port (`users`, `incidents`, `services`, `integrations`,
-//! `alerts`, `audit`, `notifications`, `outbox`).
+//! `alerts`, `rotations`, `schedules`, `escalation_policies`, `audit`,
+//! `notifications`, `outbox`).
 
 mod alerts;
 mod audit;
@@ -51,12 +67,15 @@ mod change_stream;
 mod codec;
 mod commit;
 mod error;
+mod escalation_policies;
 mod incidents;
 mod indexes;
 mod integrations;
 mod notifications;
 mod outbox;
 mod query;
+mod rotations;
+mod schedules;
 mod services;
 mod users;
 
@@ -183,6 +202,15 @@ impl MongoStore {
     pub(crate) fn alerts(&self) -> Collection<Document> {
         self.db.collection("alerts")
     }
+    pub(crate) fn rotations(&self) -> Collection<Document> {
+        self.db.collection("rotations")
+    }
+    pub(crate) fn schedules(&self) -> Collection<Document> {
+        self.db.collection("schedules")
+    }
+    pub(crate) fn escalation_policies(&self) -> Collection<Document> {
+        self.db.collection("escalation_policies")
+    }
     pub(crate) fn pending_changes(&self) -> Collection<Document> {
         self.db.collection("pending_changes")
     }
@@ -191,61 +219,4 @@ impl MongoStore {
 /// The driver's options from a `mongodb://...` URL.
 async fn client_options(url: &str) -> Result<ClientOptions> {
     Ok(ClientOptions::parse(url).await.map_err(MongoError::Url)?)
-}
-
-#[async_trait::async_trait]
-impl imas_core::ports::RotationStore for MongoStore {
-    async fn get_rotation(
-        &self,
-        id: imas_core::model::RotationId,
-    ) -> imas_core::error::Result<Option<imas_core::model::Rotation>> {
-        let _ = id;
-        todo!("issue 18, Mongo store")
-    }
-
-    async fn list_rotations(
-        &self,
-        page: imas_core::model::PageRequest,
-    ) -> imas_core::error::Result<imas_core::model::Page<imas_core::model::Rotation>> {
-        let _ = page;
-        todo!("issue 18, Mongo store")
-    }
-}
-
-#[async_trait::async_trait]
-impl imas_core::ports::ScheduleStore for MongoStore {
-    async fn get_schedule(
-        &self,
-        id: imas_core::model::ScheduleId,
-    ) -> imas_core::error::Result<Option<imas_core::model::Schedule>> {
-        let _ = id;
-        todo!("issue 18, Mongo store")
-    }
-
-    async fn list_schedules(
-        &self,
-        page: imas_core::model::PageRequest,
-    ) -> imas_core::error::Result<imas_core::model::Page<imas_core::model::Schedule>> {
-        let _ = page;
-        todo!("issue 18, Mongo store")
-    }
-}
-
-#[async_trait::async_trait]
-impl imas_core::ports::EscalationPolicyStore for MongoStore {
-    async fn get_escalation_policy(
-        &self,
-        id: imas_core::model::EscalationPolicyId,
-    ) -> imas_core::error::Result<Option<imas_core::model::EscalationPolicy>> {
-        let _ = id;
-        todo!("issue 18, Mongo store")
-    }
-
-    async fn list_escalation_policies(
-        &self,
-        page: imas_core::model::PageRequest,
-    ) -> imas_core::error::Result<imas_core::model::Page<imas_core::model::EscalationPolicy>> {
-        let _ = page;
-        todo!("issue 18, Mongo store")
-    }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use imas_core::error::Result;
-use imas_core::model::{Role, User, UserId};
+use imas_core::model::{Cursor, Page, PageRequest, Role, User, UserId};
 use imas_core::ports::UserStore;
 use mongodb::bson::{Document, doc};
 
@@ -23,12 +23,12 @@ impl UserStore for MongoStore {
         d.as_ref().map(decode_user).transpose()
     }
 
-    async fn list_users(
-        &self,
-        page: imas_core::model::PageRequest,
-    ) -> Result<imas_core::model::Page<User>> {
-        let _ = page;
-        todo!("issue 18, Mongo store: list users")
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        self.page(self.users(), doc! {}, page, decode_user, |u| Cursor {
+            created_at: u.created_at,
+            id: u.id.0,
+        })
+        .await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {

@@ -4,9 +4,12 @@
 //! ([`single_document`]), whose interrupted changes [`recovery`] finishes.
 //!
 //! Both modes apply a change's writes in the order of [`Change`]: user,
-//! incident, service, integrations, alerts, audit, outbox. The conditional
-//! writes both modes share (an alert's status change, a revoke) and the
-//! conflicts of unique indexes are here.
+//! incident, service, integrations, alerts, rotation, schedule, escalation
+//! policy, audit, outbox. The writes of the versioned entities (services,
+//! rotations, schedules, escalation policies: insert, replace at a version,
+//! delete at a version) are one shape, [`Versioned`], in both modes. The
+//! conditional writes both modes share (an alert's status change, a revoke)
+//! and the conflicts of unique indexes are here.
 
 mod recovery;
 mod single_document;
@@ -14,16 +17,28 @@ mod transaction;
 
 use async_trait::async_trait;
 use imas_core::error::{Error, Result};
-use imas_core::model::{AlertStatus, Timestamp};
-use imas_core::ports::{Change, ChangeStore, Generation, run_detached};
+use imas_core::model::{AlertStatus, Timestamp, User};
+use imas_core::ports::{
+    Change, ChangeStore, EscalationPolicyWrite, Generation, RotationWrite, ScheduleWrite,
+    ServiceWrite, run_detached,
+};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{ClientSession, Collection};
 
+use crate::codec::{escalation_policy_doc, rotation_doc, schedule_doc, service_doc};
 use crate::error::err;
 use crate::{Atomicity, BACKEND, MongoStore};
 
 /// The conflict of a user insert whose username or email is taken.
 const USER_TAKEN: &str = "username or email already taken";
+/// The conflict of a profile update to an email another user has.
+const EMAIL_TAKEN: &str = "email already registered";
+/// The conflict of a rotation insert whose id exists.
+const ROTATION_ID_TAKEN: &str = "rotation id already exists";
+/// The conflict of a schedule insert whose id exists.
+const SCHEDULE_ID_TAKEN: &str = "schedule id already exists";
+/// The conflict of an escalation policy insert whose id exists.
+const POLICY_ID_TAKEN: &str = "escalation policy id already exists";
 /// The conflict of an incident insert whose id exists.
 const INCIDENT_TAKEN: &str = "incident id already exists";
 /// The conflict of an audit entry whose id exists.
@@ -175,4 +190,175 @@ async fn upsert_outbox_row(
     }
     .map_err(err)?;
     Ok(())
+}
+
+/// The fields a profile update sets (`UserWrite::UpdateProfile`): name, email,
+/// time zone and password hash; id, username, role and creation time stay.
+fn profile_update(u: &User) -> Document {
+    doc! {
+        "name": &u.name,
+        "email": &u.email,
+        "time_zone": u.time_zone.name(),
+        "password_hash": &u.password_hash,
+    }
+}
+
+/// What a write to a versioned entity does.
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    /// Insert the document (`_id` included).
+    Insert(Document),
+    /// Replace the document whose version is `expected` with `doc`.
+    Update { doc: Document, expected: i64 },
+    /// Delete the document whose version is `expected`.
+    Delete { expected: i64 },
+}
+
+/// A versioned entity's collection and the words of its errors.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Kind {
+    /// Its collection.
+    pub(super) coll: &'static str,
+    /// Its name in `NotFound` and conflicts.
+    pub(super) entity: &'static str,
+    /// The conflict of an insert whose id exists.
+    pub(super) id_taken: &'static str,
+    /// The conflict of a write refused by the collection's other unique index
+    /// (services: the name); `id_taken` where there is none.
+    pub(super) index_taken: &'static str,
+}
+
+const SERVICES: Kind = Kind {
+    coll: "services",
+    entity: "service",
+    id_taken: SERVICE_ID_TAKEN,
+    index_taken: SERVICE_NAME_TAKEN,
+};
+const ROTATIONS: Kind = Kind {
+    coll: "rotations",
+    entity: "rotation",
+    id_taken: ROTATION_ID_TAKEN,
+    index_taken: ROTATION_ID_TAKEN,
+};
+const SCHEDULES: Kind = Kind {
+    coll: "schedules",
+    entity: "schedule",
+    id_taken: SCHEDULE_ID_TAKEN,
+    index_taken: SCHEDULE_ID_TAKEN,
+};
+pub(super) const ESCALATION_POLICIES: Kind = Kind {
+    coll: "escalation_policies",
+    entity: "escalation policy",
+    id_taken: POLICY_ID_TAKEN,
+    index_taken: POLICY_ID_TAKEN,
+};
+
+/// A write to a versioned entity (a service, rotation, schedule or escalation
+/// policy), as documents.
+#[derive(Debug, Clone)]
+pub(super) struct Versioned {
+    pub(super) kind: Kind,
+    /// The entity's id.
+    pub(super) id: String,
+    pub(super) op: Op,
+}
+
+impl Versioned {
+    /// Whether this deletes an escalation policy (which no service may use).
+    pub(super) fn deletes_policy(&self) -> bool {
+        self.kind.coll == ESCALATION_POLICIES.coll && matches!(self.op, Op::Delete { .. })
+    }
+}
+
+/// The versioned-entity writes of `change`, in its order: service, rotation,
+/// schedule, escalation policy.
+pub(super) fn versioned_writes(change: &Change) -> Vec<Versioned> {
+    let mut out = Vec::new();
+    let mut push = |kind: Kind, id: String, op: Op| out.push(Versioned { kind, id, op });
+    match &change.service {
+        Some(ServiceWrite::Insert(v)) => {
+            push(SERVICES, v.id.to_string(), Op::Insert(service_doc(v)));
+        }
+        Some(ServiceWrite::Update {
+            service: v,
+            expected_version,
+        }) => {
+            let (doc, expected) = (service_doc(v), *expected_version);
+            push(SERVICES, v.id.to_string(), Op::Update { doc, expected });
+        }
+        Some(ServiceWrite::Delete {
+            id,
+            expected_version,
+        }) => {
+            let expected = *expected_version;
+            push(SERVICES, id.to_string(), Op::Delete { expected });
+        }
+        None => {}
+    }
+    match &change.rotation {
+        Some(RotationWrite::Insert(v)) => {
+            push(ROTATIONS, v.id.to_string(), Op::Insert(rotation_doc(v)));
+        }
+        Some(RotationWrite::Update {
+            rotation: v,
+            expected_version,
+        }) => {
+            let (doc, expected) = (rotation_doc(v), *expected_version);
+            push(ROTATIONS, v.id.to_string(), Op::Update { doc, expected });
+        }
+        Some(RotationWrite::Delete {
+            id,
+            expected_version,
+        }) => {
+            let expected = *expected_version;
+            push(ROTATIONS, id.to_string(), Op::Delete { expected });
+        }
+        None => {}
+    }
+    match &change.schedule {
+        Some(ScheduleWrite::Insert(v)) => {
+            push(SCHEDULES, v.id.to_string(), Op::Insert(schedule_doc(v)));
+        }
+        Some(ScheduleWrite::Update {
+            schedule: v,
+            expected_version,
+        }) => {
+            let (doc, expected) = (schedule_doc(v), *expected_version);
+            push(SCHEDULES, v.id.to_string(), Op::Update { doc, expected });
+        }
+        Some(ScheduleWrite::Delete {
+            id,
+            expected_version,
+        }) => {
+            let expected = *expected_version;
+            push(SCHEDULES, id.to_string(), Op::Delete { expected });
+        }
+        None => {}
+    }
+    match &change.escalation_policy {
+        Some(EscalationPolicyWrite::Insert(v)) => {
+            let doc = escalation_policy_doc(v);
+            push(ESCALATION_POLICIES, v.id.to_string(), Op::Insert(doc));
+        }
+        Some(EscalationPolicyWrite::Update {
+            escalation_policy: v,
+            expected_version,
+        }) => {
+            let (doc, expected) = (escalation_policy_doc(v), *expected_version);
+            push(
+                ESCALATION_POLICIES,
+                v.id.to_string(),
+                Op::Update { doc, expected },
+            );
+        }
+        Some(EscalationPolicyWrite::Delete {
+            id,
+            expected_version,
+        }) => {
+            let expected = *expected_version;
+            push(ESCALATION_POLICIES, id.to_string(), Op::Delete { expected });
+        }
+        None => {}
+    }
+    out
 }

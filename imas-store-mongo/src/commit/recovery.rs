@@ -12,7 +12,7 @@ use imas_core::error::Result;
 use mongodb::bson::{Bson, Document, doc};
 use uuid::Uuid;
 
-use super::single_document::RESERVED_IN;
+use super::single_document::{CARRIERS_IN, MARKED_IN, RESERVED_IN};
 use crate::MongoStore;
 use crate::error::err;
 
@@ -32,7 +32,8 @@ impl MongoStore {
     /// conditions on indexed fields (`_pending.cid`, `_deleting`), so an idle
     /// recovery costs a few index lookups, not a scan.
     pub async fn recover(&self) -> Result<()> {
-        for coll in [self.users(), self.incidents(), self.services()] {
+        for name in CARRIERS_IN {
+            let coll = self.db.collection::<Document>(name);
             let carriers: Vec<Document> = coll
                 .find(doc! { "_pending.cid": { "$gt": "" } })
                 .projection(doc! { "_id": 1, "_pending": 1, "_deleting": 1 })
@@ -78,14 +79,16 @@ impl MongoStore {
                     .map_err(err)?;
             }
         }
-        // Incidents and services whose deletion was marked and whose entries
-        // are moved out.
-        for coll in [self.incidents(), self.services()] {
-            coll.delete_many(
-                doc! { "_deleting": { "$gt": "" }, "_pending.0": { "$exists": false } },
-            )
-            .await
-            .map_err(err)?;
+        // Incidents, services, rotations, schedules and policies whose deletion
+        // was marked and whose entries are moved out.
+        for name in MARKED_IN {
+            self.db
+                .collection::<Document>(name)
+                .delete_many(
+                    doc! { "_deleting": { "$gt": "" }, "_pending.0": { "$exists": false } },
+                )
+                .await
+                .map_err(err)?;
         }
         self.remove_abandoned_reservations(SystemTime::now()).await
     }
@@ -121,8 +124,10 @@ impl MongoStore {
     /// Whether change `cid` reached its carrier write (a carrier or a journal
     /// document holds its entry).
     async fn change_committed(&self, cid: &str) -> Result<bool> {
-        for coll in [self.users(), self.incidents(), self.services()] {
-            if coll
+        for name in CARRIERS_IN {
+            if self
+                .db
+                .collection::<Document>(name)
                 .find_one(doc! { "_pending.cid": cid })
                 .projection(doc! { "_id": 1 })
                 .await

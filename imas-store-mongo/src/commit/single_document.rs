@@ -1,5 +1,6 @@
 //! Single-document mode (standalone servers, which have no transactions): the
-//! entity write (the *carrier*: the user, the incident, or else the service)
+//! entity write (the *carrier*: the user, the incident, or else the first of
+//! the versioned writes: service, rotation, schedule, escalation policy)
 //! carries the change's audit entries, outbox rows and other entity writes in a
 //! `_pending` array of the same document (a change without a carrier writes a
 //! `pending_changes` journal document instead); they are then applied
@@ -9,7 +10,8 @@
 //!
 //! The other entity writes come in two kinds:
 //!
-//! - inserts of services, integrations and alerts are *reserved* before the
+//! - inserts of services, integrations, alerts, rotations, schedules and
+//!   policies (the ones that do not carry) are *reserved* before the
 //!   carrier write: inserted with a `_cid` (the change's id), which hides them
 //!   from every read while their unique indexes already hold (a second open
 //!   alert with the same dedup key is refused then, and the change commits
@@ -17,36 +19,61 @@
 //!   `_cid`. A reservation whose change never reached its carrier write (the
 //!   process stopped in between) is removed by recovery once it is older than
 //!   [`RESERVATION_GRACE`](super::recovery::RESERVATION_GRACE);
-//! - updates (an alert's status, a revoke, a service update or delete that is
-//!   not the carrier) are conditional writes that cannot conflict once their
+//! - updates (an alert's status, a revoke, a versioned update or delete that
+//!   is not the carrier) are conditional writes that cannot conflict once their
 //!   target is checked to exist: they are recorded in the pending entry and
 //!   applied after the carrier write (applying one twice changes nothing).
 //!
-//! A deleted incident or service is first marked `_deleting` (invisible to
-//! reads) with its pending entries, then removed.
+//! A deleted incident or versioned entity is first marked `_deleting`
+//! (invisible to reads) with its pending entries, then removed. Deleting an
+//! escalation policy a service uses is refused by a read of `services` before
+//! anything is written (not atomic with the delete: see the crate docs).
 
 use imas_core::error::{Error, Result};
-use imas_core::ports::{
-    AlertWrite, Change, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite,
-};
+use imas_core::ports::{AlertWrite, Change, IncidentWrite, IntegrationWrite, UserWrite};
 use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc};
 use uuid::Uuid;
 
 use super::{
-    ALERT_ID_TAKEN, ALERT_OPEN, AUDIT_TAKEN, GROUP_OPEN, INCIDENT_TAKEN, INTEGRATION_ID_TAKEN,
-    KEY_HASH_TAKEN, SERVICE_ID_TAKEN, SERVICE_NAME_TAKEN, USER_TAKEN, alert_status_update,
-    insert_conflict, missing_or_stale, revoke_update, upsert_outbox_row, with_id,
+    ALERT_ID_TAKEN, ALERT_OPEN, AUDIT_TAKEN, EMAIL_TAKEN, GROUP_OPEN, INCIDENT_TAKEN,
+    INTEGRATION_ID_TAKEN, KEY_HASH_TAKEN, Kind, Op, USER_TAKEN, Versioned, alert_status_update,
+    insert_conflict, missing_or_stale, profile_update, revoke_update, upsert_outbox_row,
+    versioned_writes, with_id,
 };
 use crate::MongoStore;
-use crate::codec::{
-    alert_doc, audit_doc, incident_doc, integration_doc, outbox_docs, service_doc, user_doc,
-};
+use crate::codec::{alert_doc, audit_doc, incident_doc, integration_doc, outbox_docs, user_doc};
 use crate::error::{err, is_duplicate};
 use crate::query::live;
 
 /// The collections whose inserts are reserved (see the module docs).
-pub(super) const RESERVED_IN: [&str; 3] = ["services", "integrations", "alerts"];
+pub(super) const RESERVED_IN: [&str; 6] = [
+    "services",
+    "integrations",
+    "alerts",
+    "rotations",
+    "schedules",
+    "escalation_policies",
+];
+
+/// The collections whose documents carry changes' pending entries.
+pub(super) const CARRIERS_IN: [&str; 6] = [
+    "users",
+    "incidents",
+    "services",
+    "rotations",
+    "schedules",
+    "escalation_policies",
+];
+
+/// The collections whose deletions are marked (`_deleting`) first.
+pub(super) const MARKED_IN: [&str; 5] = [
+    "incidents",
+    "services",
+    "rotations",
+    "schedules",
+    "escalation_policies",
+];
 
 /// An insert reserved before the carrier write.
 struct Reservation {
@@ -97,8 +124,22 @@ impl MongoStore {
                 return Err(Error::conflict(AUDIT_TAKEN));
             }
         }
-        let service_carries = change.user.is_none() && change.incident.is_none();
-        let (reservations, redo) = self.secondary_writes(change, service_carries).await?;
+        let versioned = versioned_writes(change);
+        // Checked before anything is written (the engine checked first; a
+        // service write landing between this read and the delete is not seen).
+        for w in versioned.iter().filter(|w| w.deletes_policy()) {
+            self.policy_in_use(&w.id, None).await?;
+        }
+        // Without a user or incident write, the first versioned write carries.
+        let (carried, secondary) = if change.user.is_none() && change.incident.is_none() {
+            match versioned.split_first() {
+                Some((first, rest)) => (Some(first), rest),
+                None => (None, &versioned[..]),
+            }
+        } else {
+            (None, &versioned[..])
+        };
+        let (reservations, redo) = self.secondary_writes(change, secondary).await?;
         let cid = Uuid::now_v7().to_string();
         let entry = doc! {
             "cid": &cid,
@@ -118,10 +159,7 @@ impl MongoStore {
             self.release(&cid).await;
             return Err(e);
         }
-        let (carriers, deleting) = match self
-            .write_carriers(change, service_carries, &cid, &entry)
-            .await
-        {
+        let (carriers, deleting) = match self.write_carriers(change, carried, &cid, &entry).await {
             Ok(written) => written,
             Err(e) => {
                 self.release(&cid).await;
@@ -165,49 +203,44 @@ impl MongoStore {
 
     /// The inserts to reserve and the conditional updates to apply after the
     /// carrier write, each update's target checked first (`NotFound`, or a
-    /// stale service version, fail the change before anything is written).
+    /// stale version, fail the change before anything is written).
     async fn secondary_writes(
         &self,
         change: &Change,
-        service_carries: bool,
+        versioned: &[Versioned],
     ) -> Result<(Vec<Reservation>, Vec<Document>)> {
         let mut reserved = Vec::new();
         let mut redo = Vec::new();
-        match &change.service {
-            Some(ServiceWrite::Insert(s)) if !service_carries => reserved.push(Reservation {
-                coll: "services",
-                id: s.id.to_string(),
-                doc: service_doc(s),
-                id_taken: SERVICE_ID_TAKEN,
-                index_taken: SERVICE_NAME_TAKEN,
-            }),
-            Some(ServiceWrite::Update {
-                service,
-                expected_version,
-            }) if !service_carries => {
-                let id = service.id.to_string();
-                self.check_version(&id, *expected_version).await?;
-                let mut set = service_doc(service);
-                set.remove("_id");
-                redo.push(doc! {
-                    "coll": "services",
-                    "filter": { "_id": &id, "version": expected_version },
-                    "update": { "$set": set },
-                });
+        for w in versioned {
+            let k = w.kind;
+            let id = &w.id;
+            match &w.op {
+                Op::Insert(d) => reserved.push(Reservation {
+                    coll: k.coll,
+                    id: id.clone(),
+                    doc: d.clone(),
+                    id_taken: k.id_taken,
+                    index_taken: k.index_taken,
+                }),
+                Op::Update { doc: d, expected } => {
+                    self.check_version(k, id, *expected).await?;
+                    let mut set = d.clone();
+                    set.remove("_id");
+                    redo.push(doc! {
+                        "coll": k.coll,
+                        "filter": { "_id": id, "version": expected },
+                        "update": { "$set": set },
+                    });
+                }
+                Op::Delete { expected } => {
+                    self.check_version(k, id, *expected).await?;
+                    redo.push(doc! {
+                        "coll": k.coll,
+                        "filter": { "_id": id, "version": expected },
+                        "delete": true,
+                    });
+                }
             }
-            Some(ServiceWrite::Delete {
-                id,
-                expected_version,
-            }) if !service_carries => {
-                let id = id.to_string();
-                self.check_version(&id, *expected_version).await?;
-                redo.push(doc! {
-                    "coll": "services",
-                    "filter": { "_id": &id, "version": expected_version },
-                    "delete": true,
-                });
-            }
-            _ => {}
         }
         for w in &change.integrations {
             match w {
@@ -273,18 +306,17 @@ impl MongoStore {
         }
     }
 
-    /// `NotFound` or a conflict unless service `id` is live at `version`.
-    async fn check_version(&self, id: &str, version: i64) -> Result<()> {
-        let found = self
-            .services()
+    /// `NotFound` or a conflict unless the `k` entity `id` is live at
+    /// `version`.
+    async fn check_version(&self, k: Kind, id: &str, version: i64) -> Result<()> {
+        let coll = self.db.collection::<Document>(k.coll);
+        let found = coll
             .find_one(live(doc! { "_id": id, "version": version }))
             .await
             .map_err(err)?;
         match found {
             Some(_) => Ok(()),
-            None => Err(self
-                .missing_or_stale_now(&self.services(), "service", id)
-                .await),
+            None => Err(self.missing_or_stale_now(&coll, k.entity, id).await),
         }
     }
 
@@ -322,11 +354,12 @@ impl MongoStore {
     }
 
     /// The carrier writes of a change (its user, incident and, when neither,
-    /// service write), each carrying `entry`, and the document being deleted.
+    /// its first versioned write, `carried`), each carrying `entry`, and the
+    /// document being deleted.
     async fn write_carriers(
         &self,
         change: &Change,
-        service_carries: bool,
+        carried: Option<&Versioned>,
         cid: &str,
         entry: &Document,
     ) -> Result<(Vec<Carrier>, Option<Carrier>)> {
@@ -353,7 +386,26 @@ impl MongoStore {
                 }
                 carriers.push((self.users(), Bson::String(id.to_string())));
             }
-            Some(UserWrite::UpdateProfile(_)) => todo!("issue 18, Mongo store: profile updates"),
+            Some(UserWrite::UpdateProfile(u)) => {
+                let done = self
+                    .users()
+                    .update_one(
+                        doc! { "_id": u.id.to_string() },
+                        doc! { "$set": profile_update(u), "$push": { "_pending": entry.clone() } },
+                    )
+                    .await
+                    .map_err(|e| {
+                        if is_duplicate(&e) {
+                            Error::conflict(EMAIL_TAKEN)
+                        } else {
+                            err(e)
+                        }
+                    })?;
+                if done.matched_count == 0 {
+                    return Err(Error::NotFound { entity: "user" });
+                }
+                carriers.push((self.users(), Bson::String(u.id.to_string())));
+            }
             None => {}
         }
         match &change.incident {
@@ -404,60 +456,38 @@ impl MongoStore {
             }
             None => {}
         }
-        if service_carries {
-            match &change.service {
-                Some(ServiceWrite::Insert(s)) => {
-                    let d = service_doc(s);
-                    carriers.push(
-                        insert_carrying(
-                            &self.services(),
-                            d,
-                            entry,
-                            SERVICE_ID_TAKEN,
-                            SERVICE_NAME_TAKEN,
-                        )
-                        .await?,
-                    );
+        if let Some(w) = carried {
+            let k = w.kind;
+            let coll = self.db.collection::<Document>(k.coll);
+            let id = w.id.as_str();
+            match &w.op {
+                Op::Insert(d) => {
+                    let d = d.clone();
+                    carriers
+                        .push(insert_carrying(&coll, d, entry, k.id_taken, k.index_taken).await?);
                 }
-                Some(ServiceWrite::Update {
-                    service,
-                    expected_version,
-                }) => {
-                    let id = service.id.to_string();
-                    let mut set = service_doc(service);
+                Op::Update { doc: d, expected } => {
+                    let mut set = d.clone();
                     set.remove("_id");
-                    self.update_carrying(
-                        &self.services(),
-                        "service",
-                        &id,
-                        *expected_version,
-                        set,
-                        entry,
-                        SERVICE_NAME_TAKEN,
-                    )
-                    .await?;
-                    carriers.push((self.services(), Bson::String(id)));
+                    self.update_carrying(&coll, k.entity, id, *expected, set, entry, k.index_taken)
+                        .await?;
+                    carriers.push((coll, Bson::String(id.to_string())));
                 }
-                Some(ServiceWrite::Delete {
-                    id,
-                    expected_version,
-                }) => {
-                    let id = id.to_string();
+                Op::Delete { expected } => {
                     let mark = doc! { "_deleting": cid };
                     self.update_carrying(
-                        &self.services(),
-                        "service",
-                        &id,
-                        *expected_version,
+                        &coll,
+                        k.entity,
+                        id,
+                        *expected,
                         mark,
                         entry,
-                        SERVICE_NAME_TAKEN,
+                        k.index_taken,
                     )
                     .await?;
-                    carriers.push((self.services(), Bson::String(id.clone())));
-                    deleting = Some((self.services(), Bson::String(id)));
+                    carriers.push((coll.clone(), Bson::String(id.to_string())));
+                    deleting = Some((coll, Bson::String(id.to_string())));
                 }
-                None => {}
             }
         }
         Ok((carriers, deleting))

@@ -5,21 +5,18 @@
 use std::time::Duration;
 
 use imas_core::error::{Error, Result};
-use imas_core::ports::{
-    AlertWrite, Change, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite,
-};
+use imas_core::ports::{AlertWrite, Change, IncidentWrite, IntegrationWrite, UserWrite};
 use mongodb::bson::{Document, doc};
 use mongodb::{ClientSession, Collection};
 
 use super::{
-    ALERT_ID_TAKEN, ALERT_OPEN, AUDIT_TAKEN, GROUP_OPEN, INCIDENT_TAKEN, INTEGRATION_ID_TAKEN,
-    KEY_HASH_TAKEN, SERVICE_ID_TAKEN, SERVICE_NAME_TAKEN, USER_TAKEN, alert_status_update,
-    insert_conflict, missing_or_stale, revoke_update, upsert_outbox_row, with_id,
+    ALERT_ID_TAKEN, ALERT_OPEN, AUDIT_TAKEN, EMAIL_TAKEN, GROUP_OPEN, INCIDENT_TAKEN,
+    INTEGRATION_ID_TAKEN, KEY_HASH_TAKEN, Op, USER_TAKEN, Versioned, alert_status_update,
+    insert_conflict, missing_or_stale, profile_update, revoke_update, upsert_outbox_row,
+    versioned_writes, with_id,
 };
 use crate::MongoStore;
-use crate::codec::{
-    alert_doc, audit_doc, incident_doc, integration_doc, outbox_docs, service_doc, user_doc,
-};
+use crate::codec::{alert_doc, audit_doc, incident_doc, integration_doc, outbox_docs, user_doc};
 use crate::error::{err, is_duplicate, is_transient, is_unknown_commit};
 
 /// How many times a change is tried when its transaction keeps losing write
@@ -86,7 +83,20 @@ impl MongoStore {
                     return Err(Error::NotFound { entity: "user" });
                 }
             }
-            Some(UserWrite::UpdateProfile(_)) => todo!("issue 18, Mongo store: profile updates"),
+            Some(UserWrite::UpdateProfile(u)) => {
+                let done = self
+                    .users()
+                    .update_one(
+                        doc! { "_id": u.id.to_string() },
+                        doc! { "$set": profile_update(u) },
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(|e| duplicate(e, EMAIL_TAKEN))?;
+                if done.matched_count == 0 {
+                    return Err(Error::NotFound { entity: "user" });
+                }
+            }
             None => {}
         }
         match &change.incident {
@@ -144,8 +154,13 @@ impl MongoStore {
             }
             None => {}
         }
-        if let Some(w) = &change.service {
-            self.apply_service(s, w).await?;
+        // The service write (first of the versioned ones) in its place, the
+        // others after the alerts.
+        let (services, others): (Vec<_>, Vec<_>) = versioned_writes(change)
+            .into_iter()
+            .partition(|w| w.kind.coll == "services");
+        for w in &services {
+            self.apply_versioned(s, w).await?;
         }
         for w in &change.integrations {
             match w {
@@ -192,6 +207,9 @@ impl MongoStore {
                 }
             }
         }
+        for w in &others {
+            self.apply_versioned(s, w).await?;
+        }
         if !change.audit.is_empty() {
             self.audit()
                 .insert_many(change.audit.iter().map(audit_doc))
@@ -206,62 +224,47 @@ impl MongoStore {
         Ok(())
     }
 
-    /// A service write, inside `session`'s transaction.
-    async fn apply_service(&self, s: &mut ClientSession, w: &ServiceWrite) -> Result<()> {
-        let services = self.services();
-        match w {
-            ServiceWrite::Insert(v) => {
-                let id = v.id.to_string();
-                self.insert_in(
-                    s,
-                    &services,
-                    service_doc(v),
-                    &id,
-                    SERVICE_ID_TAKEN,
-                    SERVICE_NAME_TAKEN,
-                )
-                .await
+    /// A versioned entity's write, inside `session`'s transaction. Deleting
+    /// an escalation policy a service uses is a conflict (read in the
+    /// transaction, after the engine's own check).
+    async fn apply_versioned(&self, s: &mut ClientSession, w: &Versioned) -> Result<()> {
+        let k = w.kind;
+        let coll = self.db.collection::<Document>(k.coll);
+        let id = w.id.as_str();
+        let matched = match &w.op {
+            Op::Insert(d) => {
+                return self
+                    .insert_in(s, &coll, d.clone(), id, k.id_taken, k.index_taken)
+                    .await;
             }
-            ServiceWrite::Update {
-                service,
-                expected_version,
-            } => {
-                let id = service.id.to_string();
-                let done = services
-                    .replace_one(
-                        doc! { "_id": &id, "version": expected_version },
-                        service_doc(service),
-                    )
+            Op::Update { doc: d, expected } => {
+                coll.replace_one(doc! { "_id": id, "version": expected }, d.clone())
                     .session(&mut *s)
                     .await
                     .map_err(|e| {
                         if is_duplicate(&e) {
-                            Error::conflict(SERVICE_NAME_TAKEN)
+                            Error::conflict(k.index_taken)
                         } else {
                             err(e)
                         }
-                    })?;
-                if done.matched_count == 0 {
-                    return Err(self.missing_or_stale_in(s, &services, "service", &id).await);
-                }
-                Ok(())
+                    })?
+                    .matched_count
             }
-            ServiceWrite::Delete {
-                id,
-                expected_version,
-            } => {
-                let id = id.to_string();
-                let done = services
-                    .delete_one(doc! { "_id": &id, "version": expected_version })
+            Op::Delete { expected } => {
+                if w.deletes_policy() {
+                    self.policy_in_use(id, Some(&mut *s)).await?;
+                }
+                coll.delete_one(doc! { "_id": id, "version": expected })
                     .session(&mut *s)
                     .await
-                    .map_err(err)?;
-                if done.deleted_count == 0 {
-                    return Err(self.missing_or_stale_in(s, &services, "service", &id).await);
-                }
-                Ok(())
+                    .map_err(err)?
+                    .deleted_count
             }
+        };
+        if matched == 0 {
+            return Err(self.missing_or_stale_in(s, &coll, k.entity, id).await);
         }
+        Ok(())
     }
 
     /// Inserts `d` (id `id`) into `coll` in the transaction; a unique-index
