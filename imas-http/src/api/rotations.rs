@@ -89,7 +89,5 @@ pub(crate) async fn rotation_shifts(
     let id: RotationId = parse_path(&id)?;
     let start = required_instant("start", q.start.as_deref())?;
     let end = required_instant("end", q.end.as_deref())?;
-    Ok(Json(
-        s.engine.rotation_shifts(&who, id, start, end).await?,
-    ))
+    Ok(Json(s.engine.rotation_shifts(&who, id, start, end).await?))
 }

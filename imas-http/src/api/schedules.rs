@@ -12,8 +12,8 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imas_core::model::{
-    NewOverride, NewSchedule, OnCall, OnCallEverywhere, Override, OverrideId, Schedule,
-    ScheduleId, SchedulePatch, Shift,
+    NewOverride, NewSchedule, OnCall, OnCallEverywhere, Override, OverrideId, Schedule, ScheduleId,
+    SchedulePatch, Shift,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -135,9 +135,7 @@ pub(crate) async fn schedule_shifts(
     let id: ScheduleId = parse_path(&id)?;
     let start = required_instant("start", q.start.as_deref())?;
     let end = required_instant("end", q.end.as_deref())?;
-    Ok(Json(
-        s.engine.schedule_shifts(&who, id, start, end).await?,
-    ))
+    Ok(Json(s.engine.schedule_shifts(&who, id, start, end).await?))
 }
 
 #[utoipa::path(get, tag = "on-call", path = "/oncall", params(AtQuery), responses((status = 200, body = OnCallEverywhere, description = "every schedule with who is on call in it at `at`"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
