@@ -9,14 +9,16 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Alert, AlertFilter, AlertId, AlertStatus, AuditEntry, AuditFilter, AuditId, Cursor, Incident,
-    IncidentFilter, IncidentId, Integration, IntegrationId, Notification, NotificationId,
-    OutboxEntry, Page, PageRequest, Role, Service, ServiceId, Timestamp, User, UserId, plus,
+    Alert, AlertFilter, AlertId, AlertStatus, AuditEntry, AuditFilter, AuditId, Cursor,
+    EscalationPolicy, EscalationPolicyId, Incident, IncidentFilter, IncidentId, Integration,
+    IntegrationId, Notification, NotificationId, OutboxEntry, Page, PageRequest, Role, Rotation,
+    RotationId, Schedule, ScheduleId, Service, ServiceId, Timestamp, User, UserId, plus,
 };
 use crate::ports::{
-    AlertStore, AlertWrite, AuditStore, Change, ChangeStore, Generation, Generations,
-    IncidentStore, IncidentWrite, IntegrationStore, IntegrationWrite, NotificationStore,
-    OutboxStore, ServiceStore, ServiceWrite, UserStore, UserWrite,
+    AlertStore, AlertWrite, AuditStore, Change, ChangeStore, EscalationPolicyStore,
+    EscalationPolicyWrite, Generation, Generations, IncidentStore, IncidentWrite, IntegrationStore,
+    IntegrationWrite, NotificationStore, OutboxStore, RotationStore, RotationWrite, ScheduleStore,
+    ScheduleWrite, ServiceStore, ServiceWrite, UserStore, UserWrite,
 };
 
 use super::lock;
@@ -39,6 +41,112 @@ fn page_of<T>(mut items: impl Iterator<Item = (Cursor, T)>, limit: u32) -> Page<
     Page {
         items: out,
         next: None,
+    }
+}
+
+/// An entity kept by id with a version and a creation time: what the
+/// rotation, schedule and escalation-policy tables have in common.
+trait Versioned: Clone {
+    /// Its id as a UUID (the keyset tie-breaker).
+    type Id: Copy + Ord + std::hash::Hash + std::fmt::Display;
+    /// What `NotFound` names.
+    const ENTITY: &'static str;
+    fn id(&self) -> Self::Id;
+    fn uuid(id: Self::Id) -> uuid::Uuid;
+    fn created_at(&self) -> Timestamp;
+    fn version(&self) -> i64;
+}
+
+macro_rules! versioned {
+    ($ty:ty, $id:ty, $entity:literal) => {
+        impl Versioned for $ty {
+            type Id = $id;
+            const ENTITY: &'static str = $entity;
+            fn id(&self) -> $id {
+                self.id
+            }
+            fn uuid(id: $id) -> uuid::Uuid {
+                id.0
+            }
+            fn created_at(&self) -> Timestamp {
+                self.created_at
+            }
+            fn version(&self) -> i64 {
+                self.version
+            }
+        }
+    };
+}
+versioned!(Rotation, RotationId, "rotation");
+versioned!(Schedule, ScheduleId, "schedule");
+versioned!(EscalationPolicy, EscalationPolicyId, "escalation policy");
+
+/// A table of [`Versioned`] entities with its newest-first index.
+#[derive(Debug)]
+struct Table<T: Versioned> {
+    rows: HashMap<T::Id, T>,
+    by_created: BTreeSet<(Timestamp, T::Id)>,
+}
+
+impl<T: Versioned> Default for Table<T> {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::new(),
+            by_created: BTreeSet::new(),
+        }
+    }
+}
+
+impl<T: Versioned> Table<T> {
+    fn get(&self, id: T::Id) -> Option<T> {
+        self.rows.get(&id).cloned()
+    }
+
+    fn page(&self, page: PageRequest) -> Page<T> {
+        let items = self
+            .by_created
+            .iter()
+            .rev()
+            .filter(|(at, id)| page.cursor.is_none_or(|c| c.precedes(*at, T::uuid(*id))))
+            .filter_map(|(at, id)| {
+                self.rows
+                    .get(id)
+                    .map(|r| (Cursor::after(*at, T::uuid(*id)), r.clone()))
+            });
+        page_of(items, page.limit)
+    }
+
+    fn check_insert(&self, row: &T) -> Result<()> {
+        if self.rows.contains_key(&row.id()) {
+            return Err(Error::conflict(format!("{} id already exists", T::ENTITY)));
+        }
+        Ok(())
+    }
+
+    fn check_version(&self, id: T::Id, expected: i64) -> Result<()> {
+        match self.rows.get(&id) {
+            None => Err(Error::NotFound { entity: T::ENTITY }),
+            Some(cur) if cur.version() != expected => Err(Error::conflict(format!(
+                "{} {id} was modified concurrently (version {} now, {expected} expected); reload and retry",
+                T::ENTITY,
+                cur.version()
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn put(&mut self, row: T) {
+        if let Some(old) = self.rows.remove(&row.id()) {
+            self.by_created.remove(&(old.created_at(), old.id()));
+        }
+        self.by_created.insert((row.created_at(), row.id()));
+        self.rows.insert(row.id(), row);
+    }
+
+    fn delete(&mut self, id: T::Id) {
+        if let Some(old) = self.rows.remove(&id) {
+            self.by_created.remove(&(old.created_at(), old.id()));
+        }
     }
 }
 
@@ -82,6 +190,10 @@ struct Inner {
     alerts_by_started: BTreeSet<(Timestamp, AlertId)>,
     /// Open alerts by (service, dedup key): the unique index on open alerts.
     open_alerts: HashMap<(ServiceId, String), AlertId>,
+    users_by_created: BTreeSet<(Timestamp, UserId)>,
+    rotations: Table<Rotation>,
+    schedules: Table<Schedule>,
+    escalation_policies: Table<EscalationPolicy>,
 }
 
 /// The slot an incident takes in the unique index on open groups, if any.
@@ -371,6 +483,14 @@ impl Inner {
             Some(UserWrite::SetRole { id, .. }) if !self.users.contains_key(id) => {
                 return Err(Error::NotFound { entity: "user" });
             }
+            Some(UserWrite::UpdateProfile(u)) => {
+                if !self.users.contains_key(&u.id) {
+                    return Err(Error::NotFound { entity: "user" });
+                }
+                if self.emails.get(&u.email).is_some_and(|id| *id != u.id) {
+                    return Err(Error::conflict("email already registered"));
+                }
+            }
             _ => {}
         }
         match &change.incident {
@@ -391,6 +511,7 @@ impl Inner {
         self.validate_service(change)?;
         self.validate_integrations(change)?;
         self.validate_alerts(change)?;
+        self.validate_on_call(change)?;
         let mut ids = HashSet::new();
         for e in &change.audit {
             if self.audit_ids.contains(&e.id) || !ids.insert(e.id) {
@@ -403,11 +524,89 @@ impl Inner {
         Ok(())
     }
 
+    /// The rotation, schedule and escalation-policy writes of a change.
+    fn validate_on_call(&self, change: &Change) -> Result<()> {
+        match &change.rotation {
+            Some(RotationWrite::Insert(r)) => self.rotations.check_insert(r)?,
+            Some(RotationWrite::Update {
+                rotation,
+                expected_version,
+            }) => self
+                .rotations
+                .check_version(rotation.id, *expected_version)?,
+            Some(RotationWrite::Delete {
+                id,
+                expected_version,
+            }) => self.rotations.check_version(*id, *expected_version)?,
+            None => {}
+        }
+        match &change.schedule {
+            Some(ScheduleWrite::Insert(s)) => self.schedules.check_insert(s)?,
+            Some(ScheduleWrite::Update {
+                schedule,
+                expected_version,
+            }) => self
+                .schedules
+                .check_version(schedule.id, *expected_version)?,
+            Some(ScheduleWrite::Delete {
+                id,
+                expected_version,
+            }) => self.schedules.check_version(*id, *expected_version)?,
+            None => {}
+        }
+        match &change.escalation_policy {
+            Some(EscalationPolicyWrite::Insert(p)) => self.escalation_policies.check_insert(p)?,
+            Some(EscalationPolicyWrite::Update {
+                escalation_policy,
+                expected_version,
+            }) => self
+                .escalation_policies
+                .check_version(escalation_policy.id, *expected_version)?,
+            Some(EscalationPolicyWrite::Delete {
+                id,
+                expected_version,
+            }) => self
+                .escalation_policies
+                .check_version(*id, *expected_version)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn apply_on_call(
+        &mut self,
+        rotation: Option<RotationWrite>,
+        schedule: Option<ScheduleWrite>,
+        policy: Option<EscalationPolicyWrite>,
+    ) {
+        match rotation {
+            Some(RotationWrite::Insert(r)) => self.rotations.put(r),
+            Some(RotationWrite::Update { rotation, .. }) => self.rotations.put(rotation),
+            Some(RotationWrite::Delete { id, .. }) => self.rotations.delete(id),
+            None => {}
+        }
+        match schedule {
+            Some(ScheduleWrite::Insert(s)) => self.schedules.put(s),
+            Some(ScheduleWrite::Update { schedule, .. }) => self.schedules.put(schedule),
+            Some(ScheduleWrite::Delete { id, .. }) => self.schedules.delete(id),
+            None => {}
+        }
+        match policy {
+            Some(EscalationPolicyWrite::Insert(p)) => self.escalation_policies.put(p),
+            Some(EscalationPolicyWrite::Update {
+                escalation_policy, ..
+            }) => self.escalation_policies.put(escalation_policy),
+            Some(EscalationPolicyWrite::Delete { id, .. }) => self.escalation_policies.delete(id),
+            None => {}
+        }
+    }
+
     fn apply(&mut self, change: Change) {
         match change.user {
             Some(UserWrite::Insert(u)) => {
                 self.usernames.insert(u.username.clone(), u.id);
                 self.emails.insert(u.email.clone(), u.id);
+                self.users_by_created.insert((u.created_at, u.id));
                 self.users.insert(u.id, u);
             }
             Some(UserWrite::SetRole { id, role }) => {
@@ -415,7 +614,18 @@ impl Inner {
                     u.role = role;
                 }
             }
-            Some(UserWrite::UpdateProfile(_)) => todo!("memory store: profile updates (issue 18)"),
+            Some(UserWrite::UpdateProfile(new)) => {
+                if let Some(u) = self.users.get_mut(&new.id) {
+                    if u.email != new.email {
+                        self.emails.remove(&u.email);
+                        self.emails.insert(new.email.clone(), u.id);
+                    }
+                    u.name = new.name;
+                    u.email = new.email;
+                    u.time_zone = new.time_zone;
+                    u.password_hash = new.password_hash;
+                }
+            }
             None => {}
         }
         match change.incident {
@@ -436,6 +646,7 @@ impl Inner {
         if let Some(write) = change.service {
             self.apply_service(write);
         }
+        self.apply_on_call(change.rotation, change.schedule, change.escalation_policy);
         for write in change.integrations {
             self.apply_integration(write);
         }
@@ -490,8 +701,19 @@ impl UserStore for MemoryStore {
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        let _ = page;
-        todo!("memory store: list users (issue 18)")
+        let inner = lock(&self.inner);
+        let items = inner
+            .users_by_created
+            .iter()
+            .rev()
+            .filter(|(at, id)| page.cursor.is_none_or(|c| c.precedes(*at, id.0)))
+            .filter_map(|(at, id)| {
+                inner
+                    .users
+                    .get(id)
+                    .map(|u| (Cursor::after(*at, id.0), u.clone()))
+            });
+        Ok(page_of(items, page.limit))
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
@@ -867,49 +1089,37 @@ impl AlertStore for MemoryStore {
 }
 
 #[async_trait]
-impl crate::ports::RotationStore for MemoryStore {
-    async fn get_rotation(
-        &self,
-        id: crate::model::RotationId,
-    ) -> Result<Option<crate::model::Rotation>> {
-        let _ = id;
-        todo!("memory store: rotations (issue 18)")
+impl RotationStore for MemoryStore {
+    async fn get_rotation(&self, id: RotationId) -> Result<Option<Rotation>> {
+        Ok(lock(&self.inner).rotations.get(id))
     }
-    async fn list_rotations(&self, page: PageRequest) -> Result<Page<crate::model::Rotation>> {
-        let _ = page;
-        todo!("memory store: rotations (issue 18)")
+
+    async fn list_rotations(&self, page: PageRequest) -> Result<Page<Rotation>> {
+        Ok(lock(&self.inner).rotations.page(page))
     }
 }
 
 #[async_trait]
-impl crate::ports::ScheduleStore for MemoryStore {
-    async fn get_schedule(
-        &self,
-        id: crate::model::ScheduleId,
-    ) -> Result<Option<crate::model::Schedule>> {
-        let _ = id;
-        todo!("memory store: schedules (issue 18)")
+impl ScheduleStore for MemoryStore {
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>> {
+        Ok(lock(&self.inner).schedules.get(id))
     }
-    async fn list_schedules(&self, page: PageRequest) -> Result<Page<crate::model::Schedule>> {
-        let _ = page;
-        todo!("memory store: schedules (issue 18)")
+
+    async fn list_schedules(&self, page: PageRequest) -> Result<Page<Schedule>> {
+        Ok(lock(&self.inner).schedules.page(page))
     }
 }
 
 #[async_trait]
-impl crate::ports::EscalationPolicyStore for MemoryStore {
+impl EscalationPolicyStore for MemoryStore {
     async fn get_escalation_policy(
         &self,
-        id: crate::model::EscalationPolicyId,
-    ) -> Result<Option<crate::model::EscalationPolicy>> {
-        let _ = id;
-        todo!("memory store: escalation policies (issue 18)")
+        id: EscalationPolicyId,
+    ) -> Result<Option<EscalationPolicy>> {
+        Ok(lock(&self.inner).escalation_policies.get(id))
     }
-    async fn list_escalation_policies(
-        &self,
-        page: PageRequest,
-    ) -> Result<Page<crate::model::EscalationPolicy>> {
-        let _ = page;
-        todo!("memory store: escalation policies (issue 18)")
+
+    async fn list_escalation_policies(&self, page: PageRequest) -> Result<Page<EscalationPolicy>> {
+        Ok(lock(&self.inner).escalation_policies.page(page))
     }
 }
