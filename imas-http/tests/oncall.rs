@@ -959,7 +959,7 @@ async fn bad_input_is_a_400_naming_the_field_and_changes_nothing() {
         (
             "/escalation-policies",
             json!({ "name": "bad", "steps": [{ "delayMinutes": 5, "targets": [{ "type": "team" }] }] }),
-            "steps[0].targets[0]",
+            "steps[0].targets[0].type",
         ),
     ] {
         let a = srv.post(path, &srv.admin, body.clone()).await;
