@@ -10,7 +10,10 @@
 //! (spring forward) happens at the next valid instant; at a time that exists
 //! twice (fall back), at the first.
 
-use chrono::{DateTime, Utc};
+use chrono::{
+    DateTime, Datelike, LocalResult, Months, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone,
+    Timelike, Utc,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -93,31 +96,242 @@ pub struct Shift {
 
 impl Rotation {
     /// The instant of handoff `k` (`k = 0` is `start`; negative `k` go back).
+    /// Saturates at the representable range for absurd `k`.
     pub fn handoff(&self, k: i64) -> Timestamp {
-        let _ = k;
-        todo!("handoff math (issue 18 part 1)")
+        let s = local_of(self.start, self.time_zone);
+        self.instant(s, k).unwrap_or(if k < 0 {
+            Timestamp::MIN_UTC
+        } else {
+            Timestamp::MAX_UTC
+        })
     }
 
     /// The shift holding `t`: its index `k` (participant `k mod n`), start and
-    /// end. Defined for every `t`, before `start` too.
+    /// end. Defined for every `t`, before `start` too. Never a shift of zero
+    /// length: `start <= t < end` (`end` is `Timestamp::MAX_UTC` past the
+    /// representable range).
     pub fn shift_index_at(&self, t: Timestamp) -> (i64, Timestamp, Timestamp) {
-        let _ = t;
-        todo!("handoff math (issue 18 part 1)")
+        let s = local_of(self.start, self.time_zone);
+        let tl = local_of(t, self.time_zone);
+        // The naive estimate: the last handoff whose wall-clock time is at or
+        // before t's (exact for hours, days and weeks; months corrected below).
+        let mut k = self.estimate(s, tl);
+        while self.naive(s, k).is_some_and(|n| n > tl) {
+            k -= 1;
+        }
+        while self.naive(s, k + 1).is_some_and(|n| n <= tl) {
+            k += 1;
+        }
+        // Instants: the wall-clock order is the instant order except in a
+        // fold (t in the repeated hour, later handoffs mapped to the first
+        // pass) and a gap (handoffs inside it collapse on its end): a step or
+        // two, rarely more, fix it. `None` is past the representable range.
+        let after = |k| self.instant(s, k).unwrap_or(Timestamp::MAX_UTC);
+        let mut end = after(k + 1);
+        while end <= t && end != Timestamp::MAX_UTC {
+            k += 1;
+            end = after(k + 1);
+        }
+        let mut begin = self.instant(s, k).unwrap_or(Timestamp::MIN_UTC);
+        while begin > t {
+            k -= 1;
+            end = begin;
+            begin = self.instant(s, k).unwrap_or(Timestamp::MIN_UTC);
+        }
+        (k, begin, end)
     }
 
     /// Who is on call at `t`; `None` when there are no participants.
     pub fn on_call_at(&self, t: Timestamp) -> Option<UserId> {
-        let _ = t;
-        todo!("handoff math (issue 18 part 1)")
+        if self.participants.is_empty() {
+            return None;
+        }
+        let (k, _, _) = self.shift_index_at(t);
+        Some(self.participant(k))
     }
 
     /// The shifts overlapping `[start, end)`, in order, cut to the range (with
     /// `truncated` set where cut); consecutive shifts of the same user are not
     /// merged. Empty when there are no participants or `end <= start`.
     pub fn shifts(&self, start: Timestamp, end: Timestamp) -> Vec<Shift> {
-        let _ = (start, end);
-        todo!("handoff math (issue 18 part 1)")
+        let mut out = Vec::new();
+        if self.participants.is_empty() || end <= start {
+            return out;
+        }
+        let s = local_of(self.start, self.time_zone);
+        let (mut k, mut from, mut until) = self.shift_index_at(start);
+        loop {
+            out.push(Shift {
+                user_id: self.participant(k),
+                start: from.max(start),
+                end: until.min(end),
+                truncated: from < start || until > end,
+            });
+            if until >= end {
+                return out;
+            }
+            // The next shift of non-zero length.
+            from = until;
+            loop {
+                k += 1;
+                until = self.instant(s, k + 1).unwrap_or(Timestamp::MAX_UTC);
+                if until > from {
+                    break;
+                }
+            }
+        }
     }
+
+    /// The participant of shift `k` (participants not empty).
+    fn participant(&self, k: i64) -> UserId {
+        let n = self.participants.len() as i64;
+        self.participants[k.rem_euclid(n) as usize]
+    }
+
+    /// The shift length in seconds for hourly, daily and weekly rotations;
+    /// `None` for monthly ones.
+    fn fixed_len_secs(&self) -> Option<i64> {
+        let len = i64::from(self.shift_length.max(1));
+        match self.kind {
+            RotationType::Hourly => Some(len * 3_600),
+            RotationType::Daily => Some(len * 86_400),
+            RotationType::Weekly => Some(len * 7 * 86_400),
+            RotationType::Monthly => None,
+        }
+    }
+
+    /// A guess at the index of the shift whose wall-clock start is the last at
+    /// or before `tl` (`s` is `start`'s wall clock), off by at most one or two.
+    fn estimate(&self, s: NaiveDateTime, tl: NaiveDateTime) -> i64 {
+        match self.fixed_len_secs() {
+            Some(len) => tl.signed_duration_since(s).num_seconds().div_euclid(len),
+            None => {
+                let months = (i64::from(tl.year()) - i64::from(s.year())) * 12
+                    + i64::from(tl.month())
+                    - i64::from(s.month());
+                months.div_euclid(i64::from(self.shift_length.max(1)))
+            }
+        }
+    }
+
+    /// The wall-clock time of handoff `k` (`s` is `start`'s wall clock);
+    /// `None` past the representable range.
+    fn naive(&self, s: NaiveDateTime, k: i64) -> Option<NaiveDateTime> {
+        match self.fixed_len_secs() {
+            Some(len) => {
+                let secs = k.checked_mul(len)?;
+                s.checked_add_signed(TimeDelta::try_seconds(secs)?)
+            }
+            None => {
+                let months = k.checked_mul(i64::from(self.shift_length.max(1)))?;
+                add_months(s, months)
+            }
+        }
+    }
+
+    /// The instant of handoff `k`; `None` past the representable range.
+    fn instant(&self, s: NaiveDateTime, k: i64) -> Option<Timestamp> {
+        resolve_local(self.time_zone, self.naive(s, k)?)
+    }
+}
+
+/// `n` plus `months` calendar months, the day clamped to the month's last
+/// (31 January + 1 month = 28 or 29 February); the time of day kept.
+fn add_months(n: NaiveDateTime, months: i64) -> Option<NaiveDateTime> {
+    let m0 = i64::from(n.year())
+        .checked_mul(12)?
+        .checked_add(i64::from(n.month0()))?
+        .checked_add(months)?;
+    let year = i32::try_from(m0.div_euclid(12)).ok()?;
+    let month = m0.rem_euclid(12) as u32 + 1;
+    let first = NaiveDate::from_ymd_opt(year, month, 1)?;
+    let last = days_in_month(first)?;
+    let date = first.with_day(n.day().min(last))?;
+    Some(date.and_time(n.time()))
+}
+
+/// The number of days of the month `first` (its first day) is in.
+fn days_in_month(first: NaiveDate) -> Option<u32> {
+    let next = first.checked_add_months(Months::new(1))?;
+    Some(next.signed_duration_since(first).num_days() as u32)
+}
+
+/// The wall-clock date-time of `t` in `tz` (saturating at the representable
+/// range).
+pub(crate) fn local_of(t: Timestamp, tz: Tz) -> NaiveDateTime {
+    let utc = t.naive_utc();
+    let off = tz.offset_from_utc_datetime(&utc).fix();
+    utc.checked_add_offset(off)
+        .unwrap_or(if off.local_minus_utc() < 0 {
+            NaiveDateTime::MIN
+        } else {
+            NaiveDateTime::MAX
+        })
+}
+
+/// The offset of `tz` at `t`, in seconds east of UTC.
+pub(crate) fn offset_secs(t: Timestamp, tz: Tz) -> i32 {
+    tz.offset_from_utc_datetime(&t.naive_utc())
+        .fix()
+        .local_minus_utc()
+}
+
+/// The instant a wall-clock date-time `n` of `tz` names: the earlier of two in
+/// a fold (fall back), the first valid instant after the gap for one that does
+/// not exist (spring forward). `None` past the representable range.
+pub(crate) fn resolve_local(tz: Tz, n: NaiveDateTime) -> Option<Timestamp> {
+    let utc = |n: NaiveDateTime, o: &<Tz as TimeZone>::Offset| {
+        n.checked_sub_offset(o.fix()).map(|u| u.and_utc())
+    };
+    match tz.offset_from_local_datetime(&n) {
+        LocalResult::Single(o) => utc(n, &o),
+        LocalResult::Ambiguous(a, b) => match (utc(n, &a), utc(n, &b)) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        },
+        LocalResult::None => gap_end(tz, n),
+    }
+}
+
+/// The first valid instant after the gap holding the wall-clock time `n`:
+/// where the offset changes (chrono-tz's `GapInfo`); when that is not single
+/// (a gap ending in a fold, or the table's edge), the first wall-clock second
+/// after `n` that exists, by doubling steps then halving (gaps are at most a
+/// day or so; the search gives up after about 64 days).
+fn gap_end(tz: Tz, n: NaiveDateTime) -> Option<Timestamp> {
+    if let Some(end) = chrono_tz::GapInfo::new(&n, &tz).and_then(|g| g.end) {
+        return Some(end.with_timezone(&Utc));
+    }
+    let exists = |d: i64| -> Option<bool> {
+        let m = n.checked_add_signed(TimeDelta::try_seconds(d)?)?;
+        Some(!matches!(
+            tz.offset_from_local_datetime(&m),
+            LocalResult::None
+        ))
+    };
+    let (mut lo, mut hi) = (0i64, 1i64);
+    while !exists(hi)? {
+        lo = hi;
+        hi *= 2;
+        if hi > 64 * 86_400 {
+            return None;
+        }
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if exists(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let m = n
+        .checked_add_signed(TimeDelta::try_seconds(hi)?)?
+        .with_nanosecond(0)?;
+    if matches!(tz.offset_from_local_datetime(&m), LocalResult::None) {
+        return None;
+    }
+    resolve_local(tz, m)
 }
 
 /// What `POST /rotations` takes.

@@ -8,10 +8,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::rotation::{local_of, offset_secs};
 use super::{OverrideId, Rotation, RotationId, ScheduleId, Shift, Timestamp, UserId};
 use crate::error::{Error, Result};
 
@@ -294,8 +295,44 @@ impl Schedule {
     /// rotations the rules name; a rule naming a rotation not in it puts nobody
     /// on call.
     pub fn on_call_at(&self, t: Timestamp, rotations: &[Rotation]) -> Vec<UserId> {
-        let _ = (t, rotations);
-        todo!("on-call math (issue 18 part 1)")
+        let now = WallClock::of(local_of(t, self.time_zone));
+        let mut users = Vec::new();
+        // Each rotation once per call, however many rules name it.
+        let mut memo: [Option<(RotationId, Option<UserId>)>; 4] = [None; 4];
+        for rule in &self.rules {
+            if !now.in_rule(rule) {
+                continue;
+            }
+            let user = match rule.target {
+                RuleTarget::User { id } => Some(id),
+                RuleTarget::Rotation { id } => {
+                    match memo.iter().flatten().find(|(r, _)| *r == id) {
+                        Some((_, u)) => *u,
+                        None => {
+                            let u = rotations
+                                .iter()
+                                .find(|r| r.id == id)
+                                .and_then(|r| r.on_call_at(t));
+                            if let Some(slot) = memo.iter_mut().find(|m| m.is_none()) {
+                                *slot = Some((id, u));
+                            }
+                            u
+                        }
+                    }
+                }
+            };
+            if let Some(u) = user
+                && !users.contains(&u)
+            {
+                users.push(u);
+            }
+        }
+        for o in &self.overrides {
+            if o.start <= t && t < o.end {
+                apply_override(&mut users, o);
+            }
+        }
+        users
     }
 
     /// Each user's stretches on call overlapping `[start, end)`, cut to the
@@ -303,9 +340,284 @@ impl Schedule {
     /// instant of the range, the users whose shifts hold it are exactly
     /// [`Schedule::on_call_at`] of it. Consecutive stretches of one user are
     /// merged.
+    ///
+    /// How: the answer can change only at a rotation's handoff, an override's
+    /// start or end, a change of the zone's offset, or a wall-clock time where
+    /// a rule starts or ends or a day begins; the set is evaluated once at
+    /// each such instant of the range (with the rotations' shifts over the
+    /// range computed once, and the zone's offset known per stretch between
+    /// offset changes), and stretches are opened and closed between them.
     pub fn shifts(&self, start: Timestamp, end: Timestamp, rotations: &[Rotation]) -> Vec<Shift> {
-        let _ = (start, end, rotations);
-        todo!("on-call math (issue 18 part 1)")
+        let mut out = Vec::new();
+        if end <= start {
+            return out;
+        }
+        // The rotations' shifts over the range, a cursor into each.
+        let timelines: Vec<(RotationId, Vec<Shift>)> = self
+            .rotation_ids()
+            .into_iter()
+            .map(|id| {
+                let shifts = rotations
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.shifts(start, end))
+                    .unwrap_or_default();
+                (id, shifts)
+            })
+            .collect();
+        let mut cursors = vec![0usize; timelines.len()];
+        // The overrides that matter in the range.
+        let overrides: Vec<&Override> = self
+            .overrides
+            .iter()
+            .filter(|o| o.start < end && o.end > start)
+            .collect();
+        // The zone's offset changes in the range: (from, offset seconds).
+        let segments = offset_segments(self.time_zone, start, end);
+        // The instants where the answer may change.
+        let mut points: Vec<Timestamp> = Vec::with_capacity(256);
+        points.push(start);
+        for (_, shifts) in &timelines {
+            points.extend(shifts.iter().skip(1).map(|s| s.start));
+        }
+        for o in &overrides {
+            points.push(o.start);
+            points.push(o.end);
+        }
+        let mut minutes: Vec<u32> = vec![0];
+        for r in &self.rules {
+            minutes.push(r.start.minutes());
+            minutes.push(r.end.minutes());
+        }
+        minutes.sort_unstable();
+        minutes.dedup();
+        for (i, &(from, off)) in segments.iter().enumerate() {
+            let until = segments.get(i + 1).map_or(end, |s| s.0);
+            points.push(from);
+            wall_clock_points(from, until, off, &minutes, &mut points);
+        }
+        points.retain(|p| start <= *p && *p < end);
+        points.sort_unstable();
+        points.dedup();
+
+        // Sweep: `open` holds (user, since, truncated at the start).
+        let before: Vec<UserId> = match start.checked_sub_signed(TimeDelta::nanoseconds(1)) {
+            Some(b) => self.on_call_at(b, rotations),
+            None => Vec::new(),
+        };
+        let mut open: Vec<(UserId, Timestamp, bool)> = Vec::new();
+        let mut now: Vec<UserId> = Vec::new();
+        let mut seg = 0usize;
+        for &p in &points {
+            while seg + 1 < segments.len() && segments[seg + 1].0 <= p {
+                seg += 1;
+            }
+            let wall = WallClock::of(shift_naive(p, segments[seg].1));
+            now.clear();
+            for rule in &self.rules {
+                if !wall.in_rule(rule) {
+                    continue;
+                }
+                let user = match rule.target {
+                    RuleTarget::User { id } => Some(id),
+                    RuleTarget::Rotation { id } => {
+                        let i = timelines.iter().position(|(r, _)| *r == id);
+                        i.and_then(|i| {
+                            let shifts = &timelines[i].1;
+                            let c = &mut cursors[i];
+                            while *c < shifts.len() && shifts[*c].end <= p {
+                                *c += 1;
+                            }
+                            shifts.get(*c).filter(|s| s.start <= p).map(|s| s.user_id)
+                        })
+                    }
+                };
+                if let Some(u) = user
+                    && !now.contains(&u)
+                {
+                    now.push(u);
+                }
+            }
+            for o in &overrides {
+                if o.start <= p && p < o.end {
+                    apply_override(&mut now, o);
+                }
+            }
+            // Close the stretches of those no longer on call, open the new.
+            open.retain(|&(u, since, truncated)| {
+                if now.contains(&u) {
+                    return true;
+                }
+                out.push(Shift {
+                    user_id: u,
+                    start: since,
+                    end: p,
+                    truncated,
+                });
+                false
+            });
+            for &u in &now {
+                if !open.iter().any(|(o, _, _)| *o == u) {
+                    open.push((u, p, p == start && before.contains(&u)));
+                }
+            }
+        }
+        if !open.is_empty() {
+            let after = self.on_call_at(end, rotations);
+            for (u, since, truncated) in open {
+                out.push(Shift {
+                    user_id: u,
+                    start: since,
+                    end,
+                    truncated: truncated || after.contains(&u),
+                });
+            }
+        }
+        out.sort_unstable_by(|a, b| (a.start, a.user_id).cmp(&(b.start, b.user_id)));
+        out
+    }
+}
+
+/// Applies an override active at the instant to the users on call then:
+/// remove drops the removed user; replace puts the added user in the removed
+/// one's place (dropping him only, when the added user is on call already);
+/// add appends the added user. A remove or replace whose user is not on call
+/// does nothing; nobody appears twice.
+fn apply_override(users: &mut Vec<UserId>, o: &Override) {
+    match (o.remove_user_id, o.add_user_id) {
+        (Some(gone), added) => {
+            let Some(i) = users.iter().position(|u| *u == gone) else {
+                return;
+            };
+            match added {
+                Some(a) if a != gone && !users.contains(&a) => users[i] = a,
+                Some(a) if a == gone => {}
+                _ => {
+                    users.remove(i);
+                }
+            }
+        }
+        (None, Some(a)) => {
+            if !users.contains(&a) {
+                users.push(a);
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// A wall-clock instant as the rules read it: the weekday, the day before's
+/// and the minute of the day.
+#[derive(Clone, Copy)]
+struct WallClock {
+    today: Weekday,
+    yesterday: Weekday,
+    minute: u32,
+}
+
+impl WallClock {
+    fn of(n: NaiveDateTime) -> Self {
+        let d = n.weekday();
+        Self {
+            today: d.into(),
+            yesterday: d.pred().into(),
+            minute: n.hour() * 60 + n.minute(),
+        }
+    }
+
+    /// Whether `rule` is active now: all day on its weekdays (`start ==
+    /// end`), from start to end on them (`start < end`), or from start to
+    /// midnight on them and from midnight to end on the day after (`start >
+    /// end`).
+    fn in_rule(self, rule: &ScheduleRule) -> bool {
+        let (s, e) = (rule.start.minutes(), rule.end.minutes());
+        let days = rule.weekdays;
+        if s == e {
+            days.contains(self.today)
+        } else if s < e {
+            days.contains(self.today) && s <= self.minute && self.minute < e
+        } else {
+            (days.contains(self.today) && self.minute >= s)
+                || (days.contains(self.yesterday) && self.minute < e)
+        }
+    }
+}
+
+/// `t`'s wall clock at a fixed offset (saturating at the representable range).
+fn shift_naive(t: Timestamp, off: i32) -> NaiveDateTime {
+    let utc = t.naive_utc();
+    chrono::FixedOffset::east_opt(off)
+        .and_then(|o| utc.checked_add_offset(o))
+        .unwrap_or(utc)
+}
+
+/// The stretches of `[start, end)` with one offset of `tz`: each stretch's
+/// first instant and its offset (seconds east), the first at `start`. The
+/// offset is probed every 6 hours and a change found to the second by halving
+/// (zones change offset at whole seconds, months apart).
+fn offset_segments(tz: Tz, start: Timestamp, end: Timestamp) -> Vec<(Timestamp, i32)> {
+    const PROBE: i64 = 6 * 3_600;
+    let off = |s: i64| chrono::DateTime::from_timestamp(s, 0).map(|t| offset_secs(t, tz));
+    let mut segs = vec![(start, offset_secs(start, tz))];
+    let last = end.timestamp() + 1;
+    let mut at = start.timestamp();
+    let mut cur = segs[0].1;
+    while at < last {
+        let probe = (at + PROBE).min(last);
+        let Some(o) = off(probe) else { break };
+        if o == cur {
+            at = probe;
+            continue;
+        }
+        // The first second in (at, probe] with another offset.
+        let (mut lo, mut hi) = (at, probe);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if off(mid) == Some(cur) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let Some(t) = chrono::DateTime::from_timestamp(hi, 0) else {
+            break;
+        };
+        cur = off(hi).unwrap_or(cur);
+        if t > start && t < end {
+            segs.push((t, cur));
+        }
+        at = hi;
+    }
+    segs
+}
+
+/// Pushes the instants of `[from, until)` (a stretch of offset `off`) whose
+/// wall clock is one of `minutes` (minutes of the day) on some day.
+fn wall_clock_points(
+    from: Timestamp,
+    until: Timestamp,
+    off: i32,
+    minutes: &[u32],
+    points: &mut Vec<Timestamp>,
+) {
+    let delta = TimeDelta::seconds(i64::from(off));
+    let (lo, hi) = (shift_naive(from, off), shift_naive(until, off));
+    let mut day = lo.date();
+    while day <= hi.date() {
+        let midnight = day.and_time(chrono::NaiveTime::MIN);
+        for &m in minutes {
+            let wall = midnight + TimeDelta::minutes(i64::from(m));
+            if wall > lo
+                && wall < hi
+                && let Some(t) = wall.checked_sub_signed(delta)
+            {
+                points.push(t.and_utc());
+            }
+        }
+        match day.succ_opt() {
+            Some(d) => day = d,
+            None => break,
+        }
     }
 }
 
