@@ -24,11 +24,16 @@
 
 pub mod alerts;
 pub mod cancel;
+pub mod escalation_policies;
 pub mod fault;
 pub mod integrations;
 pub mod queue;
+pub mod rotations;
+pub mod schedules;
 pub mod services;
 pub mod store;
+pub mod users;
+mod versioned;
 
 /// The URL of a service a test needs, from the environment variable `var`.
 ///
@@ -151,6 +156,29 @@ macro_rules! __store_conformance_tests {
             alert_filters_and_paging,
             incident_group_key_unique,
         );
+        $crate::__conformance_tests!(users, $factory;
+            users_keep_time_zone,
+            users_listed_newest_first,
+            profile_updates,
+        );
+        $crate::__conformance_tests!(rotations, $factory;
+            rotations_crud,
+            rotations_round_trip,
+            rotations_paging,
+        );
+        $crate::__conformance_tests!(schedules, $factory;
+            schedules_crud,
+            schedules_round_trip,
+            schedules_paging,
+        );
+        $crate::__conformance_tests!(escalation_policies, $factory;
+            escalation_policies_crud,
+            escalation_policies_round_trip,
+            escalation_policies_paging,
+            services_keep_policy_and_ack_timeout,
+            incidents_keep_policy_state,
+            on_call_change_is_atomic,
+        );
     };
 }
 
@@ -207,7 +235,8 @@ macro_rules! __conformance_tests {
             }
         )+
     };
-    // Any other suite module over `&dyn Store` (services, integrations, alerts).
+    // Any other suite module over `&dyn Store` (services, integrations, alerts,
+    // users, rotations, schedules, escalation_policies).
     ($suite:ident, $factory:path; $($name:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
