@@ -792,6 +792,29 @@ async fn policies_are_managed_and_a_used_one_cannot_be_deleted() {
         incident.get("escalationStep").is_none(),
         "internal: {incident}"
     );
+    // It takes the service's policy and is due at once; acknowledging it
+    // stops the stepping and starts the service's acknowledgement timeout.
+    assert_eq!(incident["escalationPolicyId"], policy["id"], "{incident}");
+    assert_eq!(
+        incident["nextEscalationAt"], incident["createdAt"],
+        "{incident}"
+    );
+    assert_eq!(incident["ackExpiresAt"], Value::Null, "{incident}");
+    let acked = srv
+        .call(
+            Method::PUT,
+            &format!("/incidents/{}", id(&incident)),
+            Some(&srv.admin),
+            Some(json!({ "status": "acknowledged" })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(acked["nextEscalationAt"], Value::Null, "{acked}");
+    assert_eq!(
+        t(acked["ackExpiresAt"].as_str().expect("ackExpiresAt")),
+        t(NOW) + chrono::Duration::seconds(300),
+        "{acked}"
+    );
     // PATCH null clears; then the policy can go.
     let service_path = format!("/services/{}", id(&service));
     let cleared = srv
