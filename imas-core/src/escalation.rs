@@ -1,6 +1,8 @@
 //! Escalation policies and the SLA step schedule: which automatic step (missed
-//! response, at-risk warning, breach, next escalation level) an incident is due
-//! for, and when. Pure functions; the engine applies the steps.
+//! response, at-risk warning, breach, next escalation level, the next step of
+//! the incident's escalation policy, an expired acknowledgement) an incident is
+//! due for, and when; and what a status change does to the policy stepping and
+//! the acknowledgement timeout. Pure functions; the engine applies the steps.
 
 use std::time::Duration;
 
@@ -168,13 +170,25 @@ pub enum Step {
     AtRisk,
     /// The resolution deadline was reached (and level 1 when its delay is zero).
     Breach,
-    /// Automatic escalation to this level.
+    /// Automatic escalation to this level (SLA-driven: incidents without an
+    /// escalation policy).
     Escalate(u32),
+    /// The step of the incident's escalation policy at position
+    /// `escalation_step` (due at `next_escalation_at`, while `open`).
+    PolicyStep,
+    /// The acknowledgement expired (`ack_expires_at`, while `acknowledged` or
+    /// `in-progress`): the incident is open again.
+    AckExpired,
 }
 
 /// The earliest pending step of an incident and when it is due. Resolved and
 /// closed incidents have none; on hold, only escalation of an already breached
-/// incident could be pending, and acknowledging stops that too.
+/// incident could be pending, and acknowledging stops that too. An incident
+/// with an escalation policy steps through it (`PolicyStep` while `open`)
+/// instead of the SLA levels (`Escalate`); an acknowledged or in-progress one
+/// whose acknowledgement has a timeout waits for `AckExpired`. The missed
+/// response is about the first response: once acknowledged, an incident that
+/// is open again (its acknowledgement expired) does not miss it.
 pub fn next_step(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<(Step, Timestamp)> {
     if i.status.is_done() {
         return None;
@@ -185,7 +199,7 @@ pub fn next_step(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<(
             best = Some((step, at));
         }
     };
-    if i.status == Status::Open && i.response_breached_at.is_none() {
+    if i.status == Status::Open && i.response_breached_at.is_none() && i.acknowledged_at.is_none() {
         consider(Step::ResponseBreach, i.response_deadline);
     }
     let running = i.status != Status::OnHold;
@@ -195,7 +209,7 @@ pub fn next_step(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<(
         }
         consider(Step::Breach, i.sla_deadline);
     }
-    if i.sla_breached {
+    if i.sla_breached && i.escalation_policy_id.is_none() {
         let anchor = if i.escalation_level == 0 {
             i.breached_at
         } else {
@@ -210,9 +224,54 @@ pub fn next_step(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<(
             }
         }
     }
-    // Ties: the order above (response, at-risk, breach) is kept because only a
-    // strictly earlier instant replaces the current best.
+    if i.status == Status::Open
+        && let Some(at) = i.next_escalation_at
+    {
+        consider(Step::PolicyStep, at);
+    }
+    if matches!(i.status, Status::Acknowledged | Status::InProgress)
+        && let Some(at) = i.ack_expires_at
+    {
+        consider(Step::AckExpired, at);
+    }
+    // Ties: the order above (response, at-risk, breach, policy step, expired
+    // acknowledgement) is kept because only a strictly earlier instant
+    // replaces the current best.
     best
+}
+
+/// What a status change from `from` to `incident.status` does to the policy
+/// stepping and the acknowledgement timeout (SPEC §5): leaving `open` stops
+/// the policy (no step pending); entering `acknowledged` or `in-progress` from
+/// `open` or `on-hold` starts the acknowledgement timeout `ack_timeout` (the
+/// service's, `None`: none), `acknowledged -> in-progress` keeps it; entering
+/// `on-hold`, `resolved` or `closed` clears it. Call it after
+/// [`crate::lifecycle::transition`].
+pub fn after_transition(
+    incident: &mut Incident,
+    from: Status,
+    ack_timeout: Option<Duration>,
+    now: Timestamp,
+) {
+    let to = incident.status;
+    if from == to {
+        return;
+    }
+    if from == Status::Open {
+        incident.next_escalation_at = None;
+    }
+    if starts_ack_timeout(from, to) {
+        incident.ack_expires_at = ack_timeout.map(|d| crate::model::plus(now, d));
+    } else if matches!(to, Status::OnHold | Status::Resolved | Status::Closed) {
+        incident.ack_expires_at = None;
+    }
+}
+
+/// Whether a status change from `from` to `to` starts an acknowledgement
+/// timeout (so the engine needs the service's `ackTimeoutSeconds`).
+pub fn starts_ack_timeout(from: Status, to: Status) -> bool {
+    matches!(to, Status::Acknowledged | Status::InProgress)
+        && matches!(from, Status::Open | Status::OnHold)
 }
 
 /// `next_step`'s due instant, what stores index as `next_due_at`.

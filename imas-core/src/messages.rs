@@ -213,6 +213,119 @@ pub(crate) fn escalated_unacknowledged(title: &str, level: u32) -> String {
     )
 }
 
+// ----- escalation policies (stepping) -------------------------------------------
+
+/// How position `n` (0-based, repeats counted) of a run through a policy of
+/// `steps` steps reads: `step 2 of escalation policy "Primary"`, and which
+/// repeat when the steps run again.
+fn policy_step(policy: &str, n: u32, steps: usize) -> String {
+    let steps = u32::try_from(steps.max(1)).unwrap_or(u32::MAX);
+    let (step, repeat) = (n % steps + 1, n / steps);
+    let name = quoted(policy);
+    match repeat {
+        0 => format!("step {step} of escalation policy {name}"),
+        r => format!("step {step} of escalation policy {name} (repeat {r})"),
+    }
+}
+
+/// `1 user`, `3 users`.
+fn users(n: usize) -> String {
+    match n {
+        1 => "1 user".to_string(),
+        n => format!("{n} users"),
+    }
+}
+
+/// Audit: a step of an incident's escalation policy paged somebody.
+pub(crate) fn policy_step_paged(
+    title: &str,
+    policy: &str,
+    n: u32,
+    steps: usize,
+    level: u32,
+    paged: usize,
+) -> String {
+    format!(
+        "incident {} escalated automatically to level {level}: {} paged {}",
+        quoted(title),
+        policy_step(policy, n, steps),
+        users(paged)
+    )
+}
+
+/// Audit: an admin escalated an incident of a policy: its next step ran.
+pub(crate) fn policy_step_escalated_manually(
+    title: &str,
+    policy: &str,
+    n: u32,
+    steps: usize,
+    level: u32,
+    paged: usize,
+    reason: Option<&str>,
+) -> String {
+    format!(
+        "incident {} escalated manually to level {level}: {} paged {}{}",
+        quoted(title),
+        policy_step(policy, n, steps),
+        users(paged),
+        because(reason)
+    )
+}
+
+/// Notification: a step of an incident's escalation policy pages you.
+pub(crate) fn policy_step_notice(
+    title: &str,
+    policy: &str,
+    n: u32,
+    steps: usize,
+    level: u32,
+    reason: Option<&str>,
+) -> String {
+    let why = match reason {
+        Some(_) => because(reason),
+        None => ": not acknowledged yet".to_string(),
+    };
+    format!(
+        "Incident {} escalated to level {level} ({}){why}",
+        quoted(title),
+        policy_step(policy, n, steps)
+    )
+}
+
+/// Audit: a step of an incident's escalation policy resolved to nobody.
+pub(crate) fn policy_step_skipped(title: &str, policy: &str, n: u32, steps: usize) -> String {
+    format!(
+        "{} skipped for incident {}: nobody to page (no one on call, or an unassigned incident)",
+        policy_step(policy, n, steps),
+        quoted(title)
+    )
+}
+
+/// Audit: the escalation policy an incident pages through was deleted.
+pub(crate) fn policy_gone(title: &str) -> String {
+    format!(
+        "escalation of incident {} ended: its escalation policy no longer exists",
+        quoted(title)
+    )
+}
+
+/// Audit: an incident's acknowledgement expired and it is open again.
+pub(crate) fn ack_expired(title: &str, at: Timestamp) -> String {
+    format!(
+        "acknowledgement of incident {} expired at {} without a resolution: open again",
+        quoted(title),
+        at.to_rfc3339()
+    )
+}
+
+/// Notification: an incident's acknowledgement expired.
+pub(crate) fn ack_expired_notice(title: &str) -> String {
+    format!(
+        "Incident {} is open again: it was acknowledged but not resolved in time",
+        quoted(title)
+    )
+}
+
 // ----- notifications ----------------------------------------------------------------
 
 /// Error: a user opened more live streams than allowed.

@@ -102,18 +102,20 @@ impl Engine {
                     resolved: 0,
                 });
             }
-            let (incident, created, outbox) = self.opened_incident(
-                Opening {
-                    title: message.title(),
-                    description: message.description(),
-                    priority: message.priority(),
-                    service_id: service,
-                    source: IncidentSource::Alertmanager,
-                    group_key: Some(message.group_key.clone()),
-                    alert_count: u32::try_from(firing.len()).unwrap_or(u32::MAX),
-                },
-                now,
-            );
+            let (incident, created, outbox) = self
+                .opened_incident(
+                    Opening {
+                        title: message.title(),
+                        description: message.description(),
+                        priority: message.priority(),
+                        service_id: service,
+                        source: IncidentSource::Alertmanager,
+                        group_key: Some(message.group_key.clone()),
+                        alert_count: u32::try_from(firing.len()).unwrap_or(u32::MAX),
+                    },
+                    now,
+                )
+                .await?;
             let new: Vec<Alert> = firing
                 .iter()
                 .map(|a| new_alert(incident.id, integration, message, a, now))

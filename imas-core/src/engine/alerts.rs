@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
+use crate::escalation;
 use crate::lifecycle;
 use crate::messages;
 use crate::model::{
@@ -230,21 +231,23 @@ impl Engine {
         Ok(writes)
     }
 
-    /// A new incident opened by an integration (no reporter), with its SLA
-    /// and due time assigned and the intents its creation sends, exactly as
-    /// [`Engine::create_incident`] does, and its `INCIDENT_CREATED` entry.
-    pub(super) fn opened_incident(
+    /// A new incident opened by an integration (no reporter), with its SLA,
+    /// escalation policy (its service's) and due time assigned and the
+    /// intents its creation sends, exactly as [`Engine::create_incident`]
+    /// does, and its `INCIDENT_CREATED` entry.
+    pub(super) async fn opened_incident(
         &self,
         opening: Opening,
         now: Timestamp,
-    ) -> (Incident, AuditEntry, Vec<NotificationIntent>) {
+    ) -> Result<(Incident, AuditEntry, Vec<NotificationIntent>)> {
+        let service = self.inner.store.get_service(opening.service_id).await?;
         let mut incident = Incident::opened(opening.title, None, now);
         incident.description = opening.description;
         incident.service_id = Some(opening.service_id);
         incident.source = opening.source;
         incident.group_key = opening.group_key;
         incident.alert_count = opening.alert_count;
-        let outbox = self.open_incident(&mut incident, opening.priority, now);
+        let outbox = self.open_incident(&mut incident, opening.priority, service.as_ref(), now);
         let audit = AuditEntry::new(
             AuditAction::IncidentCreated,
             Actor::System,
@@ -252,7 +255,7 @@ impl Engine {
             messages::incident_created(&incident.title, incident.priority),
             now,
         );
-        (incident, audit, outbox)
+        Ok((incident, audit, outbox))
     }
 
     /// Whether the service's incidents resolve themselves when their last
@@ -290,6 +293,8 @@ impl Engine {
         {
             let from = incident.status;
             lifecycle::transition(incident, Status::Resolved, now)?;
+            // Resolving starts no acknowledgement timeout: none is needed.
+            escalation::after_transition(incident, from, None, now);
             // The status history reads the same as for any other resolve.
             audit.push(AuditEntry::new(
                 AuditAction::StatusChanged,
@@ -342,7 +347,7 @@ impl Engine {
             let outcome = match incident.filter(|i| i.status == Status::Open) {
                 Some(before) => {
                     let mut after = before.clone();
-                    lifecycle::transition(&mut after, Status::Acknowledged, now)?;
+                    self.move_to(&mut after, Status::Acknowledged, now).await?;
                     audit.push(AuditEntry::new(
                         AuditAction::IncidentUpdated,
                         Actor::System,

@@ -1,7 +1,10 @@
 //! Escalations: manual escalation, the list of escalated incidents, and the one
-//! place an automatic step (missed response, at risk, breach, escalation level)
-//! changes an incident, audits it and notifies its targets.
+//! place an automatic step (missed response, at risk, breach, escalation level,
+//! policy step, expired acknowledgement) changes an incident, audits it and
+//! notifies its targets. Stepping through an escalation policy is in
+//! `paging.rs`.
 
+use super::paging::PolicyCache;
 use super::recipients::Notice;
 use super::{Engine, Principal, SweepReport};
 use crate::error::{Error, Result};
@@ -16,7 +19,8 @@ use crate::validation::{MAX_REASON, check_len};
 
 impl Engine {
     /// Raises an incident's escalation level by one (admin) and notifies the
-    /// level's targets.
+    /// level's targets. An incident with an escalation policy runs the
+    /// policy's next step instead (see `paging.rs`).
     pub async fn escalate_manually(
         &self,
         who: &Principal,
@@ -33,6 +37,11 @@ impl Engine {
                 id,
                 before.status,
             )));
+        }
+        if let Some(policy) = before.escalation_policy_id {
+            return self
+                .escalate_by_policy(who, &before, policy, reason.as_deref())
+                .await;
         }
         let now = self.now();
         let mut after = before.clone();
@@ -81,15 +90,24 @@ impl Engine {
     /// Applies one due automatic step to `incident` (in memory), adding its audit
     /// entries and intents: [`Engine::take_step`] changes the incident and says
     /// what the step records; this writes that down the same way for every step.
+    /// A policy step reads the store (the policy, who is on call), through
+    /// `policies` for the incident's policy.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply_step(
         &self,
         incident: &mut Incident,
         step: Step,
         now: Timestamp,
+        policies: &mut PolicyCache,
         audit: &mut Vec<AuditEntry>,
         outbox: &mut Vec<NotificationIntent>,
         report: &mut SweepReport,
     ) -> Result<()> {
+        if step == Step::PolicyStep {
+            return self
+                .sweep_policy_step(incident, now, policies, audit, outbox, report)
+                .await;
+        }
         let (entries, notice) = self.take_step(incident, step, now, report);
         let target = incident.id.to_string();
         audit.extend(entries.into_iter().map(|(action, text)| {
@@ -143,7 +161,12 @@ impl Engine {
                     AuditAction::SlaBreach,
                     messages::breached(&title, incident.sla_deadline),
                 )];
-                if incident.escalation_level == 0 && self.escalation().breach_is_level_one() {
+                // An incident with a policy steps through it: the breach is
+                // recorded and notified, but sets no level.
+                if incident.escalation_policy_id.is_none()
+                    && incident.escalation_level == 0
+                    && self.escalation().breach_is_level_one()
+                {
                     incident.escalation_level = 1;
                     incident.escalated_at = Some(now);
                     report.escalations += 1;
@@ -173,6 +196,17 @@ impl Engine {
                 let text = messages::escalated_automatically(&title, level);
                 (vec![(AuditAction::Escalation, text)], notice)
             }
+            Step::AckExpired => Self::expire_ack(incident, now, report),
+            // Run by `apply_step` (it reads the store); nothing here.
+            Step::PolicyStep => (
+                Vec::new(),
+                Notice {
+                    targets: Vec::new(),
+                    step: "policy".to_string(),
+                    kind: NotificationType::Escalation,
+                    message: String::new(),
+                },
+            ),
         }
     }
 }

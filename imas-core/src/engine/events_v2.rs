@@ -88,18 +88,20 @@ impl Engine {
             } else {
                 String::new()
             };
-            let (incident, created, outbox) = self.opened_incident(
-                Opening {
-                    title,
-                    description,
-                    priority: payload.severity.priority(),
-                    service_id: service,
-                    source: IncidentSource::EventsV2,
-                    group_key: None,
-                    alert_count: 1,
-                },
-                now,
-            );
+            let (incident, created, outbox) = self
+                .opened_incident(
+                    Opening {
+                        title,
+                        description,
+                        priority: payload.severity.priority(),
+                        service_id: service,
+                        source: IncidentSource::EventsV2,
+                        group_key: None,
+                        alert_count: 1,
+                    },
+                    now,
+                )
+                .await?;
             let mut alert = Alert::triggered(
                 incident.id,
                 service,

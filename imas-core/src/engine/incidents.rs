@@ -1,5 +1,7 @@
 //! Incidents: create, read, list, update (fields and status), delete. Each
-//! change commits with its audit entries and the assignee's notification.
+//! change commits with its audit entries and the assignee's notification. An
+//! incident of a service with an escalation policy opens stepping through it;
+//! a status change starts or stops its acknowledgement timeout.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use crate::escalation::{self};
 use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, Incident, IncidentFilter, IncidentId, IncidentType,
-    NotificationIntent, NotificationType, Page, PageRequest, Priority, ServiceId, Status,
+    NotificationIntent, NotificationType, Page, PageRequest, Priority, Service, ServiceId, Status,
     Timestamp, UserId,
 };
 use crate::ports::{AlertWrite, Change, IncidentWrite};
@@ -77,7 +79,8 @@ impl Engine {
         }
     }
 
-    /// A new incident's SLA targets and due time, and the notification intents
+    /// A new incident's SLA targets, escalation policy (its service's, if
+    /// any: step 1 due at once) and due time, and the notification intents
     /// its creation sends (to the assignee, unless the reporter assigned
     /// themselves): the one way an incident is opened, by a person
     /// ([`Engine::create_incident`]) or by an integration's alerts.
@@ -85,9 +88,15 @@ impl Engine {
         &self,
         incident: &mut Incident,
         priority: Priority,
+        service: Option<&Service>,
         now: Timestamp,
     ) -> Vec<NotificationIntent> {
         self.sla().assign(incident, priority);
+        if let Some(policy) = service.and_then(|s| s.escalation_policy_id) {
+            incident.escalation_policy_id = Some(policy);
+            incident.escalation_step = 0;
+            incident.next_escalation_at = Some(incident.created_at);
+        }
         incident.next_due_at = escalation::next_due(incident, self.sla(), self.escalation());
         match incident.assigned_to {
             Some(a) if incident.reported_by != Some(a) => {
@@ -95,6 +104,32 @@ impl Engine {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Moves `incident` to `to` as the lifecycle allows
+    /// ([`crate::lifecycle::transition`]), with what that does to its policy
+    /// stepping and acknowledgement timeout (its service's
+    /// `ackTimeoutSeconds`): [`escalation::after_transition`].
+    pub(super) async fn move_to(
+        &self,
+        incident: &mut Incident,
+        to: Status,
+        now: Timestamp,
+    ) -> Result<()> {
+        let from = incident.status;
+        crate::lifecycle::transition(incident, to, now)?;
+        let timeout = match incident.service_id {
+            Some(s) if escalation::starts_ack_timeout(from, to) => self
+                .inner
+                .store
+                .get_service(s)
+                .await?
+                .and_then(|s| s.ack_timeout_seconds)
+                .map(|secs| std::time::Duration::from_secs(u64::from(secs))),
+            _ => None,
+        };
+        escalation::after_transition(incident, from, timeout, now);
+        Ok(())
     }
 
     /// The `STATUS_CHANGED` entry of a status change from `before` to `after`.
@@ -125,11 +160,13 @@ impl Engine {
         if let Some(a) = input.assigned_to {
             self.require_user("assignedTo", a).await?;
         }
-        if let Some(s) = input.service_id
-            && self.inner.store.get_service(s).await?.is_none()
-        {
-            return Err(Error::validation("serviceId", messages::NO_SUCH_SERVICE));
-        }
+        let service = match input.service_id {
+            Some(s) => match self.inner.store.get_service(s).await? {
+                Some(service) => Some(service),
+                None => return Err(Error::validation("serviceId", messages::NO_SUCH_SERVICE)),
+            },
+            None => None,
+        };
         // Held from the limit check to the commit (only for a limited caller).
         let _reporting = self.report_turn(who).await;
         let now = self.now();
@@ -139,7 +176,8 @@ impl Engine {
         incident.kind = input.kind.unwrap_or_default();
         incident.assigned_to = input.assigned_to;
         incident.service_id = input.service_id;
-        let outbox = self.open_incident(&mut incident, input.priority.unwrap_or_default(), now);
+        let priority = input.priority.unwrap_or_default();
+        let outbox = self.open_incident(&mut incident, priority, service.as_ref(), now);
         let audit = AuditEntry::new(
             AuditAction::IncidentCreated,
             Actor::User(who.id),
@@ -305,7 +343,7 @@ impl Engine {
             changed.push("assignedTo");
         }
         if let Some(s) = patch.status.filter(|s| *s != before.status) {
-            crate::lifecycle::transition(&mut after, s, now)?;
+            self.move_to(&mut after, s, now).await?;
             changed.push("status");
         }
         if let Some(p) = patch.priority.filter(|p| *p != before.priority) {

@@ -22,6 +22,7 @@ mod integrations;
 mod loops;
 mod notifications;
 mod operations;
+mod paging;
 mod recipients;
 mod reports;
 mod rotations;

@@ -3,6 +3,7 @@
 
 use tracing::{debug, warn};
 
+use super::paging::{MAX_RUN, PolicyCache};
 use super::{Engine, Principal};
 use crate::error::{Error, Result};
 use crate::escalation::{self};
@@ -37,11 +38,21 @@ pub struct SweepReport {
     pub at_risk: usize,
     /// Breaches recorded.
     pub breaches: usize,
-    /// Escalation levels reached automatically.
+    /// Escalation levels reached automatically (SLA levels, and policy steps
+    /// that paged somebody).
     pub escalations: usize,
+    /// Policy steps skipped because nobody was there to page.
+    pub skipped: usize,
+    /// Acknowledgements that expired (the incident is open again).
+    pub ack_expired: usize,
     /// Claims lost to a concurrent change (the incident is handled by its next claim).
     pub conflicts: usize,
 }
+
+/// Most steps one sweep applies to one incident: a whole run through the
+/// longest policy (every step skipped at once), then once more (an expired
+/// acknowledgement re-runs a step), and the SLA steps, with room to spare.
+const MAX_STEPS_PER_CLAIM: u32 = 2 * MAX_RUN + 16;
 
 impl Engine {
     /// Re-assigns an incident's SLA from a priority (admin).
@@ -98,7 +109,8 @@ impl Engine {
     }
 
     /// One SLA sweep step: claims the incidents whose next step is due, applies
-    /// every step due by now (missed response, at-risk, breach, escalation levels),
+    /// every step due by now (missed response, at-risk, breach, escalation
+    /// levels, escalation policy steps, expired acknowledgements),
     /// and commits each incident with its audit entries and notification intents.
     /// Safe to run on any number of nodes at once: claims are exclusive and the
     /// commit checks the version, so each step is applied exactly once.
@@ -122,14 +134,25 @@ impl Engine {
             let mut after = before.clone();
             let (mut audit, mut outbox) = (Vec::new(), Vec::new());
             let counted = (report.breaches, report.response_breaches);
+            let mut policies = PolicyCache::default();
             // Every step moves the incident forward, so this ends; the bound only
-            // guards against a policy with zero delays repeating many times.
+            // guards against a policy with zero delays repeating many times. It
+            // covers a whole policy run of empty steps (each skipped at once),
+            // an expired acknowledgement and the SLA steps, in one pass.
             let mut applied = Ok(());
-            for _ in 0..64 {
+            for _ in 0..MAX_STEPS_PER_CLAIM {
                 match escalation::next_step(&after, self.sla(), self.escalation()) {
                     Some((step, at)) if at <= now => {
                         applied = self
-                            .apply_step(&mut after, step, now, &mut audit, &mut outbox, &mut report)
+                            .apply_step(
+                                &mut after,
+                                step,
+                                now,
+                                &mut policies,
+                                &mut audit,
+                                &mut outbox,
+                                &mut report,
+                            )
                             .await;
                         if applied.is_err() {
                             break;
@@ -176,6 +199,8 @@ impl Engine {
             total.at_risk += r.at_risk;
             total.breaches += r.breaches;
             total.escalations += r.escalations;
+            total.skipped += r.skipped;
+            total.ack_expired += r.ack_expired;
             total.conflicts += r.conflicts;
             if r.claimed < self.inner.config.sweep_batch as usize {
                 return Ok(total);
