@@ -1062,3 +1062,67 @@ async fn the_monitor_wakes_for_an_ack_timeout_due_in_two_seconds() {
     let _ = stop_tx.send(true);
     monitor.await.expect("monitor");
 }
+
+#[tokio::test]
+async fn a_changed_policy_applies_from_the_next_step_and_a_deleted_one_ends() {
+    let t = team().await;
+    let policy = t
+        .policy(
+            vec![step(5, vec![user(&t.alice)]), step(5, vec![user(&t.bob)])],
+            0,
+        )
+        .await;
+    let service = t.service("payments", Some(&policy), None).await;
+    let changed = t.open("changed", &service).await;
+    let second = t.open("second", &service).await;
+    t.w.tick().await;
+    // Step 2 now pages carol: the running incidents read it when it runs.
+    let mut edited = policy.clone();
+    edited.steps[1].targets = vec![user(&t.carol)];
+    edited.version += 1;
+    commit(
+        t.store(),
+        Change {
+            escalation_policy: Some(EscalationPolicyWrite::Update {
+                escalation_policy: edited,
+                expected_version: policy.version,
+            }),
+            ..Change::default()
+        },
+    )
+    .await;
+    t.w.advance(mins(5));
+    t.w.tick().await;
+    assert_eq!(t.page_count(&t.carol, changed.id).await, 1);
+    assert_eq!(t.page_count(&t.bob, changed.id).await, 0);
+
+    // A second policy whose incident outlives it.
+    let short = t.policy(vec![step(5, vec![user(&t.alice)])], 1).await;
+    let other = t.service("search", Some(&short), None).await;
+    let orphan = t.open("orphan", &other).await;
+    t.w.tick().await;
+    commit(
+        t.store(),
+        Change {
+            escalation_policy: Some(EscalationPolicyWrite::Delete {
+                id: short.id,
+                expected_version: short.version,
+            }),
+            ..Change::default()
+        },
+    )
+    .await;
+    t.w.advance(mins(5));
+    t.w.tick().await;
+    let now = t.get(orphan.id).await;
+    assert_eq!(now.next_escalation_at, None, "the policy has ended");
+    assert_eq!(now.escalation_level, 1);
+    let texts = t
+        .audit_texts(AuditAction::EscalationSkipped, orphan.id)
+        .await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("no longer exists"), "{texts:?}");
+    assert_eq!(t.page_count(&t.alice, orphan.id).await, 1);
+    // The other incident of the first policy went on as before.
+    assert_eq!(t.page_count(&t.carol, second.id).await, 1);
+}
