@@ -438,6 +438,168 @@ pub(crate) fn incident_auto_resolved(title: &str) -> String {
     )
 }
 
+// ----- people on call: users' profiles, rotations, schedules, policies --------------
+
+/// Audit: a user changed some profile fields (named as in the API).
+pub(crate) fn profile_updated(username: &str, changed: &[&str]) -> String {
+    format!("{username} updated their profile: {}", changed.join(", "))
+}
+
+/// Audit: a user changed their password.
+pub(crate) fn password_changed(username: &str) -> String {
+    format!("{username} changed their password")
+}
+
+/// Error: a new password without the current one.
+pub(crate) const CURRENT_PASSWORD_REQUIRED: &str = "expected the current password to set a new one";
+
+/// Error: the current password given does not match.
+pub(crate) const CURRENT_PASSWORD_WRONG: &str = "does not match the current password";
+
+/// Audit: a rotation was created.
+pub(crate) fn rotation_created(name: &str, participants: usize) -> String {
+    format!(
+        "rotation {} created with {participants} participant(s)",
+        quoted(name)
+    )
+}
+
+/// Audit: some fields of a rotation changed (named as in the API).
+pub(crate) fn rotation_updated(name: &str, changed: &[&str]) -> String {
+    format!("rotation {} updated: {}", quoted(name), changed.join(", "))
+}
+
+/// Audit: a rotation was deleted.
+pub(crate) fn rotation_deleted(name: &str) -> String {
+    format!("rotation {} deleted", quoted(name))
+}
+
+/// Audit: a schedule was created.
+pub(crate) fn schedule_created(name: &str, rules: usize) -> String {
+    format!("schedule {} created with {rules} rule(s)", quoted(name))
+}
+
+/// Audit: some fields of a schedule changed (named as in the API).
+pub(crate) fn schedule_updated(name: &str, changed: &[&str]) -> String {
+    format!("schedule {} updated: {}", quoted(name), changed.join(", "))
+}
+
+/// Audit: a schedule was deleted.
+pub(crate) fn schedule_deleted(name: &str) -> String {
+    format!("schedule {} deleted", quoted(name))
+}
+
+/// What an override does, for its audit entries: `adds ada`, `removes bob`,
+/// `replaces bob with ada`, from `start` until `end`.
+pub(crate) fn override_what(
+    add: Option<&str>,
+    remove: Option<&str>,
+    start: Timestamp,
+    end: Timestamp,
+) -> String {
+    let what = match (add, remove) {
+        (Some(a), Some(r)) => format!("replaces {r} with {a}"),
+        (Some(a), None) => format!("adds {a}"),
+        (None, Some(r)) => format!("removes {r}"),
+        (None, None) => "changes nobody".to_string(),
+    };
+    format!(
+        "{what} from {} until {}",
+        start.to_rfc3339(),
+        end.to_rfc3339()
+    )
+}
+
+/// Audit: an override was added to a schedule.
+pub(crate) fn override_created(schedule: &str, id: impl Display, what: &str) -> String {
+    format!(
+        "override {id} added to schedule {}: {what}",
+        quoted(schedule)
+    )
+}
+
+/// Audit: an override was deleted from a schedule.
+pub(crate) fn override_deleted(schedule: &str, id: impl Display, what: &str) -> String {
+    format!(
+        "override {id} deleted from schedule {}: {what}",
+        quoted(schedule)
+    )
+}
+
+/// Error: an engineer's override that neither adds nor removes himself.
+pub(crate) const OWN_OVERRIDES_ONLY: &str =
+    "an engineer may add or delete only overrides that add or remove himself";
+
+/// Error: an override naming nobody.
+pub(crate) const OVERRIDE_NOBODY: &str = "expected addUserId, removeUserId or both (a replacement)";
+
+/// Error: an override replacing a user with himself.
+pub(crate) const OVERRIDE_SAME_USER: &str = "expected another user than addUserId";
+
+/// Error: an override whose end is not after its start (in whole minutes).
+pub(crate) const OVERRIDE_EMPTY: &str =
+    "expected an instant after start (both are taken to the minute)";
+
+/// Error: an override that has already ended.
+pub(crate) const OVERRIDE_IN_THE_PAST: &str =
+    "expected an instant in the future: an override cannot end in the past";
+
+/// Error: a schedule rule on no weekday.
+pub(crate) const NO_WEEKDAYS: &str = "expected at least one weekday (omit weekdays for every day)";
+
+/// Error: a schedule keeps no more overrides.
+pub(crate) fn too_many_overrides(schedule: &str, max: usize) -> String {
+    format!(
+        "schedule {} already has {max} overrides (the most it keeps); delete some first",
+        quoted(schedule)
+    )
+}
+
+/// Audit: an escalation policy was created.
+pub(crate) fn escalation_policy_created(name: &str, steps: usize) -> String {
+    format!(
+        "escalation policy {} created with {steps} step(s)",
+        quoted(name)
+    )
+}
+
+/// Audit: some fields of an escalation policy changed (named as in the API).
+pub(crate) fn escalation_policy_updated(name: &str, changed: &[&str]) -> String {
+    format!(
+        "escalation policy {} updated: {}",
+        quoted(name),
+        changed.join(", ")
+    )
+}
+
+/// Audit: an escalation policy was deleted.
+pub(crate) fn escalation_policy_deleted(name: &str) -> String {
+    format!("escalation policy {} deleted", quoted(name))
+}
+
+/// Error: something cannot be deleted while another thing names it, e.g.
+/// `rotation "primary" is used by schedule "after hours"`.
+pub(crate) fn in_use(kind: &str, name: &str, by_kind: &str, by_name: &str) -> String {
+    format!(
+        "{kind} {} is used by {by_kind} {}; remove it from there before deleting it",
+        quoted(name),
+        quoted(by_name)
+    )
+}
+
+/// Error: an id names nothing of its kind (`kind`: user, rotation...).
+pub(crate) fn no_such(kind: &str, id: impl Display) -> String {
+    format!("no {kind} has the id {id}")
+}
+
+/// Error: an on-call range whose end is not after its start.
+pub(crate) const RANGE_EMPTY: &str = "expected an instant after start";
+
+/// Error: an on-call range longer than the longest answered.
+pub(crate) fn range_too_long(max_days: i64) -> String {
+    format!("expected at most {max_days} days after start")
+}
+
 // ----- validation -------------------------------------------------------------------
 
 /// Error: a text's length (in characters) is outside `min..=max`.

@@ -4,6 +4,7 @@
 use crate::engine::NewUser;
 use crate::error::{Error, Result};
 use crate::messages;
+use crate::model::{Timestamp, check_instant, from_millis};
 
 /// Longest display name, in characters.
 pub(crate) const MAX_NAME: usize = 100;
@@ -121,6 +122,63 @@ pub fn validate_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// `n` items of `field` within `min..=max`, else a validation error naming
+/// it (`what`: what is counted, e.g. `participants`).
+pub(crate) fn check_count(field: &str, n: usize, min: usize, max: usize, what: &str) -> Result<()> {
+    if n < min || n > max {
+        let expected = if min == 0 {
+            format!("at most {max} {what}")
+        } else {
+            format!("{min} to {max} {what}")
+        };
+        return Err(Error::validation(
+            field,
+            format!("expected {expected}, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `value` within `min..=max`, else a validation error naming `field`
+/// (`unit`: what the number counts, e.g. `minutes`).
+pub(crate) fn check_range_u32(
+    field: &str,
+    value: u32,
+    min: u32,
+    max: u32,
+    unit: &str,
+) -> Result<u32> {
+    if value < min || value > max {
+        return Err(Error::validation(
+            field,
+            format!("expected {min} to {max} {unit}, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// An instant in the accepted years, seconds and below dropped (rotation
+/// handoffs and overrides are whole minutes), naming `field`.
+pub(crate) fn whole_minute(field: &str, t: Timestamp) -> Result<Timestamp> {
+    let t = check_instant(field, t)?;
+    let ms = t.timestamp_millis();
+    Ok(from_millis(ms - ms.rem_euclid(60_000)))
+}
+
+/// A range `[start, end)` the on-call answers cover: both in the accepted
+/// years, `end` after `start` and at most `max_days` after it.
+pub(crate) fn check_time_range(start: Timestamp, end: Timestamp, max_days: i64) -> Result<()> {
+    check_instant("start", start)?;
+    check_instant("end", end)?;
+    if end <= start {
+        return Err(Error::validation("end", messages::RANGE_EMPTY));
+    }
+    if end - start > chrono::TimeDelta::days(max_days) {
+        return Err(Error::validation("end", messages::range_too_long(max_days)));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +244,45 @@ mod tests {
         assert_eq!(field_of(validate_email("ada@localhost")), "email");
         assert_eq!(field_of(validate_email("Ada <ada@example.com>")), "email");
         assert_eq!(field_of(validate_email("a@b.c, d@e.f")), "email");
+    }
+
+    #[test]
+    fn whole_minutes_and_ranges() {
+        let t = from_millis(1_767_225_659_999);
+        assert_eq!(
+            whole_minute("start", t).expect("valid").timestamp_millis(),
+            1_767_225_600_000
+        );
+        assert_eq!(
+            whole_minute("start", from_millis(-1))
+                .expect("valid")
+                .timestamp_millis(),
+            -60_000,
+            "before the epoch, down to the minute too"
+        );
+        let day = 86_400_000;
+        assert!(check_time_range(t, from_millis(t.timestamp_millis() + 90 * day), 90).is_ok());
+        assert_eq!(
+            field_of(check_time_range(
+                t,
+                from_millis(t.timestamp_millis() + 90 * day + 1),
+                90
+            )),
+            "end"
+        );
+        assert_eq!(field_of(check_time_range(t, t, 90)), "end");
+        assert_eq!(
+            field_of(check_time_range(from_millis(i64::MIN / 2), t, 90)),
+            "start"
+        );
+        assert_eq!(
+            field_of(check_count("rules", 101, 0, 100, "rules")),
+            "rules"
+        );
+        assert_eq!(
+            field_of(check_range_u32("repeat", 6, 0, 5, "repeats")),
+            "repeat"
+        );
     }
 
     #[test]

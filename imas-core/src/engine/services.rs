@@ -5,12 +5,12 @@ use super::{Engine, Principal};
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::model::{
-    Actor, AuditAction, AuditEntry, IncidentFilter, NewService, Page, PageRequest, Service,
-    ServiceId, ServicePatch, Status,
+    Actor, AuditAction, AuditEntry, EscalationPolicyId, IncidentFilter, MAX_ACK_TIMEOUT_SECONDS,
+    NewService, Page, PageRequest, Service, ServiceId, ServicePatch, Status,
 };
 use crate::ports::{Change, IntegrationWrite, ServiceWrite};
 use crate::rbac::{self, Permission};
-use crate::validation::{MAX_DESCRIPTION, check_len, validate_name};
+use crate::validation::{MAX_DESCRIPTION, check_len, check_range_u32, validate_name};
 
 /// The statuses of an incident that is not done (neither resolved nor closed).
 pub(super) const NOT_DONE: [Status; 4] = [
@@ -20,7 +20,30 @@ pub(super) const NOT_DONE: [Status; 4] = [
     Status::OnHold,
 ];
 
+/// An acknowledgement timeout: 1..=604,800 seconds (a week).
+fn check_ack_timeout(seconds: u32) -> Result<u32> {
+    check_range_u32(
+        "ackTimeoutSeconds",
+        seconds,
+        1,
+        MAX_ACK_TIMEOUT_SECONDS,
+        "seconds",
+    )
+}
+
 impl Engine {
+    /// `Ok` when the policy a service names exists, else a validation error
+    /// on `escalationPolicyId`.
+    async fn check_policy_exists(&self, id: EscalationPolicyId) -> Result<()> {
+        match self.inner.store.get_escalation_policy(id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::validation(
+                "escalationPolicyId",
+                messages::no_such("escalation policy", id),
+            )),
+        }
+    }
+
     /// A service by id, `NotFound` when there is none (no permission check).
     pub(super) async fn load_service(&self, id: ServiceId) -> Result<Service> {
         self.inner
@@ -31,15 +54,22 @@ impl Engine {
     }
 
     /// Creates a service (admin). The name is 1..=100 characters and unique
-    /// (`Conflict` otherwise); audited `SERVICE_CREATED`.
+    /// (`Conflict` otherwise); the escalation policy, when given, exists; the
+    /// ack timeout, when given, is 1..=604,800 s; audited `SERVICE_CREATED`.
     pub async fn create_service(&self, by: &Principal, new: NewService) -> Result<Service> {
         rbac::require(by.role, Permission::ManageServices)?;
         let name = validate_name("name", &new.name)?;
         check_len("description", &new.description, 0, MAX_DESCRIPTION)?;
+        let ack_timeout_seconds = new.ack_timeout_seconds.map(check_ack_timeout).transpose()?;
+        if let Some(p) = new.escalation_policy_id {
+            self.check_policy_exists(p).await?;
+        }
         let now = self.now();
         let mut service = Service::new(name, now);
         service.description = new.description;
         service.auto_resolve = new.auto_resolve.unwrap_or(true);
+        service.escalation_policy_id = new.escalation_policy_id;
+        service.ack_timeout_seconds = ack_timeout_seconds;
         let audit = AuditEntry::new(
             AuditAction::ServiceCreated,
             Actor::User(by.id),
@@ -69,7 +99,9 @@ impl Engine {
         self.inner.store.list_services(page).await
     }
 
-    /// Changes a service's fields (admin); audited `SERVICE_UPDATED`.
+    /// Changes a service's fields (admin), validated as on creation (`null`
+    /// clears the policy or the ack timeout); audited `SERVICE_UPDATED`,
+    /// naming the fields that changed.
     pub async fn update_service(
         &self,
         by: &Principal,
@@ -85,6 +117,12 @@ impl Engine {
         if let Some(d) = &patch.description {
             check_len("description", d, 0, MAX_DESCRIPTION)?;
         }
+        if let Some(Some(t)) = patch.ack_timeout_seconds {
+            check_ack_timeout(t)?;
+        }
+        if let Some(Some(p)) = patch.escalation_policy_id {
+            self.check_policy_exists(p).await?;
+        }
         let before = self.load_service(id).await?;
         let mut after = before.clone();
         let mut changed = Vec::new();
@@ -99,6 +137,20 @@ impl Engine {
         if let Some(a) = patch.auto_resolve.filter(|a| *a != before.auto_resolve) {
             after.auto_resolve = a;
             changed.push("autoResolve");
+        }
+        if let Some(p) = patch
+            .escalation_policy_id
+            .filter(|p| *p != before.escalation_policy_id)
+        {
+            after.escalation_policy_id = p;
+            changed.push("escalationPolicyId");
+        }
+        if let Some(t) = patch
+            .ack_timeout_seconds
+            .filter(|t| *t != before.ack_timeout_seconds)
+        {
+            after.ack_timeout_seconds = t;
+            changed.push("ackTimeoutSeconds");
         }
         if changed.is_empty() {
             return Ok(before);

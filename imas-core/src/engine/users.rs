@@ -8,10 +8,14 @@ use super::{Engine, Principal};
 use crate::auth::{self};
 use crate::error::{Error, Result};
 use crate::messages;
-use crate::model::{Actor, AuditAction, AuditEntry, Role, User, UserId};
+use crate::model::{
+    Actor, AuditAction, AuditEntry, ProfilePatch, Role, User, UserId, UserSummary, parse_time_zone,
+};
 use crate::ports::{Change, UserWrite};
 use crate::rbac::{self, Permission};
-use crate::validation::validate_new_user;
+use crate::validation::{
+    MAX_NAME, check_len, validate_email, validate_new_user, validate_password,
+};
 
 /// Input of [`Engine::register`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,26 +290,124 @@ impl Engine {
         &self,
         by: &Principal,
         page: crate::model::PageRequest,
-    ) -> Result<crate::model::Page<crate::model::UserSummary>> {
-        let _ = (by, page);
-        todo!("issue 18: users")
+    ) -> Result<crate::model::Page<UserSummary>> {
+        rbac::require(by.role, Permission::ListUsers)?;
+        page.validate()?;
+        let page = self.inner.store.list_users(page).await?;
+        Ok(crate::model::Page {
+            items: page.items.iter().map(UserSummary::from).collect(),
+            next: page.next,
+        })
     }
 
     /// The caller's own account (any role).
     pub async fn me(&self, by: &Principal) -> Result<User> {
-        let _ = by;
-        todo!("issue 18: users")
+        self.inner
+            .store
+            .get_user(by.id)
+            .await?
+            .ok_or(Error::NotFound { entity: "user" })
     }
 
     /// Changes the caller's name, email, time zone or password (any role); a
     /// new password needs the current one (`Validation` on `currentPassword`
-    /// when absent or wrong). Audited `PROFILE_UPDATED` / `PASSWORD_CHANGED`.
-    pub async fn update_me(
-        &self,
-        by: &Principal,
-        patch: crate::model::ProfilePatch,
-    ) -> Result<User> {
-        let _ = (by, patch);
-        todo!("issue 18: users")
+    /// when absent or wrong; wrong ones count as failed sign-ins of the
+    /// username, and past the sign-in limit the change is refused with
+    /// `RateLimited`). Audited `PROFILE_UPDATED` / `PASSWORD_CHANGED`; an
+    /// email another user has is a `Conflict`.
+    pub async fn update_me(&self, by: &Principal, patch: ProfilePatch) -> Result<User> {
+        let name = match &patch.name {
+            Some(n) => {
+                let n = n.trim().to_string();
+                check_len("name", &n, 1, MAX_NAME)?;
+                Some(n)
+            }
+            None => None,
+        };
+        let email = patch.email.as_deref().map(validate_email).transpose()?;
+        let time_zone = patch
+            .time_zone
+            .as_deref()
+            .map(|z| parse_time_zone("timeZone", z))
+            .transpose()?;
+        if let Some(p) = &patch.password {
+            validate_password(p)?;
+            if patch.current_password.is_none() {
+                return Err(Error::validation(
+                    "currentPassword",
+                    messages::CURRENT_PASSWORD_REQUIRED,
+                ));
+            }
+        }
+        let before = self.me(by).await?;
+        let mut after = before.clone();
+        let mut changed = Vec::new();
+        if let Some(n) = name.filter(|n| *n != before.name) {
+            after.name = n;
+            changed.push("name");
+        }
+        if let Some(e) = email.filter(|e| *e != before.email) {
+            after.email = e;
+            changed.push("email");
+        }
+        if let Some(z) = time_zone.filter(|z| *z != before.time_zone) {
+            after.time_zone = z;
+            changed.push("timeZone");
+        }
+        let mut new_password = false;
+        if let (Some(password), Some(current)) = (patch.password, patch.current_password) {
+            let attempt = self
+                .inner
+                .sign_in
+                .admit(&before.username, None, self.now())?;
+            let hash = before.password_hash.clone();
+            let ok = self
+                .inner
+                .hash_pool
+                .run(move || auth::verify_password(&current, &hash))
+                .await?;
+            if !ok {
+                attempt.failed(self.now());
+                return Err(Error::validation(
+                    "currentPassword",
+                    messages::CURRENT_PASSWORD_WRONG,
+                ));
+            }
+            attempt.succeeded(self.now());
+            after.password_hash = self.hash_password(password).await?;
+            new_password = true;
+        }
+        if changed.is_empty() && !new_password {
+            return Ok(before);
+        }
+        let now = self.now();
+        let actor = Actor::User(by.id);
+        let target = Some(by.id.to_string());
+        let mut audit = Vec::new();
+        if !changed.is_empty() {
+            audit.push(AuditEntry::new(
+                AuditAction::ProfileUpdated,
+                actor,
+                target.clone(),
+                messages::profile_updated(&before.username, &changed),
+                now,
+            ));
+        }
+        if new_password {
+            audit.push(AuditEntry::new(
+                AuditAction::PasswordChanged,
+                actor,
+                target,
+                messages::password_changed(&before.username),
+                now,
+            ));
+        }
+        self.commit(Change {
+            user: Some(UserWrite::UpdateProfile(after.clone())),
+            audit,
+            ..Change::default()
+        })
+        .await?;
+        Ok(after)
     }
 }
