@@ -324,3 +324,67 @@ pub fn date(
     };
     t.map(|t| check_instant(field, t)).transpose()
 }
+
+/// The instants of the on-call routes, as text (see [`instant`]): `at` of
+/// `GET /schedules/{id}/on-call` and `GET /oncall`; `start` and `end` of the
+/// shifts routes. (The OpenAPI document describes them with [`AtQuery`] and
+/// [`RangeQuery`].)
+#[derive(Debug, Default, Deserialize)]
+pub struct InstantParams {
+    /// `at`.
+    pub at: Option<String>,
+    /// `start`.
+    pub start: Option<String>,
+    /// `end`.
+    pub end: Option<String>,
+}
+
+/// `at`: the instant of an on-call answer.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AtQuery {
+    /// The instant (RFC 3339, e.g. 2026-03-29T09:00:00+02:00; years 1 to
+    /// 9999); now when absent.
+    #[param(value_type = Option<chrono::DateTime<Utc>>)]
+    at: Option<String>,
+}
+
+/// `start` and `end`: the range `[start, end)` of a shifts answer, at most 90
+/// days.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RangeQuery {
+    /// Start of the range (RFC 3339; years 1 to 9999).
+    #[param(value_type = chrono::DateTime<Utc>)]
+    start: String,
+    /// End of the range, after `start`, at most 90 days after it (RFC 3339).
+    #[param(value_type = chrono::DateTime<Utc>)]
+    end: String,
+}
+
+/// An instant parameter: RFC 3339 only (`2026-03-29T09:00:00Z`,
+/// `...+02:00`), to the millisecond; else a validation error naming it.
+pub fn instant(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, Error> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    let t = DateTime::parse_from_rfc3339(v.trim()).map_err(|_| {
+        Error::validation(
+            field,
+            "expected an RFC 3339 instant such as 2026-03-29T09:00:00Z",
+        )
+    })?;
+    check_instant(field, truncate_millis(t.with_timezone(&Utc))).map(Some)
+}
+
+/// A required instant parameter (see [`instant`]).
+pub fn required_instant(field: &str, value: Option<&str>) -> Result<Timestamp, Error> {
+    instant(field, value)?.ok_or_else(|| {
+        Error::validation(
+            field,
+            "required: an RFC 3339 instant such as 2026-03-29T09:00:00Z",
+        )
+    })
+}

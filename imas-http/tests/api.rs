@@ -208,11 +208,12 @@ async fn every_documented_route_answers() {
     let app = app().await;
     let doc = serde_json::to_value(imas_http::openapi::document()).expect("doc");
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), 26, "{:?}", paths.keys());
+    assert_eq!(paths.len(), 40, "{:?}", paths.keys());
     let mut operations = 0;
     for (path, item) in paths {
         let uri = path
             .replace("{id}", "7f1c6b1e-4a0e-4f57-9d3b-6f9a3c1d2e4f")
+            .replace("{oid}", "7f1c6b1e-4a0e-4f57-9d3b-6f9a3c1d2e50")
             .replace("{key}", "no-such-key");
         for method in item.as_object().expect("item").keys() {
             operations += 1;
@@ -227,7 +228,7 @@ async fn every_documented_route_answers() {
             }
         }
     }
-    assert_eq!(operations, 33);
+    assert_eq!(operations, 57);
     // The document served is the one the routes make.
     let served = app.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(served.status, StatusCode::OK);

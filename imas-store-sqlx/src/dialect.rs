@@ -118,6 +118,7 @@ macro_rules! bind_value {
             $crate::table::Value::Id(x) => $target.$bind(x),
             $crate::table::Value::Text(x) => $target.$bind(x),
             $crate::table::Value::Int(x) => $target.$bind(x),
+            $crate::table::Value::OptInt(x) => $target.$bind(x),
             $crate::table::Value::Ts(x) => $target.$bind(x.map($ts)),
             $crate::table::Value::Bool(x) => $target.$bind(x),
             $crate::table::Value::Terms(x) => $target.$bind($terms(x)),

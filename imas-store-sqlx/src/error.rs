@@ -1,10 +1,13 @@
 //! The store's own errors, with the meaning the drivers give them by **code**:
 //! unique violations (SQLite `SQLITE_CONSTRAINT_UNIQUE` / `PRIMARYKEY`,
-//! PostgreSQL SQLSTATE 23505), retryable failures (`SQLITE_BUSY` /
+//! PostgreSQL SQLSTATE 23505), foreign-key violations
+//! (`SQLITE_CONSTRAINT_FOREIGNKEY`, 23503; what one means is the statement's
+//! to say: [`Refused`]), retryable failures (`SQLITE_BUSY` /
 //! `SQLITE_LOCKED`, 40001 serialization failure, 40P01 deadlock). Never from
 //! message text. `From<SqlError> for imas_core::Error` gives the core's meaning.
 
 use imas_core::error::{BoxError, Error};
+use uuid::Uuid;
 
 /// What a unique violation says is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +56,42 @@ impl Taken {
     }
 }
 
+/// What a foreign-key violation means for the statement that met it: the
+/// only foreign key is `services.escalation_policy_id`, so a policy a service
+/// uses cannot be deleted, and a service cannot name a policy that is gone,
+/// even when the engine's own check raced another node's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A statement that meets no foreign key.
+    Unexpected,
+    /// The delete of this escalation policy, which a service uses.
+    PolicyInUse(Uuid),
+    /// A service write naming this escalation policy, which does not exist.
+    NoSuchPolicy(Uuid),
+}
+
+impl Refused {
+    fn message(self) -> String {
+        match self {
+            Refused::Unexpected => "the write names a record that does not exist, or deletes one                                     that is still named"
+                .to_string(),
+            Refused::PolicyInUse(id) => format!(
+                "escalation policy {id} is used by a service; give the service another policy                  (or none) first"
+            ),
+            Refused::NoSuchPolicy(id) => format!("escalation policy {id} does not exist"),
+        }
+    }
+}
+
 /// An error of the SQL store.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SqlError {
     /// A unique constraint refused the write.
     #[error("{}", .0.message())]
     Unique(Taken),
+    /// A foreign key refused the write.
+    #[error("{}", .0.message())]
+    ForeignKey(Refused),
     /// The database asks for the transaction to be tried again (busy,
     /// serialization failure, deadlock).
     #[error("{backend}: retryable failure: {source}")]
@@ -115,6 +148,9 @@ impl SqlError {
         if db.is_unique_violation() {
             return SqlError::Unique(Taken::of_constraint(db.constraint()));
         }
+        if db.is_foreign_key_violation() {
+            return SqlError::ForeignKey(Refused::Unexpected);
+        }
         let retryable = match db.code().as_deref() {
             Some("40001" | "40P01") => true,
             // SQLite reports its extended result code; the primary one is
@@ -142,6 +178,9 @@ impl SqlError {
                 ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
                     return SqlError::Unique(Taken::Record);
                 }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return SqlError::ForeignKey(Refused::Unexpected);
+                }
                 _ if matches!(
                     failure.code,
                     ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked
@@ -158,6 +197,15 @@ impl SqlError {
         Self::driver("sqlite", e)
     }
 
+    /// A foreign-key violation given the meaning the statement that met it
+    /// says (`refused`); any other error as it is.
+    pub(crate) fn refused(self, refused: Refused) -> Self {
+        match self {
+            SqlError::ForeignKey(_) => SqlError::ForeignKey(refused),
+            other => other,
+        }
+    }
+
     /// Whether SQLite said a UNIQUE constraint (not a primary key) refused it.
     #[cfg(feature = "sqlite")]
     pub(crate) fn is_sqlite_unique_column(e: &rusqlite::Error) -> bool {
@@ -170,6 +218,7 @@ impl From<SqlError> for Error {
     fn from(e: SqlError) -> Self {
         match e {
             SqlError::Unique(taken) => Error::conflict(taken.message()),
+            SqlError::ForeignKey(refused) => Error::conflict(refused.message()),
             SqlError::Config { field, message } => Error::config(field, message),
             SqlError::Driver { backend, source } => Error::Backend { backend, source },
             SqlError::Retryable { backend, .. } | SqlError::Corrupt { backend, .. } => {

@@ -175,6 +175,7 @@ fn bind_arrays<'q, T>(mut q: PgQuery<'q>, t: &Table<T>, rows: &[&T]) -> PgQuery<
             Get::Id(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             Get::Text(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             Get::Int(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
+            Get::OptInt(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             Get::Ts(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             Get::Bool(f) => q.bind(rows.iter().map(|r| f(r)).collect::<Vec<_>>()),
             // Bound as text, cast by the statement's `::jsonb[]`.
@@ -373,15 +374,29 @@ impl PostgresStore {
             !change.integrations.is_empty(),
         );
         // A new alert (and the incident it opens) batches with the others:
-        // the path every first trigger takes.
-        let insert_only = change.user.is_none()
-            && change.service.is_none()
-            && change.integrations.is_empty()
-            && change
-                .alerts
-                .iter()
-                .all(|a| matches!(a, AlertWrite::Insert(_)))
-            && matches!(change.incident, None | Some(IncidentWrite::Insert(_)));
+        // the path every first trigger takes. Spelled out field by field, so
+        // that a new kind of write cannot slip into the batch (which writes
+        // incidents, alerts, audit and outbox rows only) unnoticed.
+        let Change {
+            user,
+            incident,
+            service,
+            integrations: integration_writes,
+            alerts,
+            rotation,
+            schedule,
+            escalation_policy,
+            audit: _,
+            outbox: _,
+        } = &change;
+        let insert_only = user.is_none()
+            && service.is_none()
+            && rotation.is_none()
+            && schedule.is_none()
+            && escalation_policy.is_none()
+            && integration_writes.is_empty()
+            && alerts.iter().all(|a| matches!(a, AlertWrite::Insert(_)))
+            && matches!(incident, None | Some(IncidentWrite::Insert(_)));
         if insert_only {
             let (reply, answer) = oneshot::channel();
             self.state
@@ -538,10 +553,17 @@ async fn commit_alone(pool: &PgPool, change: &Change) -> Result<()> {
     let stmts = SQL.plan(change)?;
     let mut tx = pool.begin().await.map_err(err)?;
     for Stmt {
-        sql, args, expect, ..
+        sql,
+        args,
+        expect,
+        refused,
+        ..
     } in stmts
     {
-        let done = query(sql, args).execute(&mut *tx).await.map_err(err)?;
+        let done = query(sql, args)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::from(SqlError::sqlx(BACKEND, e).refused(refused)))?;
         if let Some(lookup) = SQL.check(expect, done.rows_affected())? {
             let found = query(lookup.stmt.sql, lookup.stmt.args.clone())
                 .fetch_optional(&mut *tx)

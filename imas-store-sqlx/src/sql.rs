@@ -9,15 +9,16 @@
 use imas_core::error::{Error, Result};
 use imas_core::model::{AlertStatus, Incident, search_terms};
 use imas_core::ports::{
-    AlertWrite, Change, IncidentWrite, IntegrationWrite, ServiceWrite, UserWrite,
+    AlertWrite, Change, EscalationPolicyWrite, IncidentWrite, IntegrationWrite, RotationWrite,
+    ScheduleWrite, ServiceWrite, UserWrite,
 };
 use uuid::Uuid;
 
-use crate::error::Taken;
+use crate::error::{Refused, Taken};
 use crate::intent_json;
 use crate::table::{
-    ALERTS, AUDIT, INCIDENTS, INTEGRATIONS, Kind, NOTIFICATIONS, SERVICES, Table, USERS, Value,
-    terms_of,
+    ALERTS, AUDIT, ESCALATION_POLICIES, INCIDENTS, INTEGRATIONS, Kind, NOTIFICATIONS, ROTATIONS,
+    SCHEDULES, SERVICES, Table, USERS, Value, terms_of,
 };
 
 /// Where a dialect keeps an incident's search terms.
@@ -51,6 +52,8 @@ pub struct Statements {
     pub flavor: Flavor,
     pub insert_user: String,
     pub set_role: String,
+    /// A user's name, email, time zone and password hash (`$1` the id).
+    pub update_profile: String,
     pub username_taken: String,
     pub insert_incident: String,
     pub update_incident: String,
@@ -63,6 +66,7 @@ pub struct Statements {
     pub insert_audit: String,
     pub insert_outbox: String,
     pub get_user: String,
+    pub list_users: String,
     pub user_by_username: String,
     pub users_with_role: String,
     pub get_incident: String,
@@ -97,6 +101,51 @@ pub struct Statements {
     pub open_alert: String,
     /// Adds `$3` events at `$4` to the open alert `($1, $2)`, returning it.
     pub repeat_trigger: String,
+    pub rotations: Versioned,
+    pub schedules: Versioned,
+    pub escalation_policies: Versioned,
+}
+
+/// The statements of a table of whole, versioned records (rotations,
+/// schedules, escalation policies): each write replaces or removes the row at
+/// the version it was computed from.
+#[derive(Debug)]
+pub struct Versioned {
+    pub insert: String,
+    /// Every column from the record (`$1` its id), where `version` is the
+    /// last parameter.
+    pub update: String,
+    /// `$1` the id, `$2` the expected version.
+    pub delete: String,
+    pub exists: String,
+    pub get: String,
+}
+
+impl Versioned {
+    fn new<T>(t: &Table<T>, flavor: &Flavor) -> Self {
+        let json_as_text = !flavor.json_cast.is_empty();
+        Versioned {
+            insert: format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                t.name,
+                t.list(),
+                values(t, flavor.json_cast)
+            ),
+            update: format!(
+                "UPDATE {} SET {} WHERE id = $1 AND version = ${}",
+                t.name,
+                set_list(t, flavor.json_cast),
+                t.columns.len() + 1
+            ),
+            delete: format!("DELETE FROM {} WHERE id = $1 AND version = $2", t.name),
+            exists: format!("SELECT 1 AS one FROM {} WHERE id = $1", t.name),
+            get: format!(
+                "SELECT {} FROM {} WHERE id = $1",
+                t.select(json_as_text),
+                t.name
+            ),
+        }
+    }
 }
 
 /// `$from, $from+1, ..., $to`.
@@ -188,6 +237,9 @@ impl Statements {
             flavor,
             insert_user: insert(&USERS),
             set_role: "UPDATE users SET role = $1 WHERE id = $2".into(),
+            update_profile: "UPDATE users SET name = $2, email = $3, time_zone = $4, \
+                             password_hash = $5 WHERE id = $1"
+                .into(),
             username_taken: "SELECT 1 AS one FROM users WHERE username = $1".into(),
             insert_incident: format!(
                 "INSERT INTO incidents ({incidents}{search_col}) VALUES ({}{search_val})",
@@ -206,6 +258,7 @@ impl Statements {
                             ON CONFLICT (key) DO NOTHING"
                 .into(),
             get_user: format!("SELECT {users} FROM users WHERE id = $1"),
+            list_users: format!("SELECT {users} FROM users"),
             user_by_username: format!("SELECT {users} FROM users WHERE username = $1"),
             users_with_role: format!(
                 "SELECT {users} FROM users WHERE role = $1 ORDER BY created_at, id"
@@ -289,6 +342,9 @@ impl Statements {
                  WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' \
                  RETURNING {alerts}"
             ),
+            rotations: Versioned::new(&ROTATIONS, &flavor),
+            schedules: Versioned::new(&SCHEDULES, &flavor),
+            escalation_policies: Versioned::new(&ESCALATION_POLICIES, &flavor),
         }
     }
 }
@@ -351,6 +407,8 @@ pub struct Stmt {
     /// means (SQLite's codes do not name the constraint; PostgreSQL's names
     /// say it themselves).
     pub taken: Taken,
+    /// What a violation of a foreign key means.
+    pub refused: Refused,
 }
 
 impl Stmt {
@@ -360,7 +418,13 @@ impl Stmt {
             args,
             expect: Expect::Anything,
             taken: Taken::Record,
+            refused: Refused::Unexpected,
         }
+    }
+
+    fn refusing(mut self, refused: Refused) -> Self {
+        self.refused = refused;
+        self
     }
 
     fn expecting(mut self, expect: Expect) -> Self {
@@ -389,6 +453,9 @@ impl Statements {
             "incident" => &self.incident_version,
             "service" => &self.service_exists,
             "integration" => &self.integration_exists,
+            "rotation" => &self.rotations.exists,
+            "schedule" => &self.schedules.exists,
+            "escalation policy" => &self.escalation_policies.exists,
             _ => &self.alert_exists,
         };
         Ok(Some(Lookup {
@@ -417,7 +484,22 @@ impl Statements {
                 )
                 .expecting(Expect::User),
             ),
-            Some(UserWrite::UpdateProfile(_)) => todo!("issue 18, SQL store: profile updates"),
+            Some(UserWrite::UpdateProfile(u)) => out.push(
+                Stmt::new(
+                    &self.update_profile,
+                    vec![
+                        Value::Id(Some(u.id.0)),
+                        Value::text(u.name.as_str()),
+                        Value::text(u.email.as_str()),
+                        Value::text(u.time_zone.name()),
+                        Value::text(u.password_hash.as_str()),
+                    ],
+                )
+                .expecting(Expect::User)
+                // The id is the primary key and the username is not
+                // written: only the email can be taken.
+                .taking(Taken::Email),
+            ),
             None => {}
         }
         match &change.incident {
@@ -472,7 +554,23 @@ impl Statements {
             }
             None => {}
         }
+        self.plan_on_call(&mut out, change);
+        let policy_delete = match &change.escalation_policy {
+            Some(EscalationPolicyWrite::Delete {
+                id,
+                expected_version,
+            }) => Some((id.0, *expected_version)),
+            _ => None,
+        };
         self.plan_alerting(&mut out, change);
+        // After the service write, which may be the one that stops using it.
+        if let Some((id, version)) = policy_delete {
+            out.push(
+                self.escalation_policies
+                    .delete("escalation policy", id, version)
+                    .refusing(Refused::PolicyInUse(id)),
+            );
+        }
         for e in &change.audit {
             out.push(Stmt::new(&self.insert_audit, AUDIT.values(e)));
         }
@@ -489,12 +587,77 @@ impl Statements {
         Ok(out)
     }
 
+    /// The statements of a change's rotation, schedule and escalation-policy
+    /// writes but a policy's delete (that one comes after the service write):
+    /// before the service write, which may name the policy inserted here.
+    fn plan_on_call(&'static self, out: &mut Vec<Stmt>, change: &Change) {
+        match &change.rotation {
+            Some(RotationWrite::Insert(r)) => {
+                out.push(Stmt::new(&self.rotations.insert, ROTATIONS.values(r)))
+            }
+            Some(RotationWrite::Update {
+                rotation,
+                expected_version,
+            }) => out.push(self.rotations.update(
+                "rotation",
+                &ROTATIONS,
+                rotation,
+                rotation.id.0,
+                *expected_version,
+            )),
+            Some(RotationWrite::Delete {
+                id,
+                expected_version,
+            }) => out.push(self.rotations.delete("rotation", id.0, *expected_version)),
+            None => {}
+        }
+        match &change.schedule {
+            Some(ScheduleWrite::Insert(s)) => {
+                out.push(Stmt::new(&self.schedules.insert, SCHEDULES.values(s)))
+            }
+            Some(ScheduleWrite::Update {
+                schedule,
+                expected_version,
+            }) => out.push(self.schedules.update(
+                "schedule",
+                &SCHEDULES,
+                schedule,
+                schedule.id.0,
+                *expected_version,
+            )),
+            Some(ScheduleWrite::Delete {
+                id,
+                expected_version,
+            }) => out.push(self.schedules.delete("schedule", id.0, *expected_version)),
+            None => {}
+        }
+        match &change.escalation_policy {
+            Some(EscalationPolicyWrite::Insert(p)) => out.push(Stmt::new(
+                &self.escalation_policies.insert,
+                ESCALATION_POLICIES.values(p),
+            )),
+            Some(EscalationPolicyWrite::Update {
+                escalation_policy,
+                expected_version,
+            }) => out.push(self.escalation_policies.update(
+                "escalation policy",
+                &ESCALATION_POLICIES,
+                escalation_policy,
+                escalation_policy.id.0,
+                *expected_version,
+            )),
+            Some(EscalationPolicyWrite::Delete { .. }) | None => {}
+        }
+    }
+
     /// The statements of a change's service, integration and alert writes (in
     /// that order, after the incident write).
     fn plan_alerting(&'static self, out: &mut Vec<Stmt>, change: &Change) {
         match &change.service {
             Some(ServiceWrite::Insert(s)) => out.push(
-                Stmt::new(&self.insert_service, SERVICES.values(s)).taking(Taken::ServiceName),
+                Stmt::new(&self.insert_service, SERVICES.values(s))
+                    .taking(Taken::ServiceName)
+                    .refusing(no_such_policy(s)),
             ),
             Some(ServiceWrite::Update {
                 service,
@@ -509,7 +672,8 @@ impl Statements {
                 out.push(
                     Stmt::new(&self.update_service, args)
                         .expecting(Expect::Versioned(target))
-                        .taking(Taken::ServiceName),
+                        .taking(Taken::ServiceName)
+                        .refusing(no_such_policy(service)),
                 );
             }
             Some(ServiceWrite::Delete {
@@ -609,6 +773,39 @@ impl Statements {
                 ));
             }
         }
+    }
+}
+
+impl Versioned {
+    /// The update of `record` (id `id`) at `expected_version`.
+    fn update<T>(
+        &'static self,
+        entity: &'static str,
+        table: &Table<T>,
+        record: &T,
+        id: Uuid,
+        expected_version: i64,
+    ) -> Stmt {
+        let mut args = table.values(record);
+        args.push(Value::Int(expected_version));
+        Stmt::new(&self.update, args).expecting(Expect::Versioned(Target { entity, id }))
+    }
+
+    /// The delete of `id` at `expected_version`.
+    fn delete(&'static self, entity: &'static str, id: Uuid, expected_version: i64) -> Stmt {
+        Stmt::new(
+            &self.delete,
+            vec![Value::Id(Some(id)), Value::Int(expected_version)],
+        )
+        .expecting(Expect::Versioned(Target { entity, id }))
+    }
+}
+
+/// What a foreign-key violation of a service write means: its policy is gone.
+fn no_such_policy(s: &imas_core::model::Service) -> Refused {
+    match s.escalation_policy_id {
+        Some(p) => Refused::NoSuchPolicy(p.0),
+        None => Refused::Unexpected,
     }
 }
 

@@ -292,6 +292,9 @@ impl RowExt for rusqlite::Row<'_> {
     fn int(&self, col: &str) -> Result<i64> {
         self.get(col).map_err(rerr)
     }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        self.get(col).map_err(rerr)
+    }
     fn flag(&self, col: &str) -> Result<bool> {
         self.get(col).map_err(rerr)
     }
@@ -304,11 +307,11 @@ impl ToSql for Value {
         Ok(match self {
             Value::Id(Some(id)) => ToSqlOutput::Borrowed(ValueRef::Blob(id.as_bytes())),
             Value::Text(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Value::Int(n) => ToSqlOutput::from(*n),
+            Value::Int(n) | Value::OptInt(Some(n)) => ToSqlOutput::from(*n),
             Value::Ts(Some(t)) => ToSqlOutput::from(ms(*t)),
             Value::Bool(b) => ToSqlOutput::from(i64::from(*b)),
             Value::Terms(terms) => ToSqlOutput::from(terms.join(" ")),
-            Value::Id(None) | Value::Text(None) | Value::Ts(None) => {
+            Value::Id(None) | Value::Text(None) | Value::Ts(None) | Value::OptInt(None) => {
                 ToSqlOutput::Owned(rusqlite::types::Value::Null)
             }
         })
@@ -338,13 +341,14 @@ fn execute(c: &Connection, stmt: &Stmt) -> Result<usize> {
         .map_err(|e| taken(c, stmt, e))
 }
 
-/// What a unique violation means: SQLite's codes do not name the
-/// constraint, so the statement says (`Stmt::taken`), and what it cannot say
+/// What a unique or foreign-key violation means: SQLite's codes do not name
+/// the constraint, so the statement says (`Stmt::taken`, `Stmt::refused`),
+/// and what it cannot say
 /// is looked up: which of username and email a new user's is, whether a new
 /// incident's id or its open alert group.
 fn taken(c: &Connection, stmt: &Stmt, e: rusqlite::Error) -> Error {
     if !SqlError::is_sqlite_unique_column(&e) {
-        return rerr(e);
+        return SqlError::rusqlite(e).refused(stmt.refused).into();
     }
     if stmt.taken == Taken::OpenGroup && std::ptr::eq(stmt.sql, SQL.insert_incident.as_str()) {
         // `incidents.id` is UNIQUE (not the primary key, `seq` is).
@@ -648,6 +652,13 @@ impl<T> RowExt for JsonRow<'_, T> {
     }
     fn int(&self, col: &str) -> Result<i64> {
         self.get(col)?.as_i64().ok_or_else(|| Self::bad(col))
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        let v = self.get(col)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        v.as_i64().map(Some).ok_or_else(|| Self::bad(col))
     }
     fn flag(&self, col: &str) -> Result<bool> {
         Ok(self.int(col)? != 0)

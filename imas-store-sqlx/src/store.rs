@@ -8,13 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use imas_core::error::{Error, Result};
 use imas_core::model::{
-    Alert, AlertFilter, AlertId, AuditEntry, AuditFilter, Incident, IncidentFilter, IncidentId,
-    Integration, IntegrationId, Notification, NotificationId, OutboxEntry, Page, PageRequest, Role,
-    Service, ServiceId, Timestamp, User, UserId,
+    Alert, AlertFilter, AlertId, AuditEntry, AuditFilter, EscalationPolicy, EscalationPolicyId,
+    Incident, IncidentFilter, IncidentId, Integration, IntegrationId, Notification, NotificationId,
+    OutboxEntry, Page, PageRequest, Role, Rotation, RotationId, Schedule, ScheduleId, Service,
+    ServiceId, Timestamp, User, UserId,
 };
 use imas_core::ports::{
-    AlertStore, AuditStore, Change, ChangeStore, Generation, IncidentStore, IntegrationStore,
-    NotificationStore, OutboxStore, Pruned, ServiceStore, UserStore,
+    AlertStore, AuditStore, Change, ChangeStore, EscalationPolicyStore, Generation, IncidentStore,
+    IntegrationStore, NotificationStore, OutboxStore, Pruned, RotationStore, ScheduleStore,
+    ServiceStore, UserStore,
 };
 use sqlx::{Database, Executor, IntoArguments, Pool, QueryBuilder};
 
@@ -23,7 +25,8 @@ use crate::error::SqlError;
 use crate::filter::{push_alert_filter, push_audit_filter, push_incident_filter};
 use crate::sql::Stmt;
 use crate::table::{
-    ALERTS, AUDIT, Claimed, Decode, INCIDENTS, NOTIFICATIONS, RowExt, SERVICES, Value,
+    ALERTS, AUDIT, Claimed, Decode, ESCALATION_POLICIES, INCIDENTS, NOTIFICATIONS, ROTATIONS,
+    RowExt, SCHEDULES, SERVICES, USERS, Value,
 };
 
 /// A store on a SQL database of dialect `D`: [`SqliteStore`](crate::SqliteStore)
@@ -132,8 +135,8 @@ where
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        let _ = page;
-        todo!("issue 18, SQL store: list users")
+        let qb = D::page_query(&USERS);
+        D::fetch_page(self, qb, &USERS, page).await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
@@ -381,64 +384,55 @@ where
 }
 
 #[async_trait]
-impl<D: Dialect> imas_core::ports::RotationStore for SqlStore<D>
+impl<D: Dialect> RotationStore for SqlStore<D>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
 {
-    async fn get_rotation(
-        &self,
-        id: imas_core::model::RotationId,
-    ) -> Result<Option<imas_core::model::Rotation>> {
-        let _ = id;
-        todo!("issue 18, SQL store")
+    async fn get_rotation(&self, id: RotationId) -> Result<Option<Rotation>> {
+        self.optional(&D::SQL.rotations.get, vec![Value::Id(Some(id.0))])
+            .await
     }
 
-    async fn list_rotations(&self, page: PageRequest) -> Result<Page<imas_core::model::Rotation>> {
-        let _ = page;
-        todo!("issue 18, SQL store")
+    async fn list_rotations(&self, page: PageRequest) -> Result<Page<Rotation>> {
+        let qb = D::page_query(&ROTATIONS);
+        D::fetch_page(self, qb, &ROTATIONS, page).await
     }
 }
 
 #[async_trait]
-impl<D: Dialect> imas_core::ports::ScheduleStore for SqlStore<D>
+impl<D: Dialect> ScheduleStore for SqlStore<D>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
 {
-    async fn get_schedule(
-        &self,
-        id: imas_core::model::ScheduleId,
-    ) -> Result<Option<imas_core::model::Schedule>> {
-        let _ = id;
-        todo!("issue 18, SQL store")
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>> {
+        self.optional(&D::SQL.schedules.get, vec![Value::Id(Some(id.0))])
+            .await
     }
 
-    async fn list_schedules(&self, page: PageRequest) -> Result<Page<imas_core::model::Schedule>> {
-        let _ = page;
-        todo!("issue 18, SQL store")
+    async fn list_schedules(&self, page: PageRequest) -> Result<Page<Schedule>> {
+        let qb = D::page_query(&SCHEDULES);
+        D::fetch_page(self, qb, &SCHEDULES, page).await
     }
 }
 
 #[async_trait]
-impl<D: Dialect> imas_core::ports::EscalationPolicyStore for SqlStore<D>
+impl<D: Dialect> EscalationPolicyStore for SqlStore<D>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
 {
     async fn get_escalation_policy(
         &self,
-        id: imas_core::model::EscalationPolicyId,
-    ) -> Result<Option<imas_core::model::EscalationPolicy>> {
-        let _ = id;
-        todo!("issue 18, SQL store")
+        id: EscalationPolicyId,
+    ) -> Result<Option<EscalationPolicy>> {
+        self.optional(&D::SQL.escalation_policies.get, vec![Value::Id(Some(id.0))])
+            .await
     }
 
-    async fn list_escalation_policies(
-        &self,
-        page: PageRequest,
-    ) -> Result<Page<imas_core::model::EscalationPolicy>> {
-        let _ = page;
-        todo!("issue 18, SQL store")
+    async fn list_escalation_policies(&self, page: PageRequest) -> Result<Page<EscalationPolicy>> {
+        let qb = D::page_query(&ESCALATION_POLICIES);
+        D::fetch_page(self, qb, &ESCALATION_POLICIES, page).await
     }
 }

@@ -9,9 +9,9 @@
 
 use imas_core::error::Result;
 use imas_core::model::{
-    Actor, Alert, AlertId, AuditEntry, AuditId, Cursor, Incident, IncidentId, Integration,
-    IntegrationId, Notification, NotificationId, OutboxEntry, Service, ServiceId, Timestamp, User,
-    UserId,
+    Actor, Alert, AlertId, AuditEntry, AuditId, Cursor, EscalationPolicy, EscalationPolicyId,
+    Incident, IncidentId, Integration, IntegrationId, Notification, NotificationId, OutboxEntry,
+    Rotation, RotationId, Schedule, ScheduleId, Service, ServiceId, Timestamp, User, UserId,
 };
 use uuid::Uuid;
 
@@ -24,6 +24,8 @@ pub enum Value {
     Id(Option<Uuid>),
     Text(Option<String>),
     Int(i64),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
     Ts(Option<Timestamp>),
     Bool(bool),
     /// Search terms: a `text[]` on PostgreSQL, space-separated text on SQLite.
@@ -55,6 +57,7 @@ pub enum Get<T> {
     Id(fn(&T) -> Option<Uuid>),
     Text(fn(&T) -> Option<String>),
     Int(fn(&T) -> i64),
+    OptInt(fn(&T) -> Option<i64>),
     Ts(fn(&T) -> Option<Timestamp>),
     Bool(fn(&T) -> bool),
     Json(fn(&T) -> String),
@@ -86,6 +89,12 @@ impl<T> Column<T> {
             get: Get::Int(f),
         }
     }
+    const fn opt_int(name: &'static str, f: fn(&T) -> Option<i64>) -> Self {
+        Self {
+            name,
+            get: Get::OptInt(f),
+        }
+    }
     const fn ts(name: &'static str, f: fn(&T) -> Option<Timestamp>) -> Self {
         Self {
             name,
@@ -110,7 +119,7 @@ impl<T> Column<T> {
         match self.get {
             Get::Id(_) => Kind::Id,
             Get::Text(_) => Kind::Text,
-            Get::Int(_) => Kind::Int,
+            Get::Int(_) | Get::OptInt(_) => Kind::Int,
             Get::Ts(_) => Kind::Ts,
             Get::Bool(_) => Kind::Bool,
             Get::Json(_) => Kind::Json,
@@ -122,6 +131,7 @@ impl<T> Column<T> {
             Get::Id(f) => Value::Id(f(t)),
             Get::Text(f) => Value::Text(f(t)),
             Get::Int(f) => Value::Int(f(t)),
+            Get::OptInt(f) => Value::OptInt(f(t)),
             Get::Ts(f) => Value::Ts(f(t)),
             Get::Bool(f) => Value::Bool(f(t)),
             Get::Json(f) => Value::Text(Some(f(t))),
@@ -179,6 +189,7 @@ pub(crate) static USERS: Table<User> = Table {
         Column::text("password_hash", |u| own(&u.password_hash)),
         Column::text("role", |u| own(u.role.as_str())),
         Column::ts("created_at", |u| Some(u.created_at)),
+        Column::text("time_zone", |u| own(u.time_zone.name())),
     ],
     order: "created_at",
 };
@@ -217,6 +228,12 @@ pub(crate) static INCIDENTS: Table<Incident> = Table {
         Column::text("source", |i| own(i.source.as_str())),
         Column::int("alert_count", |i| i64::from(i.alert_count)),
         Column::text("group_key", |i| i.group_key.clone()),
+        Column::id("escalation_policy_id", |i| {
+            i.escalation_policy_id.map(|p| p.0)
+        }),
+        Column::int("escalation_step", |i| i64::from(i.escalation_step)),
+        Column::ts("next_escalation_at", |i| i.next_escalation_at),
+        Column::ts("ack_expires_at", |i| i.ack_expires_at),
     ],
     order: "created_at",
 };
@@ -231,6 +248,61 @@ pub(crate) static SERVICES: Table<Service> = Table {
         Column::ts("created_at", |s| Some(s.created_at)),
         Column::ts("updated_at", |s| Some(s.updated_at)),
         Column::int("version", |s| s.version),
+        Column::id("escalation_policy_id", |s| {
+            s.escalation_policy_id.map(|p| p.0)
+        }),
+        Column::opt_int("ack_timeout_seconds", |s| {
+            s.ack_timeout_seconds.map(i64::from)
+        }),
+    ],
+    order: "created_at",
+};
+
+pub(crate) static ROTATIONS: Table<Rotation> = Table {
+    name: "rotations",
+    columns: &[
+        Column::id("id", |r| Some(r.id.0)),
+        Column::text("name", |r| own(&r.name)),
+        Column::text("description", |r| own(&r.description)),
+        Column::text("kind", |r| own(r.kind.as_str())),
+        Column::int("shift_length", |r| i64::from(r.shift_length)),
+        Column::ts("start", |r| Some(r.start)),
+        Column::text("time_zone", |r| own(r.time_zone.name())),
+        Column::json("participants", |r| json(&r.participants)),
+        Column::ts("created_at", |r| Some(r.created_at)),
+        Column::ts("updated_at", |r| Some(r.updated_at)),
+        Column::int("version", |r| r.version),
+    ],
+    order: "created_at",
+};
+
+pub(crate) static SCHEDULES: Table<Schedule> = Table {
+    name: "schedules",
+    columns: &[
+        Column::id("id", |s| Some(s.id.0)),
+        Column::text("name", |s| own(&s.name)),
+        Column::text("description", |s| own(&s.description)),
+        Column::text("time_zone", |s| own(s.time_zone.name())),
+        Column::json("rules", |s| json(&s.rules)),
+        Column::json("overrides", |s| json(&s.overrides)),
+        Column::ts("created_at", |s| Some(s.created_at)),
+        Column::ts("updated_at", |s| Some(s.updated_at)),
+        Column::int("version", |s| s.version),
+    ],
+    order: "created_at",
+};
+
+pub(crate) static ESCALATION_POLICIES: Table<EscalationPolicy> = Table {
+    name: "escalation_policies",
+    columns: &[
+        Column::id("id", |p| Some(p.id.0)),
+        Column::text("name", |p| own(&p.name)),
+        Column::text("description", |p| own(&p.description)),
+        Column::int("repeat", |p| i64::from(p.repeat)),
+        Column::json("steps", |p| json(&p.steps)),
+        Column::ts("created_at", |p| Some(p.created_at)),
+        Column::ts("updated_at", |p| Some(p.updated_at)),
+        Column::int("version", |p| p.version),
     ],
     order: "created_at",
 };
@@ -250,7 +322,8 @@ pub(crate) static INTEGRATIONS: Table<Integration> = Table {
 };
 
 fn json<T: serde::Serialize>(v: &T) -> String {
-    // Maps of strings, a JSON value and links always serialise.
+    // Maps of strings, a JSON value, links, ids, rules, overrides and steps
+    // always serialise.
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
 }
 
@@ -320,6 +393,7 @@ pub trait RowExt {
     fn text(&self, col: &str) -> Result<String>;
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
     fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
     fn flag(&self, col: &str) -> Result<bool>;
 
     /// A JSON column (stored or read as text).
@@ -350,8 +424,7 @@ impl Decode for User {
             email: r.text("email")?,
             password_hash: r.text("password_hash")?,
             role: r.parsed("role")?,
-            // TODO(issue 18, SQL store): a time_zone column.
-            time_zone: chrono_tz::UTC,
+            time_zone: r.parsed("time_zone")?,
             created_at: r.ts("created_at")?,
         })
     }
@@ -399,11 +472,11 @@ pub(crate) fn decode_incident<R: RowExt>(r: &R) -> Result<Incident> {
         alert_count: u32::try_from(r.int("alert_count")?)
             .map_err(|_| SqlError::corrupt(R::BACKEND, "alert_count"))?,
         group_key: r.opt_text("group_key")?,
-        // TODO(issue 18, SQL store): columns for the policy escalation state.
-        escalation_policy_id: None,
-        escalation_step: 0,
-        next_escalation_at: None,
-        ack_expires_at: None,
+        escalation_policy_id: r.opt_id("escalation_policy_id")?.map(EscalationPolicyId),
+        escalation_step: u32::try_from(r.int("escalation_step")?)
+            .map_err(|_| SqlError::corrupt(R::BACKEND, "escalation_step"))?,
+        next_escalation_at: r.opt_ts("next_escalation_at")?,
+        ack_expires_at: r.opt_ts("ack_expires_at")?,
     })
 }
 
@@ -414,9 +487,68 @@ impl Decode for Service {
             name: r.text("name")?,
             description: r.text("description")?,
             auto_resolve: r.flag("auto_resolve")?,
-            // TODO(issue 18, SQL store): columns.
-            escalation_policy_id: None,
-            ack_timeout_seconds: None,
+            escalation_policy_id: r.opt_id("escalation_policy_id")?.map(EscalationPolicyId),
+            ack_timeout_seconds: r
+                .opt_int("ack_timeout_seconds")?
+                .map(|n| {
+                    u32::try_from(n)
+                        .map_err(|_| SqlError::corrupt(R::BACKEND, "ack_timeout_seconds"))
+                })
+                .transpose()?,
+            created_at: r.ts("created_at")?,
+            updated_at: r.ts("updated_at")?,
+            version: r.int("version")?,
+        })
+    }
+}
+
+/// A stored count that must fit a `u32`.
+fn count<R: RowExt>(r: &R, col: &str) -> Result<u32> {
+    u32::try_from(r.int(col)?).map_err(|_| SqlError::corrupt(R::BACKEND, col).into())
+}
+
+impl Decode for Rotation {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Rotation {
+            id: RotationId(r.id("id")?),
+            name: r.text("name")?,
+            description: r.text("description")?,
+            kind: r.parsed("kind")?,
+            shift_length: count(r, "shift_length")?,
+            start: r.ts("start")?,
+            time_zone: r.parsed("time_zone")?,
+            participants: r.json("participants")?,
+            created_at: r.ts("created_at")?,
+            updated_at: r.ts("updated_at")?,
+            version: r.int("version")?,
+        })
+    }
+}
+
+impl Decode for Schedule {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(Schedule {
+            id: ScheduleId(r.id("id")?),
+            name: r.text("name")?,
+            description: r.text("description")?,
+            time_zone: r.parsed("time_zone")?,
+            rules: r.json("rules")?,
+            overrides: r.json("overrides")?,
+            created_at: r.ts("created_at")?,
+            updated_at: r.ts("updated_at")?,
+            version: r.int("version")?,
+        })
+    }
+}
+
+impl Decode for EscalationPolicy {
+    fn decode<R: RowExt>(r: &R) -> Result<Self> {
+        Ok(EscalationPolicy {
+            id: EscalationPolicyId(r.id("id")?),
+            name: r.text("name")?,
+            description: r.text("description")?,
+            repeat: count(r, "repeat")?,
+            steps: r.json("steps")?,
             created_at: r.ts("created_at")?,
             updated_at: r.ts("updated_at")?,
             version: r.int("version")?,
@@ -517,6 +649,30 @@ pub trait Positioned {
     fn position(&self) -> Cursor;
 }
 
+impl Positioned for User {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for Rotation {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for Schedule {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
+impl Positioned for EscalationPolicy {
+    fn position(&self) -> Cursor {
+        Cursor::after(self.created_at, self.id.0)
+    }
+}
+
 impl Positioned for Incident {
     fn position(&self) -> Cursor {
         Cursor::after(self.created_at, self.id.0)
@@ -585,6 +741,10 @@ macro_rules! sqlx_row_ext {
                     .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
             }
             fn int(&self, col: &str) -> imas_core::Result<i64> {
+                sqlx::Row::try_get(self, col)
+                    .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
+            }
+            fn opt_int(&self, col: &str) -> imas_core::Result<Option<i64>> {
                 sqlx::Row::try_get(self, col)
                     .map_err(|e| $crate::error::SqlError::sqlx($backend, e).into())
             }

@@ -1,17 +1,18 @@
-//! The migration of issue 17 on a database the earlier migrations made, with
-//! incidents in it: every incident reads back as it was (its reporter kept,
-//! source `manual`, no service, no alerts), search still finds it, the
-//! indexes are all there, and (SQLite, whose table is rebuilt) a new incident
-//! never takes the `seq` of a deleted one.
+//! The migrations of issues 17 and 18 on a database the earlier migrations
+//! made, with incidents and a user in it: every incident reads back as it was
+//! (its reporter kept, source `manual`, no service, no alerts, no escalation
+//! policy), search still finds it, the indexes are all there, (SQLite, whose
+//! table is rebuilt) a new incident never takes the `seq` of a deleted one,
+//! and the user reads back with the time zone `UTC`.
 
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
 use imas_core::model::{
     Incident, IncidentFilter, IncidentSource, PageRequest, UserId, incident_terms,
 };
-use imas_core::ports::{Change, ChangeStore, IncidentStore, IncidentWrite};
+use imas_core::ports::{Change, ChangeStore, IncidentStore, IncidentWrite, UserStore};
 use imas_core::testkit::service_url;
-use imas_core::testkit::store::{at, incident};
+use imas_core::testkit::store::{at, incident, user};
 use imas_store_sqlx::{PostgresStore, SqliteStore};
 use sqlx::migrate::Migrator;
 
@@ -70,6 +71,25 @@ async fn search(store: &dyn IncidentStore, q: &str) -> Vec<Incident> {
         .items
 }
 
+/// The user the old database holds (no time zone then).
+fn old_user() -> imas_core::model::User {
+    user("olduser", imas_core::model::Role::Engineer)
+}
+
+const OLD_USER: &str = "INSERT INTO users (id, name, username, email, password_hash, role, \
+    created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The old user reads back as it was, in `UTC`.
+async fn check_migrated_user(store: &dyn UserStore, old: &imas_core::model::User) {
+    let back = store
+        .get_user(old.id)
+        .await
+        .expect("read")
+        .expect("migrated user");
+    assert_eq!(back.time_zone, chrono_tz::UTC);
+    assert_eq!(&back, old);
+}
+
 /// What every migrated incident must read back as.
 async fn check_migrated(store: &dyn IncidentStore, kept: &[Incident]) {
     for i in kept {
@@ -84,6 +104,8 @@ async fn check_migrated(store: &dyn IncidentStore, kept: &[Incident]) {
         assert_eq!(back.source, IncidentSource::Manual);
         assert_eq!((back.service_id, back.alert_count), (None, 0));
         assert_eq!(back.group_key, None);
+        assert_eq!((back.escalation_policy_id, back.escalation_step), (None, 0));
+        assert_eq!((back.next_escalation_at, back.ack_expires_at), (None, None));
     }
     assert_eq!(search(store, "printer fire").await, vec![kept[0].clone()]);
     assert_eq!(search(store, "migration").await, vec![kept[1].clone()]);
@@ -101,6 +123,7 @@ async fn sqlite_incidents_survive_the_rebuild() {
         .join(format!("migrate-{}.db", uuid::Uuid::new_v4()));
     let url = format!("sqlite://{}", path.display());
     let incidents = old_incidents();
+    let u = old_user();
     let deleted_seq: i64;
     {
         let pool = SqlitePoolOptions::new()
@@ -182,12 +205,24 @@ async fn sqlite_incidents_survive_the_rebuild() {
             .execute(&pool)
             .await
             .expect("delete");
+        sqlx::query(OLD_USER)
+            .bind(u.id.0)
+            .bind(&u.name)
+            .bind(&u.username)
+            .bind(&u.email)
+            .bind(&u.password_hash)
+            .bind(u.role.as_str())
+            .bind(ms(u.created_at))
+            .execute(&pool)
+            .await
+            .expect("old user");
         pool.close().await;
     }
     let kept = &incidents[..2];
 
     let store = SqliteStore::connect(&url).await.expect("migrate");
     check_migrated(&store, kept).await;
+    check_migrated_user(&store, &u).await;
 
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'incidents' \
@@ -243,6 +278,7 @@ async fn postgres_incidents_survive_the_migration() {
     };
     let schema = format!("imas_test_{}", uuid::Uuid::new_v4().simple());
     let incidents = old_incidents();
+    let u = old_user();
     {
         let options = PgConnectOptions::from_str(&url)
             .expect("url")
@@ -296,12 +332,24 @@ async fn postgres_incidents_survive_the_migration() {
                 .await
                 .expect("old incident");
         }
+        sqlx::query(OLD_USER)
+            .bind(u.id.0)
+            .bind(&u.name)
+            .bind(&u.username)
+            .bind(&u.email)
+            .bind(&u.password_hash)
+            .bind(u.role.as_str())
+            .bind(u.created_at)
+            .execute(&pool)
+            .await
+            .expect("old user");
         pool.close().await;
     }
     let store = PostgresStore::connect_in_schema(&url, &schema)
         .await
         .expect("migrate");
     check_migrated(&store, &incidents).await;
+    check_migrated_user(&store, &u).await;
     let mut fresh = incident(UserId::new(), "Printer jammed", at(9_000));
     fresh.reported_by = None;
     store

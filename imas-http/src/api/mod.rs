@@ -16,12 +16,15 @@ use crate::error::{ApiError, ApiResult};
 mod alertmanager;
 mod alerts;
 mod audit;
+mod escalation_policies;
 mod escalations;
 mod events_v2;
 mod incidents;
 mod integrations;
 mod notifications;
 mod reports;
+mod rotations;
+mod schedules;
 mod service;
 mod services;
 mod sla;
@@ -48,6 +51,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(alerts::router())
         .merge(events_v2::router())
         .merge(alertmanager::router())
+        .merge(rotations::router())
+        .merge(schedules::router())
+        .merge(escalation_policies::router())
         .merge(service::router())
 }
 
@@ -90,6 +96,14 @@ fn next_link(uri: &Uri, next: Cursor) -> Option<HeaderValue> {
 
 /// An id from the path; a 400 naming `id` otherwise.
 fn parse_path<T: std::str::FromStr<Err = imas_core::Error>>(raw: &str) -> ApiResult<T> {
+    parse_path_param("id", raw)
+}
+
+/// An id from the path parameter `name`; a 400 naming it otherwise.
+fn parse_path_param<T: std::str::FromStr<Err = imas_core::Error>>(
+    name: &str,
+    raw: &str,
+) -> ApiResult<T> {
     raw.parse::<T>()
-        .map_err(|_| ApiError::invalid("id", "expected an id (a UUID)"))
+        .map_err(|_| ApiError::invalid(name, "expected an id (a UUID)"))
 }

@@ -1,7 +1,10 @@
 //! Services (SPEC §4): `/services` (list, create) and `/services/{id}` (read,
-//! change, delete). What alerts and the incidents they open belong to; the
-//! engine checks who may do what (admins change, admins and engineers read) and
-//! refuses to delete a service with open incidents (409).
+//! change, delete). What alerts and the incidents they open belong to, with
+//! the escalation policy its incidents page through (`escalationPolicyId`,
+//! SPEC §5) and its acknowledgement timeout (`ackTimeoutSeconds`); `null` in a
+//! PATCH removes either. The engine checks who may do what (admins change,
+//! admins and engineers read), that the policy exists, and refuses to delete a
+//! service with open incidents (409).
 
 use axum::Json;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -32,7 +35,7 @@ pub(crate) async fn list_services(
     Ok(paged(&uri, s.engine.list_services(&who, p.page()?).await?))
 }
 
-#[utoipa::path(post, tag = "services", path = "/services", request_body = NewService, responses((status = 201, body = Service), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "a service has this name")), security(("bearer" = [])))]
+#[utoipa::path(post, tag = "services", path = "/services", request_body = NewService, responses((status = 201, body = Service), (status = 400, body = ErrorAnswer, description = "a field is invalid (named in `field`), e.g. an escalationPolicyId that names no policy, an ackTimeoutSeconds out of 1..=604800"), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "a service has this name")), security(("bearer" = [])))]
 pub(crate) async fn create_service(
     State(s): State<AppState>,
     Auth(who): Auth,
@@ -51,7 +54,7 @@ pub(crate) async fn get_service(
     Ok(Json(s.engine.get_service(&who, parse_path(&id)?).await?))
 }
 
-#[utoipa::path(patch, tag = "services", path = "/services/{id}", params(("id" = ServiceId, Path, description = "service id")), request_body = ServicePatch, responses((status = 200, body = Service), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "a service has this name")), security(("bearer" = [])))]
+#[utoipa::path(patch, tag = "services", path = "/services/{id}", params(("id" = ServiceId, Path, description = "service id")), request_body = ServicePatch, responses((status = 200, body = Service), (status = 400, body = ErrorAnswer, description = "a field is invalid (named in `field`), e.g. an escalationPolicyId that names no policy, an ackTimeoutSeconds out of 1..=604800"), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "a service has this name")), security(("bearer" = [])))]
 pub(crate) async fn update_service(
     State(s): State<AppState>,
     Auth(who): Auth,

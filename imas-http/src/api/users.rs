@@ -1,26 +1,31 @@
-//! Users: `POST /auth/register`, `POST /auth/login` and `PATCH /users/{id}/role`
-//! (the engine's sign-up, sign-in and role changes).
+//! Users: `POST /auth/register`, `POST /auth/login`, `PATCH /users/{id}/role`
+//! (the engine's sign-up, sign-in and role changes), `GET /users` (who can be
+//! put on call: admins and engineers read it) and the caller's own account,
+//! `GET /users/me` and `PATCH /users/me` (name, email, time zone, password
+//! with the current one).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imas_core::engine::NewUser;
-use imas_core::model::{Role, User, UserId};
+use imas_core::model::{ProfilePatch, Role, User, UserId, UserSummary};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ErrorAnswer, parse_path};
+use super::{ErrorAnswer, paged, parse_path};
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Auth, ClientAddr, JsonBody};
+use crate::extract::{Auth, ClientAddr, JsonBody, ListParams, PageQuery};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(change_role))
+        .routes(routes!(list_users))
+        .routes(routes!(me, update_me))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -106,4 +111,28 @@ pub(crate) async fn change_role(
 ) -> ApiResult<Json<User>> {
     let id: UserId = parse_path(&id)?;
     Ok(Json(s.engine.change_role(&who, id, b.role).await?))
+}
+
+#[utoipa::path(get, tag = "users", path = "/users", params(PageQuery), responses((status = 200, body = Vec<UserSummary>, description = "newest first; Link: <...>; rel=\"next\" when there is more"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer)), security(("bearer" = [])))]
+pub(crate) async fn list_users(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Response> {
+    Ok(paged(&uri, s.engine.list_users(&who, p.page()?).await?))
+}
+
+#[utoipa::path(get, tag = "users", path = "/users/me", responses((status = 200, body = User, description = "the caller's own account"), (status = 401, body = ErrorAnswer)), security(("bearer" = [])))]
+pub(crate) async fn me(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Json<User>> {
+    Ok(Json(s.engine.me(&who).await?))
+}
+
+#[utoipa::path(patch, tag = "users", path = "/users/me", request_body(content = ProfilePatch, description = "any of name, email, timeZone; a new password with currentPassword"), responses((status = 200, body = User), (status = 400, body = ErrorAnswer, description = "a field is invalid (named in `field`), or currentPassword is missing or wrong for a new password"), (status = 401, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "another user has this email")), security(("bearer" = [])))]
+pub(crate) async fn update_me(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    JsonBody(patch): JsonBody<ProfilePatch>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(s.engine.update_me(&who, patch).await?))
 }
