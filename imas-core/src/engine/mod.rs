@@ -6,7 +6,8 @@
 //! a file of its own (users, incidents, sla, escalations, recipients,
 //! notifications, delivery, loops, reports, audit, operations, services,
 //! integrations, alerts, and the two alert formats: events_v2, alertmanager;
-//! rotations, schedules, escalation_policies).
+//! rotations, schedules, escalation_policies, and paging: stepping an incident
+//! through its escalation policy).
 
 mod alertmanager;
 mod alerts;
