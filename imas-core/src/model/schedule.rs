@@ -473,7 +473,7 @@ impl Schedule {
                 });
             }
         }
-        out.sort_unstable_by(|a, b| (a.start, a.user_id).cmp(&(b.start, b.user_id)));
+        out.sort_unstable_by_key(|s| (s.start, s.user_id));
         out
     }
 }
