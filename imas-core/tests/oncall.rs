@@ -17,7 +17,7 @@ use uuid::Uuid;
 // ---------------------------------------------------------------- helpers
 
 fn tz(name: &str) -> Tz {
-    name.parse().unwrap()
+    name.parse().expect("a valid fixture")
 }
 
 fn user(i: usize) -> UserId {
@@ -25,11 +25,13 @@ fn user(i: usize) -> UserId {
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s)
+        .expect("a valid fixture")
+        .with_timezone(&Utc)
 }
 
 fn naive(s: &str) -> NaiveDateTime {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("a valid fixture")
 }
 
 /// The instant of a wall-clock time that exists once in `zone`.
@@ -67,7 +69,7 @@ fn rotation(
 }
 
 fn hm(h: u32, m: u32) -> ClockTime {
-    ClockTime::new(h, m).unwrap()
+    ClockTime::new(h, m).expect("a valid fixture")
 }
 
 fn rule(target: RuleTarget, start: ClockTime, end: ClockTime, days: &[Weekday]) -> ScheduleRule {
@@ -129,7 +131,11 @@ fn check_rotation_shifts(r: &Rotation, a: DateTime<Utc>, b: DateTime<Utc>) -> Ve
         shifts[0].start, a,
         "first shift starts at the range's start"
     );
-    assert_eq!(shifts.last().unwrap().end, b, "last shift ends at its end");
+    assert_eq!(
+        shifts.last().expect("a valid fixture").end,
+        b,
+        "last shift ends at its end"
+    );
     for w in shifts.windows(2) {
         assert_eq!(w[0].end, w[1].start, "shifts abut: {w:?}");
     }
@@ -879,7 +885,7 @@ fn kinds() -> impl Strategy<Value = RotationType> {
 /// Minutes between 2005 and 2035 (Apia's skipped day and years of changes).
 fn minute_instant() -> impl Strategy<Value = DateTime<Utc>> {
     (1_104_537_600i64 / 60..2_051_222_400i64 / 60)
-        .prop_map(|m| DateTime::from_timestamp(m * 60, 0).unwrap())
+        .prop_map(|m| DateTime::from_timestamp(m * 60, 0).expect("a valid fixture"))
 }
 
 fn any_rotation() -> impl Strategy<Value = Rotation> {
@@ -907,8 +913,8 @@ proptest! {
         weekly in any::<bool>(),
     ) {
         let zone = tz(ZONES[z]);
-        let d0 = NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + Duration::days(day);
-        let w0 = d0.and_hms_opt(0, 0, 0).unwrap() + Duration::minutes(minute);
+        let d0 = NaiveDate::from_ymd_opt(2010, 1, 1).expect("a valid fixture") + Duration::days(day);
+        let w0 = d0.and_hms_opt(0, 0, 0).expect("a valid fixture") + Duration::minutes(minute);
         let Some(start) = zone.from_local_datetime(&w0).earliest() else {
             return Ok(()); // a start in a gap: the engine would not see it as such
         };
@@ -997,8 +1003,8 @@ proptest! {
                 } else {
                     RuleTarget::Rotation { id: RotationId(Uuid::from_u128(0x100 + (who - 3) as u128)) }
                 },
-                start: ClockTime::new(s / 4, (s % 4) * 15).unwrap(),
-                end: ClockTime::new(e / 4, (e % 4) * 15).unwrap(),
+                start: ClockTime::new(s / 4, (s % 4) * 15).expect("a valid fixture"),
+                end: ClockTime::new(e / 4, (e % 4) * 15).expect("a valid fixture"),
                 weekdays: Weekdays::from_bits(days),
             })
             .collect();

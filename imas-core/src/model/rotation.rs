@@ -111,6 +111,22 @@ impl Rotation {
     /// length: `start <= t < end` (`end` is `Timestamp::MAX_UTC` past the
     /// representable range).
     pub fn shift_index_at(&self, t: Timestamp) -> (i64, Timestamp, Timestamp) {
+        let (mut k, mut end, s) = self.index_at(t);
+        // A handoff whose wall-clock time is at or before t's is at or before
+        // t (the earlier instant of a fold, a gap's end, are never later), so
+        // this does not step; it keeps `begin <= t` whatever the zone data.
+        let mut begin = self.instant(s, k).unwrap_or(Timestamp::MIN_UTC);
+        while begin > t {
+            k -= 1;
+            end = begin;
+            begin = self.instant(s, k).unwrap_or(Timestamp::MIN_UTC);
+        }
+        (k, begin, end)
+    }
+
+    /// The index of the shift holding `t` and its end (and `start`'s wall
+    /// clock), without computing its start.
+    fn index_at(&self, t: Timestamp) -> (i64, Timestamp, NaiveDateTime) {
         let s = local_of(self.start, self.time_zone);
         let tl = local_of(t, self.time_zone);
         // The naive estimate: the last handoff whose wall-clock time is at or
@@ -132,13 +148,7 @@ impl Rotation {
             k += 1;
             end = after(k + 1);
         }
-        let mut begin = self.instant(s, k).unwrap_or(Timestamp::MIN_UTC);
-        while begin > t {
-            k -= 1;
-            end = begin;
-            begin = self.instant(s, k).unwrap_or(Timestamp::MIN_UTC);
-        }
-        (k, begin, end)
+        (k, end, s)
     }
 
     /// Who is on call at `t`; `None` when there are no participants.
@@ -146,7 +156,7 @@ impl Rotation {
         if self.participants.is_empty() {
             return None;
         }
-        let (k, _, _) = self.shift_index_at(t);
+        let (k, _, _) = self.index_at(t);
         Some(self.participant(k))
     }
 

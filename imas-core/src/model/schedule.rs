@@ -473,7 +473,7 @@ impl Schedule {
                 });
             }
         }
-        out.sort_unstable_by(|a, b| (a.start, a.user_id).cmp(&(b.start, b.user_id)));
+        out.sort_unstable_by_key(|s| (s.start, s.user_id));
         out
     }
 }
@@ -606,7 +606,9 @@ fn wall_clock_points(
     while day <= hi.date() {
         let midnight = day.and_time(chrono::NaiveTime::MIN);
         for &m in minutes {
-            let wall = midnight + TimeDelta::minutes(i64::from(m));
+            let Some(wall) = midnight.checked_add_signed(TimeDelta::minutes(i64::from(m))) else {
+                continue;
+            };
             if wall > lo
                 && wall < hi
                 && let Some(t) = wall.checked_sub_signed(delta)
