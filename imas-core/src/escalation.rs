@@ -216,7 +216,9 @@ pub fn next_step(i: &Incident, sla: &SlaPolicy, esc: &SlaEscalation) -> Option<(
             i.escalated_at.or(i.breached_at)
         };
         if let Some(anchor) = anchor {
-            let stopped = i.acknowledged_at.is_some();
+            // Acknowledging stops it; an acknowledgement that expired (the
+            // incident is open again) resumes it.
+            let stopped = i.acknowledged_at.is_some() && i.status != Status::Open;
             if let Some((level, at)) =
                 next_escalation(esc, i.escalation_level, anchor.timestamp_millis(), stopped)
             {

@@ -1126,3 +1126,55 @@ async fn a_changed_policy_applies_from_the_next_step_and_a_deleted_one_ends() {
     // The other incident of the first policy went on as before.
     assert_eq!(t.page_count(&t.carol, second.id).await, 1);
 }
+
+/// An acknowledgement that expires when the run has nobody left to page (its
+/// last step found nobody on call) is not left unheard: the engineers are told
+/// (the incident is unassigned), with the ACK_EXPIRED entry.
+#[tokio::test]
+async fn an_expired_ack_with_nobody_left_in_the_policy_tells_the_engineers() {
+    let t = team().await;
+    let nobody = t.rotation(&[]).await;
+    let policy = t
+        .policy(
+            vec![
+                step(5, vec![user(&t.alice)]),
+                step(5, vec![PolicyTarget::Rotation { id: nobody.id }]),
+            ],
+            0,
+        )
+        .await;
+    let service = t.service("payments", Some(&policy), Some(600)).await;
+    let inc = t.open("db down", &service).await;
+    t.w.tick().await;
+    assert_eq!(t.page_count(&t.alice, inc.id).await, 1, "step 1");
+    t.w.advance(mins(5));
+    t.w.tick().await;
+    assert_eq!(
+        t.audit(AuditAction::EscalationSkipped, inc.id).await,
+        1,
+        "step 2 finds nobody; the run is over"
+    );
+    assert_eq!(t.get(inc.id).await.next_escalation_at, None);
+    t.w.advance(mins(1));
+    t.set_status(inc.id, Status::Acknowledged).await;
+    t.w.advance(mins(10));
+    t.w.tick().await;
+    let now = t.get(inc.id).await;
+    assert_eq!(now.status, Status::Open, "open again");
+    assert_eq!(t.audit(AuditAction::AckExpired, inc.id).await, 1);
+    let mut counts = [0; 3];
+    for (n, engineer) in [&t.alice, &t.bob, &t.carol].into_iter().enumerate() {
+        counts[n] =
+            t.w.notes(engineer.id)
+                .await
+                .iter()
+                .filter(|n| n.incident_id == Some(inc.id))
+                .count();
+    }
+    assert_eq!(
+        counts,
+        [2, 1, 1],
+        "every engineer hears of the expired acknowledgement (Alice had step 1 before); skipped: {}",
+        t.audit(AuditAction::EscalationSkipped, inc.id).await
+    );
+}

@@ -91,6 +91,14 @@ fn done_and_held_incidents_have_no_running_sla() {
     );
     i.acknowledged_at = Some(at(H + M));
     assert_eq!(next_step(&i, &sla, &esc), None, "acknowledged");
+    // An acknowledgement that expired (the engine made it open again)
+    // resumes the escalation.
+    i.status = Status::Open;
+    assert_eq!(
+        next_step(&i, &sla, &esc),
+        Some((Step::Escalate(2), at(H + 30 * M))),
+        "open again after an expired acknowledgement"
+    );
     i.acknowledged_at = None;
     i.status = Status::Closed;
     assert_eq!(next_step(&i, &sla, &esc), None);

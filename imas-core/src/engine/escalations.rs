@@ -4,7 +4,7 @@
 //! notifies its targets. Stepping through an escalation policy is in
 //! `paging.rs`.
 
-use super::paging::PolicyCache;
+use super::paging::{MAX_RUN, PolicyCache};
 use super::recipients::Notice;
 use super::{Engine, Principal, SweepReport};
 use crate::error::{Error, Result};
@@ -108,11 +108,30 @@ impl Engine {
                 .sweep_policy_step(incident, now, policies, audit, outbox, report)
                 .await;
         }
-        let (entries, notice) = self.take_step(incident, step, now, report);
+        let (entries, mut notice) = self.take_step(incident, step, now, report);
         let target = incident.id.to_string();
         audit.extend(entries.into_iter().map(|(action, text)| {
             AuditEntry::new(action, Actor::System, Some(target.clone()), text, now)
         }));
+        if step == Step::AckExpired && incident.escalation_policy_id.is_some() {
+            // The policy resumes at once: the step reached pages again, and
+            // steps with nobody to page are skipped on. If the rest of the run
+            // pages nobody (every step empty now, or the policy gone), the
+            // assignee (every engineer when unassigned) is told instead: an
+            // acknowledgement that expires is never left unheard.
+            let before = outbox.len();
+            for _ in 0..=MAX_RUN {
+                if incident.next_escalation_at.is_none() || outbox.len() > before {
+                    break;
+                }
+                self.sweep_policy_step(incident, now, policies, audit, outbox, report)
+                    .await?;
+            }
+            if outbox.len() > before {
+                return Ok(());
+            }
+            notice.targets = vec![Target::Assignee];
+        }
         outbox.extend(self.intents(incident, &notice, now).await?);
         Ok(())
     }

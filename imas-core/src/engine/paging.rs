@@ -225,7 +225,8 @@ impl Engine {
     /// The acknowledgement of `incident` expired (the sweep found
     /// `ack_expires_at` due): it is `open` again (`STATUS_CHANGED` and
     /// `ACK_EXPIRED`, by the system). With a policy, the step last run is due
-    /// again now (the sweep runs it at once); without one, the assignee (every
+    /// again now (`apply_step` runs it at once, and tells the assignee when
+    /// the rest of the run pages nobody); without one, the assignee (every
     /// engineer when unassigned) is told. Returns what it notifies.
     pub(super) fn expire_ack(
         incident: &mut Incident,
