@@ -456,6 +456,10 @@ pub(crate) const CURRENT_PASSWORD_REQUIRED: &str = "expected the current passwor
 /// Error: the current password given does not match.
 pub(crate) const CURRENT_PASSWORD_WRONG: &str = "does not match the current password";
 
+/// A password change that lost to another change of the same password.
+pub(crate) const PASSWORD_CHANGED_MEANWHILE: &str =
+    "the password was changed by another request meanwhile; sign in again and retry";
+
 /// Audit: a rotation was created.
 pub(crate) fn rotation_created(name: &str, participants: usize) -> String {
     format!(

@@ -1709,3 +1709,45 @@ async fn a_stale_version_is_a_conflict() {
         .await;
     assert_conflict(r, "version");
 }
+
+/// A password change (slow: it verifies and hashes) racing a time-zone change
+/// of the same profile does not undo it, nor is the new password undone.
+#[tokio::test]
+async fn a_password_change_does_not_undo_a_profile_change_made_meanwhile() {
+    let w = world();
+    let me = w.user("racer", Role::Engineer).await;
+    let e = w.engine.clone();
+    let password = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            e.update_me(
+                &me,
+                ProfilePatch {
+                    password: Some("an entirely new passphrase".into()),
+                    current_password: Some("correct horse battery".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+        })
+    };
+    e.update_me(
+        &me,
+        ProfilePatch {
+            time_zone: Some("Asia/Tokyo".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("time zone");
+    password.await.expect("task").expect("password");
+    let stored = e.me(&me).await.expect("me");
+    assert_eq!(
+        stored.time_zone,
+        chrono_tz::Asia::Tokyo,
+        "the time zone stays"
+    );
+    e.login("racer", "an entirely new passphrase")
+        .await
+        .expect("the new password stays");
+}

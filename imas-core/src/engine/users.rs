@@ -380,6 +380,34 @@ impl Engine {
         if changed.is_empty() && !new_password {
             return Ok(before);
         }
+        // Hashing took a while: another change of this profile may have
+        // committed meanwhile. Only the fields this one changes are written
+        // over what is stored now, so that it does not undo the other (a
+        // password changed meanwhile stays changed). The window left is
+        // between this read and the commit, no longer the hashing.
+        let fresh = self
+            .inner
+            .store
+            .get_user(by.id)
+            .await?
+            .ok_or(Error::NotFound { entity: "user" })?;
+        if new_password && fresh.password_hash != before.password_hash {
+            return Err(Error::conflict(messages::PASSWORD_CHANGED_MEANWHILE));
+        }
+        let mut merged = fresh;
+        if changed.contains(&"name") {
+            merged.name = after.name;
+        }
+        if changed.contains(&"email") {
+            merged.email = after.email;
+        }
+        if changed.contains(&"timeZone") {
+            merged.time_zone = after.time_zone;
+        }
+        if new_password {
+            merged.password_hash = after.password_hash;
+        }
+        let after = merged;
         let now = self.now();
         let actor = Actor::User(by.id);
         let target = Some(by.id.to_string());
