@@ -65,7 +65,7 @@ pub(crate) async fn get_escalation_policy(
     ))
 }
 
-#[utoipa::path(patch, tag = "on-call", path = "/escalation-policies/{id}", params(("id" = EscalationPolicyId, Path, description = "escalation policy id")), request_body = EscalationPolicyPatch, responses((status = 200, body = EscalationPolicy, description = "changed; incidents already stepping through it take the new steps from their next step on"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(patch, tag = "on-call", path = "/escalation-policies/{id}", params(("id" = EscalationPolicyId, Path, description = "escalation policy id")), request_body = EscalationPolicyPatch, responses((status = 200, body = EscalationPolicy, description = "changed; incidents already stepping through it take the new steps from their next step on"), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "the escalation policy changed meanwhile (a concurrent write): read it again and retry")), security(("bearer" = [])))]
 pub(crate) async fn update_escalation_policy(
     State(s): State<AppState>,
     Auth(who): Auth,

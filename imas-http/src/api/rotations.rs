@@ -55,7 +55,7 @@ pub(crate) async fn get_rotation(
     Ok(Json(s.engine.get_rotation(&who, parse_path(&id)?).await?))
 }
 
-#[utoipa::path(patch, tag = "on-call", path = "/rotations/{id}", params(("id" = RotationId, Path, description = "rotation id")), request_body = RotationPatch, responses((status = 200, body = Rotation), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(patch, tag = "on-call", path = "/rotations/{id}", params(("id" = RotationId, Path, description = "rotation id")), request_body = RotationPatch, responses((status = 200, body = Rotation), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "the rotation changed meanwhile (a concurrent write): read it again and retry")), security(("bearer" = [])))]
 pub(crate) async fn update_rotation(
     State(s): State<AppState>,
     Auth(who): Auth,

@@ -66,7 +66,7 @@ pub(crate) async fn get_schedule(
     Ok(Json(s.engine.get_schedule(&who, parse_path(&id)?).await?))
 }
 
-#[utoipa::path(patch, tag = "on-call", path = "/schedules/{id}", params(("id" = ScheduleId, Path, description = "schedule id")), request_body = SchedulePatch, responses((status = 200, body = Schedule), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer)), security(("bearer" = [])))]
+#[utoipa::path(patch, tag = "on-call", path = "/schedules/{id}", params(("id" = ScheduleId, Path, description = "schedule id")), request_body = SchedulePatch, responses((status = 200, body = Schedule), (status = 400, body = ErrorAnswer), (status = 401, body = ErrorAnswer), (status = 403, body = ErrorAnswer), (status = 404, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "the schedule changed meanwhile (a concurrent write): read it again and retry")), security(("bearer" = [])))]
 pub(crate) async fn update_schedule(
     State(s): State<AppState>,
     Auth(who): Auth,

@@ -128,7 +128,7 @@ pub(crate) async fn me(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<
     Ok(Json(s.engine.me(&who).await?))
 }
 
-#[utoipa::path(patch, tag = "users", path = "/users/me", request_body(content = ProfilePatch, description = "any of name, email, timeZone; a new password with currentPassword"), responses((status = 200, body = User), (status = 400, body = ErrorAnswer, description = "a field is invalid (named in `field`), or currentPassword is missing or wrong for a new password"), (status = 401, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "another user has this email")), security(("bearer" = [])))]
+#[utoipa::path(patch, tag = "users", path = "/users/me", request_body(content = ProfilePatch, description = "any of name, email, timeZone; a new password with currentPassword"), responses((status = 200, body = User), (status = 400, body = ErrorAnswer, description = "a field is invalid (named in `field`), or currentPassword is missing or wrong for a new password"), (status = 401, body = ErrorAnswer), (status = 409, body = ErrorAnswer, description = "another user has this email, or the password was changed by another request meanwhile"), (status = 429, body = ErrorAnswer, description = "too many wrong current passwords for this user; see Retry-After"), (status = 503, body = ErrorAnswer, description = "password hashing at capacity; see Retry-After")), security(("bearer" = [])))]
 pub(crate) async fn update_me(
     State(s): State<AppState>,
     Auth(who): Auth,
