@@ -188,7 +188,10 @@ impl SqliteStore {
             .run(&direct)
             .await
             .map_err(|e| SqlError::driver(BACKEND, e))?;
-        let writer = Writer::start(open_writer(path).map_err(SqlError::rusqlite)?)?;
+        let writer = Writer::start(
+            open_writer(path).map_err(SqlError::rusqlite)?,
+            open_checkpointer(path).map_err(SqlError::rusqlite)?,
+        )?;
         let repeats = {
             let writer = writer.clone();
             Repeats::start(BACKEND, 1, move |groups| {
@@ -257,11 +260,25 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Savepoints (one per job) keep their undo pages in memory, not in a
     // temporary file opened and written per job.
-    conn.execute_batch(
+    // Checkpoints are the checkpointer thread's; this connection runs one
+    // only if the WAL outgrows the backstop (see `sqlite_writer`).
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY;",
-    )?;
+         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
+        crate::sqlite_writer::BACKSTOP_PAGES
+    ))?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// The checkpointer thread's connection (it only checkpoints).
+fn open_checkpointer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
     Ok(conn)
 }
 

@@ -144,3 +144,42 @@ async fn a_memory_database_is_a_private_file_removed_with_the_store() {
     // the last store at once.
     assert!(!std::path::Path::new(&file).exists(), "{file} still there");
 }
+
+// ----- checkpoints: off the writer thread ---------------------------------------------
+
+/// A commit reaches the database file itself (not only the write-ahead log)
+/// without any further write and long before the WAL reaches SQLite's own
+/// checkpoint threshold: the checkpointer thread copied it back. Read from a
+/// copy of the main file alone, so the WAL cannot answer for it.
+#[tokio::test]
+async fn a_commit_is_checkpointed_into_the_database_file_by_the_checkpointer() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("imas-{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    store
+        .commit(register("checkpointed"))
+        .await
+        .expect("commit");
+    let copy = path.with_extension("copy.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        std::fs::copy(&path, &copy).expect("copy the database file");
+        let conn = rusqlite::Connection::open(&copy).expect("open the copy");
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM users WHERE username = 'checkpointed'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        drop(conn);
+        let _ = std::fs::remove_file(&copy);
+        if n == 1 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(found, 1, "the commit never reached the database file");
+}
