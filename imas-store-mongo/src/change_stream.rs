@@ -21,7 +21,7 @@ use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
 /// standalone one) is never live: the engine reads through.
 pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>) {
     let pipeline = [
-        doc! { "$match": { "ns.coll": { "$in": ["users", "incidents", "alerts", "integrations"] } } },
+        doc! { "$match": { "ns.coll": { "$in": ["users", "incidents", "alerts", "integrations", "services"] } } },
     ];
     let mut warned = false;
     loop {
@@ -64,7 +64,7 @@ pub(crate) async fn follow_changes(db: Database, generations: Weak<Generations>)
                         coll == "users",
                         coll == "incidents" || (coll == "alerts" && !repeat),
                     );
-                    if coll == "integrations" {
+                    if coll == "integrations" || coll == "services" {
                         g.bump_integrations();
                     }
                 }

@@ -6,7 +6,8 @@
 //!
 //! Each store listens on the channel `imas_changes`, which triggers on `users`,
 //! `incidents` and `alerts` (inserts and status changes, read as incident
-//! changes) notify on every commit, so its
+//! changes), `integrations` and `services` (the integrations generation, under
+//! which engines cache keys and services) notify on every commit, so its
 //! [generation](ChangeStore::generation) moves with every node's changes; while
 //! the listening connection is down the store reports none and the engine reads
 //! through.
@@ -223,8 +224,10 @@ async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generati
     // An alert's insert or status change is part of what its incident's
     // readers see (migration 0006).
     let alerts = format!("{schema}.alerts");
-    // Integration keys are cached by every node's engine (migration 0007).
+    // Integration keys and services are cached by every node's engine
+    // (migrations 0007 and 0009), under the integrations generation.
     let integrations = format!("{schema}.integrations");
+    let services = format!("{schema}.services");
     loop {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
@@ -258,7 +261,7 @@ async fn follow_changes(pool: PgPool, schema: String, generations: Weak<Generati
                 Ok(Ok(Some(n))) => {
                     let table = n.payload();
                     g.bump(table == users, table == incidents || table == alerts);
-                    if table == integrations {
+                    if table == integrations || table == services {
                         g.bump_integrations();
                     }
                 }
@@ -371,7 +374,7 @@ impl PostgresStore {
         let (users, incidents, integrations) = (
             change.user.is_some(),
             change.incident.is_some() || !change.alerts.is_empty(),
-            !change.integrations.is_empty(),
+            !change.integrations.is_empty() || change.service.is_some(),
         );
         // A new alert (and the incident it opens) batches with the others:
         // the path every first trigger takes. Spelled out field by field, so

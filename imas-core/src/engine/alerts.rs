@@ -240,7 +240,7 @@ impl Engine {
         opening: Opening,
         now: Timestamp,
     ) -> Result<(Incident, AuditEntry, Vec<NotificationIntent>)> {
-        let service = self.inner.store.get_service(opening.service_id).await?;
+        let service = self.service_for_events(opening.service_id).await?;
         let mut incident = Incident::opened(opening.title, None, now);
         incident.description = opening.description;
         incident.service_id = Some(opening.service_id);
@@ -262,9 +262,7 @@ impl Engine {
     /// alert resolves (a service that is gone: the default, yes).
     pub(super) async fn auto_resolves(&self, service: ServiceId) -> Result<bool> {
         Ok(self
-            .inner
-            .store
-            .get_service(service)
+            .service_for_events(service)
             .await?
             .is_none_or(|s| s.auto_resolve))
     }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::messages;
 use crate::model::{
     Actor, AuditAction, AuditEntry, CreatedIntegration, Integration, IntegrationId,
-    IntegrationKind, NewIntegration, ServiceId, key_hash, new_key,
+    IntegrationKind, NewIntegration, Service, ServiceId, key_hash, new_key,
 };
 use crate::ports::{Change, IntegrationWrite};
 use crate::rbac::{self, Permission};
@@ -119,6 +119,22 @@ impl Engine {
         Ok(found.filter(|i| i.revoked_at.is_none() && i.kind == kind))
     }
 
+    /// The service an event's integration belongs to, for the events that
+    /// open an incident (its SLA and escalation policy) or resolve one (its
+    /// auto-resolve), through [`ServiceCache`] like the keys: no store read
+    /// per event while no integration or service changes anywhere.
+    pub(super) async fn service_for_events(&self, id: ServiceId) -> Result<Option<Service>> {
+        let generation = self.inner.store.generation().map(|g| g.integrations);
+        if let Some(found) = generation.and_then(|g| self.inner.services.get(&id, g)) {
+            return Ok(found);
+        }
+        let found = self.inner.store.get_service(id).await?;
+        if let Some(g) = generation {
+            self.inner.services.put(id, g, found.clone());
+        }
+        Ok(found)
+    }
+
     /// Counts one event against the key's [ingest
     /// limit](super::EngineConfig::ingest_limit), or refuses it with
     /// `RateLimited` and when to try again.
@@ -140,32 +156,48 @@ impl Engine {
     }
 }
 
-/// Most keys [`KeyCache`] holds; when full it starts again empty (keys are
-/// few: one per monitoring source).
+/// Most entries a [`GenerationCache`] holds; when full it starts again empty
+/// (keys and services are few: one per monitoring source).
 const KEY_CACHE_CAPACITY: usize = 10_000;
 
-/// Integrations (or their absence) by key hash, each with the integrations
-/// generation it was read at; an entry serves only at that generation. Unknown
-/// keys are cached too, so a sender with a wrong key costs no store read per
-/// request either.
-#[derive(Debug, Default)]
-pub(super) struct KeyCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (u64, Option<Integration>)>>,
+/// Values (or their absence) by key, each with the integrations generation it
+/// was read at; an entry serves only at that generation. Absences are cached
+/// too, so a sender with a wrong key costs no store read per request either.
+/// Integrations by key hash ([`KeyCache`]) and services by id
+/// ([`ServiceCache`]): what every event reads, and what changes rarely (the
+/// integrations generation moves with integration and service writes).
+#[derive(Debug)]
+pub(super) struct GenerationCache<K, V> {
+    entries: std::sync::Mutex<std::collections::HashMap<K, (u64, Option<V>)>>,
 }
 
-impl KeyCache {
-    fn get(&self, hash: &str, generation: u64) -> Option<Option<Integration>> {
+impl<K, V> Default for GenerationCache<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// Integrations by key hash.
+pub(super) type KeyCache = GenerationCache<String, Integration>;
+
+/// Services by id (for the events that open incidents and resolve alerts).
+pub(super) type ServiceCache = GenerationCache<ServiceId, Service>;
+
+impl<K: Eq + std::hash::Hash, V: Clone> GenerationCache<K, V> {
+    pub(super) fn get(&self, key: &K, generation: u64) -> Option<Option<V>> {
         let entries = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match entries.get(hash) {
+        match entries.get(key) {
             Some((g, found)) if *g == generation => Some(found.clone()),
             _ => None,
         }
     }
 
-    fn put(&self, hash: String, generation: u64, found: Option<Integration>) {
+    pub(super) fn put(&self, key: K, generation: u64, found: Option<V>) {
         let mut entries = self
             .entries
             .lock()
@@ -173,6 +205,6 @@ impl KeyCache {
         if entries.len() >= KEY_CACHE_CAPACITY {
             entries.clear();
         }
-        entries.insert(hash, (generation, found));
+        entries.insert(key, (generation, found));
     }
 }

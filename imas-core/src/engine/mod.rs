@@ -224,6 +224,7 @@ impl EngineBuilder {
                 sign_in,
                 ingest,
                 integration_keys: integrations::KeyCache::default(),
+                services: integrations::ServiceCache::default(),
                 role_change: tokio::sync::Mutex::new(()),
                 report_locks: (0..REPORT_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -285,6 +286,9 @@ struct Inner {
     /// Integrations by key hash, valid while the store's integrations
     /// generation holds (see `integrations::KeyCache`).
     integration_keys: integrations::KeyCache,
+    /// Services by id for the alert events, valid while the same generation
+    /// holds (service writes move it too).
+    services: integrations::ServiceCache,
     /// Serialises role changes in this process, so that two admins demoting
     /// each other at once cannot leave no admin.
     role_change: tokio::sync::Mutex<()>,

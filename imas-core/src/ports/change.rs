@@ -94,8 +94,9 @@ pub struct Generation {
     pub users: u64,
     /// Moves when an incident row changes.
     pub incidents: u64,
-    /// Moves when an integration row changes (created, revoked): the
-    /// engine's cache of integration keys is valid while it holds.
+    /// Moves when an integration row changes (created, revoked) or a service
+    /// row does: the engine's caches of integration keys and of the services
+    /// alert events read are valid while it holds.
     pub integrations: u64,
 }
 
@@ -140,7 +141,7 @@ impl Generations {
         }
     }
 
-    /// Records writes to integrations.
+    /// Records writes to integrations or services.
     pub fn bump_integrations(&self) {
         self.integrations.fetch_add(1, Ordering::SeqCst);
     }
@@ -152,7 +153,7 @@ impl Generations {
             change.user.is_some(),
             change.incident.is_some() || !change.alerts.is_empty(),
         );
-        if !change.integrations.is_empty() {
+        if !change.integrations.is_empty() || change.service.is_some() {
             self.bump_integrations();
         }
     }

@@ -1709,4 +1709,69 @@ pub async fn caches_follow_the_other_node(
             && titles(&eb).await == ["second", "first"]
     })
     .await;
+    // B's alert events read (and cache) the service; A turns its
+    // auto-resolve off, and B's next resolve leaves its incident open.
+    let service = ea
+        .create_service(
+            &root,
+            crate::model::NewService {
+                name: "checkout".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("service");
+    let key = ea
+        .create_integration(
+            &root,
+            service.id,
+            crate::model::NewIntegration {
+                name: "monitor".into(),
+                kind: crate::model::IntegrationKind::EventsV2,
+            },
+        )
+        .await
+        .expect("integration")
+        .key;
+    let mut n = 0;
+    let mut trigger_and_resolve = async || {
+        n += 1;
+        let event = |action: &str| {
+            serde_json::json!({
+                "routing_key": key,
+                "event_action": action,
+                "dedup_key": format!("k{n}"),
+                "payload": {"summary": "disk full", "source": "db-1", "severity": "error"},
+            })
+            .to_string()
+        };
+        eb.enqueue_event(event("trigger").as_bytes())
+            .await
+            .expect("trigger");
+        eb.enqueue_event(event("resolve").as_bytes())
+            .await
+            .expect("resolve");
+        let page = eb
+            .list_incidents(&root, &IncidentFilter::default(), PageRequest::first(1))
+            .await
+            .expect("list");
+        page.items.first().expect("the alert's incident").status
+    };
+    for _ in 0..2 {
+        assert_eq!(trigger_and_resolve().await, crate::model::Status::Resolved);
+    }
+    ea.update_service(
+        &root,
+        service.id,
+        crate::model::ServicePatch {
+            auto_resolve: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("auto-resolve off");
+    eventually("B's resolve follows A's service change", async || {
+        trigger_and_resolve().await == crate::model::Status::Open
+    })
+    .await;
 }
