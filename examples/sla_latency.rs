@@ -187,6 +187,9 @@ impl NotificationStore for Observed {
     async fn insert_notification(&self, n: &Notification) -> Result<bool> {
         self.inner.insert_notification(n).await
     }
+    async fn insert_notifications(&self, ns: &[Notification]) -> Result<Vec<bool>> {
+        self.inner.insert_notifications(ns).await
+    }
     async fn list_notifications(
         &self,
         user: UserId,

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use imas_core::error::Result;
-use imas_core::model::{Page, PageRequest, Timestamp};
+use imas_core::model::{Notification, Page, PageRequest, Timestamp};
 use imas_core::ports::{Change, Generations, Pruned};
 use sqlx::query::Query;
 use sqlx::{Database, QueryBuilder};
@@ -65,6 +65,12 @@ pub trait Dialect: Debug + Sized + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Page<T>>> + Send;
     /// The start of a page query on `table` (`... WHERE 1 = 1`), for filters.
     fn page_query<T>(table: &'static Table<T>) -> QueryBuilder<Self::DB>;
+    /// Inserts each notification unless its key exists, in one transaction;
+    /// whether each was inserted, in order.
+    fn insert_notifications(
+        store: &SqlStore<Self>,
+        ns: &[Notification],
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
     fn complete_outbox(
         store: &SqlStore<Self>,
         keys: &[String],

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use imas_core::error::{Error, Result};
 use imas_core::model::search_terms;
-use imas_core::model::{AuditEntry, Incident, Page, PageRequest, Timestamp};
+use imas_core::model::{AuditEntry, Incident, Notification, Page, PageRequest, Timestamp};
 use imas_core::ports::{AlertWrite, Change, Generations, IncidentWrite, Pruned, run_detached};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -41,7 +41,8 @@ use crate::repeat::{Group, Repeats};
 use crate::sql::{Flavor, Search, Statements, Stmt};
 use crate::store::{SqlStore, query as store_query};
 use crate::table::{
-    ALERTS, AUDIT, Decode, Get, INCIDENTS, Kind, Positioned, Table, Value, sqlx_row_ext, terms_of,
+    ALERTS, AUDIT, Decode, Get, INCIDENTS, Kind, NOTIFICATIONS, Positioned, Table, Value,
+    sqlx_row_ext, terms_of,
 };
 use imas_core::model::Alert;
 
@@ -133,6 +134,17 @@ static UNNEST_AUDIT: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO audit_log ({}) SELECT * FROM UNNEST({})",
         AUDIT.list(),
         arrays(&AUDIT)
+    )
+});
+
+/// Inserts notifications from one array per column, each unless its key
+/// exists, answering the keys it inserted.
+static UNNEST_NOTIFICATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO notifications ({}) SELECT * FROM UNNEST({}) \
+         ON CONFLICT (key) DO NOTHING RETURNING key",
+        NOTIFICATIONS.list(),
+        arrays(&NOTIFICATIONS)
     )
 });
 
@@ -633,6 +645,26 @@ impl Dialect for PostgresDialect {
             .await
             .map_err(err)?;
         Ok(done.rows_affected())
+    }
+
+    /// One statement (`UNNEST`, `RETURNING` the keys it inserted). A key
+    /// twice in `ns` is inserted once: its first place answers true.
+    async fn insert_notifications(store: &PostgresStore, ns: &[Notification]) -> Result<Vec<bool>> {
+        let rows: Vec<&Notification> = ns.iter().collect();
+        let inserted = bind_arrays(
+            sqlx::query(UNNEST_NOTIFICATIONS.as_str()),
+            &NOTIFICATIONS,
+            &rows,
+        )
+        .fetch_all(&store.pool)
+        .await
+        .map_err(err)?;
+        let mut inserted = inserted
+            .iter()
+            .map(|row| row.try_get::<String, _>("key"))
+            .collect::<std::result::Result<std::collections::HashSet<_>, _>>()
+            .map_err(err)?;
+        Ok(ns.iter().map(|n| inserted.remove(&n.key)).collect())
     }
 
     async fn write_rows<T: Decode>(store: &PostgresStore, stmt: Stmt) -> Result<Vec<T>> {

@@ -24,7 +24,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use imas_core::error::{Error, Result};
-use imas_core::model::{Incident, Page, PageRequest, Timestamp, from_millis};
+use imas_core::model::{Incident, Notification, Page, PageRequest, Timestamp, from_millis};
 use imas_core::ports::{Change, Generations, Pruned, run_detached};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
@@ -41,7 +41,9 @@ use crate::repeat::{Group, Repeats};
 use crate::sql::{Expect, Flavor, Search, Statements, Stmt};
 use crate::sqlite_writer::Writer;
 use crate::store::SqlStore;
-use crate::table::{Decode, Kind, Positioned, RowExt, Table, USERS, Value, sqlx_row_ext};
+use crate::table::{
+    Decode, Kind, NOTIFICATIONS, Positioned, RowExt, Table, USERS, Value, sqlx_row_ext,
+};
 use imas_core::model::Alert;
 
 const BACKEND: &str = "sqlite";
@@ -501,6 +503,25 @@ impl Dialect for SqliteDialect {
     async fn write(store: &SqliteStore, stmt: Stmt) -> Result<u64> {
         let changed = store.state.writer.write(move |c| execute(c, &stmt)).await?;
         Ok(changed as u64)
+    }
+
+    /// One writer job: each row's own `INSERT ... ON CONFLICT DO NOTHING`,
+    /// committed together.
+    async fn insert_notifications(store: &SqliteStore, ns: &[Notification]) -> Result<Vec<bool>> {
+        let stmts: Vec<Stmt> = ns
+            .iter()
+            .map(|n| Stmt::new(&SQL.insert_notification, NOTIFICATIONS.values(n)))
+            .collect();
+        store
+            .state
+            .writer
+            .write(move |c| {
+                stmts
+                    .iter()
+                    .map(|stmt| execute(c, stmt).map(|changed| changed == 1))
+                    .collect()
+            })
+            .await
     }
 
     async fn write_rows<T: Decode>(store: &SqliteStore, stmt: Stmt) -> Result<Vec<T>> {

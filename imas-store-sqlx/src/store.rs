@@ -225,6 +225,10 @@ where
         Ok(D::write(self, stmt).await? == 1)
     }
 
+    async fn insert_notifications(&self, ns: &[Notification]) -> Result<Vec<bool>> {
+        D::insert_notifications(self, ns).await
+    }
+
     async fn list_notifications(
         &self,
         user: UserId,

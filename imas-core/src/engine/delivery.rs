@@ -155,11 +155,13 @@ impl Engine {
         let release = |job: &Job| lost.insert(job);
         let mut done = Vec::with_capacity(jobs.len());
         let mut dead = Vec::new();
+        let mut in_app = self.insert_in_app(jobs, lost).await.into_iter();
         for job in jobs {
+            let Some(record) = in_app.next() else { break };
             if is_lost(job) {
                 continue;
             }
-            match self.deliver(&job.payload, || is_lost(job)).await {
+            match self.deliver(record, || is_lost(job)).await {
                 Ok(inserted) => {
                     if inserted {
                         report.delivered += 1;
@@ -211,19 +213,80 @@ impl Engine {
         Ok(report)
     }
 
-    /// Delivers one intent: the in-app record (idempotent), then every channel,
-    /// stopping before a channel once `lost()` says another worker holds the
-    /// job now. Returns whether the in-app record was new.
-    async fn deliver(&self, payload: &serde_json::Value, lost: impl Fn() -> bool) -> Result<bool> {
-        // A payload that is not an intent never will be: no retry helps.
-        let intent: NotificationIntent = serde_json::from_value(payload.clone())
-            .map_err(|e| Error::undeliverable("queue", messages::not_an_intent(e)))?;
-        let n = Notification::from_intent(&intent, self.now());
-        let inserted = match self.inner.store.insert_notification(&n).await {
-            Ok(inserted) => {
-                self.count_delivery(crate::metrics::IN_APP, !inserted, Ok(()))?;
-                inserted
+    /// The in-app records of `jobs`, all in one store write (a burst of
+    /// deliveries costs one commit, not one per job): for each job, in order,
+    /// its notification and whether it was new, or why not (a payload that is
+    /// not an intent, a store that failed: then every job of the write
+    /// failed, and retries). Jobs already lost are left out of the write.
+    async fn insert_in_app(
+        &self,
+        jobs: &[Job],
+        lost: &Released,
+    ) -> Vec<Result<(Notification, bool)>> {
+        let now = self.now();
+        let records: Vec<Result<Notification>> = jobs
+            .iter()
+            .map(|job| {
+                // A payload that is not an intent never will be: no retry helps.
+                let intent: NotificationIntent = serde_json::from_value(job.payload.clone())
+                    .map_err(|e| Error::undeliverable("queue", messages::not_an_intent(e)))?;
+                Ok(Notification::from_intent(&intent, now))
+            })
+            .collect();
+        // Written: parsed, and not lost to another worker meanwhile.
+        let written: Vec<bool> = records
+            .iter()
+            .zip(jobs)
+            .map(|(r, job)| r.is_ok() && !lost.contains(job))
+            .collect();
+        let batch: Vec<Notification> = records
+            .iter()
+            .zip(&written)
+            .filter_map(|(r, &w)| if w { r.as_ref().ok().cloned() } else { None })
+            .collect();
+        let answer = if batch.is_empty() {
+            Ok(Vec::new())
+        } else {
+            match self.inner.store.insert_notifications(&batch).await {
+                Ok(flags) if flags.len() == batch.len() => Ok(flags),
+                Ok(_) => Err("the store answered for another number of notifications".to_owned()),
+                Err(e) => Err(e.to_string()),
             }
+        };
+        // The answers are in the order of the written records.
+        let mut flags = answer.as_ref().map(|f| f.iter().copied());
+        records
+            .into_iter()
+            .zip(written)
+            .map(|(record, w)| {
+                let n = record?;
+                if !w {
+                    // Lost: the caller skips it before it looks.
+                    return Ok((n, false));
+                }
+                match &mut flags {
+                    Ok(flags) => Ok((n, flags.next().unwrap_or(false))),
+                    Err(why) => Err(Error::backend("notifications", why.clone())),
+                }
+            })
+            .collect()
+    }
+
+    /// Delivers one intent whose in-app record [`Engine::insert_in_app`]
+    /// wrote (or failed to), then every channel, stopping before a channel
+    /// once `lost()` says another worker holds the job now. Returns whether
+    /// the in-app record was new.
+    async fn deliver(
+        &self,
+        record: Result<(Notification, bool)>,
+        lost: impl Fn() -> bool,
+    ) -> Result<bool> {
+        let (n, inserted) = match record {
+            Ok((n, inserted)) => {
+                self.count_delivery(crate::metrics::IN_APP, !inserted, Ok(()))?;
+                (n, inserted)
+            }
+            Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 return self
                     .count_delivery(crate::metrics::IN_APP, false, Err(e))

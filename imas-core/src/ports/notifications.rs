@@ -15,6 +15,20 @@ pub trait NotificationStore: Send + Sync + Debug + 'static {
     /// whether it was inserted. Idempotent: redelivery never duplicates.
     async fn insert_notification(&self, n: &Notification) -> Result<bool>;
 
+    /// [`insert_notification`](Self::insert_notification) of each, in one
+    /// write where the store can (a worker's batch of deliveries then costs
+    /// one commit, not one per notification): whether each was inserted, in
+    /// order; a key twice in `ns` inserts the first. All or nothing: on an
+    /// error none may be taken as inserted (a retry finds those that were).
+    /// The default inserts them one by one.
+    async fn insert_notifications(&self, ns: &[Notification]) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(ns.len());
+        for n in ns {
+            out.push(self.insert_notification(n).await?);
+        }
+        Ok(out)
+    }
+
     /// A user's notifications, newest first by `(created_at, id)`.
     async fn list_notifications(
         &self,

@@ -1156,6 +1156,25 @@ pub async fn notifications(store: &dyn Store) {
         "an existing key does not insert again"
     );
     assert!(!store.insert_notification(&dup).await.expect("insert"));
+    // A batch: new keys insert, an existing key does not, a key twice
+    // inserts its first.
+    let fresh = Notification::from_intent(&intent("n9", alice, at(60)), at(60));
+    let twice = Notification::from_intent(&intent("n10", alice, at(70)), at(70));
+    let mut again = Notification::from_intent(&intent("n10", alice, at(80)), at(80));
+    again.message = "the same key again".into();
+    let old = Notification::from_intent(&intent("n2", alice, at(90)), at(90));
+    assert_eq!(
+        store
+            .insert_notifications(&[fresh.clone(), old, twice.clone(), again])
+            .await
+            .expect("insert a batch"),
+        vec![true, false, true, false]
+    );
+    assert_eq!(
+        store.insert_notifications(&[]).await.expect("nothing"),
+        Vec::<bool>::new()
+    );
+    mine.extend([fresh, twice]);
 
     mine.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
     let got = all_pages(4, |p| store.list_notifications(alice, p)).await;
