@@ -320,7 +320,7 @@ impl PostgresStore {
             .test_before_acquire(false)
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(err)?;
         let mut migrator =
@@ -339,8 +339,26 @@ impl PostgresStore {
         ));
         let (inserts, queue) = mpsc::unbounded_channel();
         tokio::spawn(commit_inserts(pool.clone(), queue));
+        // The repeated triggers run on connections of their own, which never
+        // plan a sequential scan: their statement is prepared once per
+        // connection, and a plan made while `alerts` was small (a new
+        // database) would scan the whole table for every batch as it grows,
+        // until the next ANALYZE (measured: 4,386 scans of up to 16,000 rows
+        // in 8 s of new keys); this way each key is looked up in the
+        // open-alert index whatever the statistics say.
         let repeats = {
-            let pool = pool.clone();
+            let pool = PgPoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(REPEAT_LANES as u32)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::Executor::execute(conn, "SET enable_seqscan = off")
+                            .await
+                            .map(drop)
+                    })
+                })
+                .connect_lazy_with(options);
             Repeats::start(BACKEND, REPEAT_LANES, move |groups| {
                 let pool = pool.clone();
                 async move { repeat_groups(&pool, groups).await }
