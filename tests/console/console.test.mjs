@@ -303,28 +303,36 @@ for (const role of ['user', 'engineer', 'admin']) {
     assert.equal(await page.locator('form#logout button, form#logout [type=submit]').count() > 0, true, 'form#logout');
     await page.locator('#unread-count').waitFor({ state: 'attached' });
 
+    // Every page is checked; the failures are reported together, page by page.
+    const failures = [];
     for (const [p, { name, shows }] of Object.entries(PAGES)) {
       const allowed = ALLOWED[role].includes(p);
-      const links = await page.locator(`nav#nav a[href="${p}"]`).count();
-      if (p !== '/ui/incidents/new') {
-        assert.equal(links > 0, allowed, `${role}: nav#nav ${allowed ? 'links' : 'does not link'} ${p}`);
-      }
-      const r = await page.goto(p);
-      if (allowed) {
-        assert.equal(r.status(), 200, `${role}: GET ${p}`);
-        for (const s of shows) await page.locator(s).first().waitFor({ state: 'attached', timeout: 5000 });
-        for (const s of ADMIN_ONLY[p] ?? []) {
-          const n = await page.locator(s).count();
-          assert.equal(n > 0, role === 'admin', `${role} on ${p}: ${s} ${role === 'admin' ? 'present' : 'absent'}`);
+      try {
+        await page.goto('/ui/');
+        const links = await page.locator(`nav#nav a[href="${p}"]`).count();
+        if (p !== '/ui/incidents/new') {
+          assert.equal(links > 0, allowed, `nav#nav ${allowed ? 'links' : 'does not link'} ${p}`);
         }
-        await check(page, role === 'admin' ? name : `${role}-${name}`);
-      } else {
-        assert.equal(r.status(), 403, `${role}: GET ${p} is refused`);
-        assert.equal((await page.locator('h1').first().innerText()).trim(), 'Not allowed', `${role}: ${p} says so`);
-        await page.locator('nav#nav').waitFor();
-        await check(page, `forbidden-${name}`);
+        const r = await page.goto(p);
+        if (allowed) {
+          assert.equal(r.status(), 200, `GET ${p}`);
+          for (const s of shows) await page.locator(s).first().waitFor({ state: 'attached', timeout: 3000 });
+          for (const s of ADMIN_ONLY[p] ?? []) {
+            const n = await page.locator(s).count();
+            assert.equal(n > 0, role === 'admin', `${s} ${role === 'admin' ? 'present' : 'absent'}`);
+          }
+          await check(page, role === 'admin' ? name : `${role}-${name}`);
+        } else {
+          assert.equal(r.status(), 403, `GET ${p} is refused`);
+          assert.equal((await page.locator('h1').first().innerText()).trim(), 'Not allowed', `${p} says so`);
+          await page.locator('nav#nav').waitFor();
+          await check(page, `forbidden-${name}`);
+        }
+      } catch (e) {
+        failures.push(`${role} ${p}: ${e.message.split('\n').filter((l) => l.trim()).slice(0, 12).join('\n    ')}`);
       }
     }
+    assert.deepEqual(failures, [], `\n${failures.join('\n')}`);
     await page.context().close();
   });
 }
@@ -623,10 +631,17 @@ test('sign-out clears the cookie and every page sends back to sign-in', async ()
     await page.goto(p);
     const u = new URL(page.url());
     assert.equal(u.pathname, '/ui/login', `${p} sends to sign-in`);
-    assert.equal(u.searchParams.get('next'), p, `with next=${p}`);
+    // /ui/ is where a sign-in goes anyway: its next may be left out.
+    const next = u.searchParams.get('next') ?? (p === '/ui/' ? '/ui/' : null);
+    assert.equal(next, p, `with next=${p}`);
   }
   const htmx = await page.request.get('/ui/', { headers: { 'HX-Request': 'true' }, maxRedirects: 0 });
   assert.match(htmx.headers()['hx-redirect'] ?? '', /\/ui\/login/, 'an htmx request gets HX-Redirect');
+  // Signing in again from there leads back to the page asked for.
+  await page.locator('input[name=username]').fill(USERS.engineer.username);
+  await page.locator('input[name=password]').fill(USERS.engineer.password);
+  await page.locator('form#login button[type=submit]').click();
+  await page.waitForURL((u) => u.pathname === '/ui/oncall');
   await page.context().close();
 });
 
