@@ -226,6 +226,24 @@ impl Engine {
         self.principal_of(&claims).await
     }
 
+    /// [`Engine::authenticate`], with the instant the token expires (a web
+    /// session's cookie and live streams end then).
+    pub async fn authenticate_until(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, crate::model::Timestamp)> {
+        let claims = self.inner.keys.verify(token, self.now())?;
+        let who = self.principal_of(&claims).await?;
+        let exp = chrono::DateTime::from_timestamp(claims.exp, 0)
+            .ok_or_else(|| Error::unauthorized("token expiry out of range"))?;
+        Ok((who, exp))
+    }
+
+    /// How long a token issued now stays valid.
+    pub fn token_ttl(&self) -> std::time::Duration {
+        self.inner.keys.ttl()
+    }
+
     /// The current principal of verified claims.
     pub(super) async fn principal_of(&self, claims: &auth::Claims) -> Result<Principal> {
         let id = claims.user_id()?;
