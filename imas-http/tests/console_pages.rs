@@ -38,6 +38,7 @@ fn t(s: &str) -> DateTime<Utc> {
 struct Srv {
     base: String,
     client: reqwest::Client,
+    engine: Engine,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     admin: String,
@@ -141,7 +142,7 @@ async fn start() -> Srv {
         .expect("role");
     let enzo = engine.login("enzo", PASSWORD).await.expect("login");
     let uma = engine.login("uma", PASSWORD).await.expect("login");
-    let app = imas_http::router(engine);
+    let app = imas_http::router(engine.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -156,6 +157,7 @@ async fn start() -> Srv {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
+        engine,
         stop: Some(stop),
         task: Some(task),
         admin,
@@ -834,6 +836,83 @@ async fn notifications_are_listed_and_marked_read() {
     srv.post("/ui/notifications/read", &srv.uma, &[])
         .await
         .see_other();
+
+    // Two incidents escalated by hand, unassigned: every engineer is told.
+    for title in ["disk full", "queue stuck"] {
+        let (status, incident) = srv
+            .api(
+                Method::POST,
+                "/incidents",
+                &srv.admin,
+                Some(json!({ "title": title })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{incident}");
+        let (status, body) = srv
+            .api(
+                Method::POST,
+                "/api/escalations/manual",
+                &srv.admin,
+                Some(json!({ "id": incident["id"] })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    srv.engine.flush_notifications().await.expect("delivered");
+    let page = srv
+        .page("/ui/notifications", &srv.enzo)
+        .await
+        .expect(StatusCode::OK);
+    assert!(page.contains(r#"<ul id="notifications""#), "{page}");
+    assert_eq!(page.matches(r#"data-unread="true""#).count(), 2, "{page}");
+    assert!(page.contains(r#"<form id="mark-read""#), "{page}");
+    assert_eq!(
+        text_of(&page, "unread-count").as_deref(),
+        Some("2"),
+        "{page}"
+    );
+    // Uma is told nothing of them.
+    let theirs = srv
+        .page("/ui/notifications", &srv.uma)
+        .await
+        .expect(StatusCode::OK);
+    assert!(!theirs.contains("disk full"), "{theirs}");
+
+    // One read, then all.
+    let (_, list) = srv
+        .api(Method::GET, "/notifications", &srv.enzo, None)
+        .await;
+    let first = list[0]["id"].as_str().expect("id").to_string();
+    srv.post("/ui/notifications/read", &srv.uma, &[("ids", &first)])
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    srv.post("/ui/notifications/read", &srv.enzo, &[("ids", &first)])
+        .await
+        .see_other();
+    let page = srv
+        .page("/ui/notifications", &srv.enzo)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(page.matches(r#"data-unread="true""#).count(), 1, "{page}");
+    assert_eq!(page.matches(r#"data-unread="false""#).count(), 1, "{page}");
+    assert_eq!(
+        text_of(&page, "unread-count").as_deref(),
+        Some("1"),
+        "{page}"
+    );
+    let second = list[1]["id"].as_str().expect("id").to_string();
+    srv.post("/ui/notifications/read", &srv.enzo, &[("ids", &second)])
+        .await
+        .see_other();
+    let page = srv
+        .page("/ui/notifications", &srv.enzo)
+        .await
+        .expect(StatusCode::OK);
+    assert!(!page.contains(r#"data-unread="true""#), "{page}");
+    assert!(
+        !page.contains(r#"id="mark-read""#),
+        "nothing left to mark: {page}"
+    );
 }
 
 // ----- reports -----------------------------------------------------------------------
