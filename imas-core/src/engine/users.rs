@@ -45,6 +45,19 @@ impl Engine {
         self.insert_user(input, Role::User, None).await
     }
 
+    /// Creates an account with a role (admin: the permission to change roles),
+    /// validated like a registration and audited `USER_REGISTERED` with the
+    /// admin as actor. The web console's "new user" form; a taken username or
+    /// email is a `Conflict`.
+    pub async fn create_user(&self, by: &Principal, input: NewUser, role: Role) -> Result<User> {
+        rbac::require(by.role, Permission::ChangeRole)?;
+        let input = validate_new_user(&input)?;
+        let (user, _) = self
+            .insert_user(input, role, Some(Actor::User(by.id)))
+            .await?;
+        Ok(user)
+    }
+
     pub(super) async fn insert_user(
         &self,
         input: NewUser,

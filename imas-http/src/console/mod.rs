@@ -80,6 +80,15 @@ mod events;
 mod incidents;
 mod session;
 
+mod audit;
+mod escalation_policies;
+mod notifications;
+mod reports;
+mod schedules;
+mod services;
+mod show;
+mod users;
+
 #[allow(unused_imports)]
 pub(crate) use session::{FormData, Posted, Session, is_htmx};
 
@@ -121,6 +130,13 @@ pub fn router(engine: Engine, options: ConsoleOptions) -> Router {
         .merge(events::router())
         .merge(incidents::router())
         // page groups: one line each
+        .merge(services::router())
+        .merge(schedules::router())
+        .merge(escalation_policies::router())
+        .merge(notifications::router())
+        .merge(reports::router())
+        .merge(users::router())
+        .merge(audit::router())
         .with_state(state)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
