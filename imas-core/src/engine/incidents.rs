@@ -306,6 +306,13 @@ impl Engine {
         Ok(n)
     }
 
+    /// The next automatic step of an incident and when it is due, as the SLA
+    /// monitor will apply it (`None`: nothing pending, e.g. resolved). For the
+    /// console's escalation panel.
+    pub fn next_incident_step(&self, incident: &Incident) -> Option<(escalation::Step, Timestamp)> {
+        escalation::next_step(incident, self.sla(), self.escalation())
+    }
+
     /// The store's incidents generation: a counter that moves with every
     /// committed change of an incident (by any node of a live store); `None`
     /// while the store cannot vouch for it (then poll on a timer instead).

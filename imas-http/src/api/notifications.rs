@@ -55,12 +55,18 @@ pub(crate) async fn notification_stream(
 ) -> ApiResult<Response> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
-    let token = crate::extract::bearer(&headers)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer <token>",
-        )
-    })?;
+    // A browser's EventSource cannot send a header: without `Authorization`,
+    // the web console's session cookie authenticates the stream (the same
+    // engine call).
+    let token = match crate::extract::bearer(&headers)? {
+        Some(token) => token,
+        None => crate::console::session_token(&headers).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token> (or the console's session cookie)",
+            )
+        })?,
+    };
     let events = s.engine.open_notification_stream(token).await?.map(|n| {
         Event::default()
             .event("notification")

@@ -59,9 +59,6 @@
 //! 6. Navigation: [`Layout`] shows a link only to the pages the role may open
 //!    (see `NAV` below, which already lists every page of SPEC §6).
 
-// Some helpers are for the page groups still to come.
-#![allow(dead_code)]
-
 use std::sync::OnceLock;
 
 use askama::Template;
@@ -91,6 +88,12 @@ mod users;
 
 #[allow(unused_imports)]
 pub(crate) use session::{FormData, Posted, Session, is_htmx};
+
+/// The session token of a request's `imas_session` cookie, if any (what
+/// `GET /notifications/stream` accepts in place of a bearer token).
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<&str> {
+    session::cookie(headers, session::SESSION_COOKIE)
+}
 
 /// Options of [`router`].
 #[derive(Debug, Clone, Default)]
@@ -324,6 +327,20 @@ impl Layout {
         }
     }
 
+    /// The layout of a partial (a fragment htmx swaps in): the session's CSRF
+    /// token for its forms, no navigation.
+    pub(crate) fn bare(session: &Session) -> Layout {
+        Layout {
+            user: Some(UserBar {
+                username: session.username.clone(),
+                role: session.who.role,
+                csrf: session.csrf.clone(),
+                unread: String::new(),
+                nav: Vec::new(),
+            }),
+        }
+    }
+
     /// The CSRF token for a form's hidden `csrf` field (empty without a session).
     pub(crate) fn csrf(&self) -> &str {
         self.user.as_ref().map_or("", |u| u.csrf.as_str())
@@ -427,9 +444,14 @@ impl FieldErrors {
         }
     }
 
-    /// Whether there is no error.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.errors.is_empty()
+    /// The errors on fields other than `shown` (the form shows them together).
+    /// (`shown`: field names separated by commas.)
+    pub(crate) fn others(&self, shown: &str) -> Vec<(String, String)> {
+        self.errors
+            .iter()
+            .filter(|(f, _)| !shown.split(',').any(|s| s == f))
+            .cloned()
+            .collect()
     }
 }
 
@@ -501,11 +523,6 @@ impl PageError {
     pub(crate) fn with(mut self, layout: &Layout) -> Self {
         self.0.layout = layout.clone();
         self
-    }
-
-    /// The status.
-    pub(crate) fn status(&self) -> StatusCode {
-        self.0.status
     }
 }
 

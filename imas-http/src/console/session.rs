@@ -109,7 +109,8 @@ pub(crate) struct Session {
     pub who: Principal,
     /// Their username.
     pub username: String,
-    /// The session's bearer token.
+    /// The session's bearer token (for page groups that need it).
+    #[allow(dead_code)]
     pub token: String,
     /// The session's CSRF token.
     pub csrf: String,
@@ -230,7 +231,8 @@ pub(crate) struct Posted {
     pub session: Session,
     /// The form's fields.
     pub form: FormData,
-    /// The request's headers.
+    /// The request's headers (for page groups that need them).
+    #[allow(dead_code)]
     pub headers: HeaderMap,
 }
 
