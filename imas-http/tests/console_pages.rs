@@ -811,6 +811,124 @@ async fn policies_are_listed_with_their_steps_and_named_targets() {
     );
 }
 
+#[tokio::test]
+async fn an_admin_creates_a_policy_with_errors_beside_the_step_at_fault() {
+    let srv = start().await;
+    let engineer = srv
+        .page("/ui/policies", &srv.enzo)
+        .await
+        .expect(StatusCode::OK);
+    assert!(!engineer.contains("new-policy"), "{engineer}");
+    let form = srv
+        .page("/ui/policies", &srv.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert!(form.contains(r#"<form id="new-policy""#), "{form}");
+    let enzo = format!("user:{}", srv.enzo_id);
+    srv.post(
+        "/ui/policies",
+        &srv.enzo,
+        &[
+            ("name", "mine"),
+            ("step1-delay", "5"),
+            ("step1-targets", "assignee"),
+        ],
+    )
+    .await
+    .not_allowed();
+
+    srv.post(
+        "/ui/policies",
+        &srv.admin,
+        &[
+            ("name", "payments"),
+            ("step1-delay", "soon"),
+            ("step1-targets", "assignee"),
+        ],
+    )
+    .await
+    .invalid("step1-delay");
+    let body = srv
+        .post(
+            "/ui/policies",
+            &srv.admin,
+            &[
+                ("name", "payments"),
+                ("step1-delay", "5"),
+                ("step1-targets", &enzo),
+                ("step2-delay", "30"),
+            ],
+        )
+        .await
+        .invalid("step2-targets");
+    assert!(
+        body.contains(&format!(r#"<option value="{enzo}" selected>"#)),
+        "the choice is kept: {body}"
+    );
+    srv.post("/ui/policies", &srv.admin, &[("name", "payments")])
+        .await
+        .invalid("step1-targets");
+    srv.post(
+        "/ui/policies",
+        &srv.admin,
+        &[
+            ("name", "payments"),
+            ("repeat", "9"),
+            ("step1-delay", "5"),
+            ("step1-targets", "assignee"),
+        ],
+    )
+    .await
+    .invalid("repeat");
+    srv.post(
+        "/ui/policies",
+        &srv.admin,
+        &[
+            ("name", " "),
+            ("step1-delay", "5"),
+            ("step1-targets", "assignee"),
+        ],
+    )
+    .await
+    .invalid("name");
+
+    srv.post(
+        "/ui/policies",
+        &srv.admin,
+        &[
+            ("name", "payments"),
+            ("repeat", "1"),
+            ("step1-delay", "10"),
+            ("step1-targets", &enzo),
+            ("step1-targets", "role:admin"),
+            ("step2-delay", "60"),
+            ("step2-targets", "assignee"),
+        ],
+    )
+    .await
+    .see_other();
+    let (_, policies) = srv
+        .api(Method::GET, "/escalation-policies", &srv.enzo, None)
+        .await;
+    assert_eq!(policies[0]["name"], "payments");
+    assert_eq!(policies[0]["repeat"], 1);
+    assert_eq!(
+        policies[0]["steps"],
+        json!([
+            { "delayMinutes": 10, "targets": [{ "type": "user", "id": srv.enzo_id }, { "type": "role", "role": "admin" }] },
+            { "delayMinutes": 60, "targets": [{ "type": "assignee" }] },
+        ])
+    );
+    let page = srv
+        .page("/ui/policies", &srv.enzo)
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        page.contains("user Enzo Engineer (enzo), every admin; then wait 10 minutes"),
+        "{page}"
+    );
+}
+
 // ----- notifications -----------------------------------------------------------------
 
 #[tokio::test]
