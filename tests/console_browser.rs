@@ -262,7 +262,10 @@ async fn seed(api: &Api) -> Value {
     // An alert through an Events v2 key: an incident with an alert and labels.
     let key = api
         .post(
-            &format!("/services/{}/integrations", service["id"].as_str().expect("id")),
+            &format!(
+                "/services/{}/integrations",
+                service["id"].as_str().expect("id")
+            ),
             Some(&admin),
             json!({"name": "monitoring", "kind": "events-v2"}),
             201,
