@@ -1294,7 +1294,15 @@ async fn the_audit_log_filters_and_pages() {
     srv.page("/ui/audit?from=last+week", &srv.enzo)
         .await
         .invalid("from");
-    srv.page("/ui/audit?cursor=zzz", &srv.enzo)
+    for bad in ["/ui/audit?cursor=zzz", "/ui/audit?limit=0"] {
+        let body = srv
+            .page(bad, &srv.enzo)
+            .await
+            .expect(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains(r#"id="cursor-error""#), "{body}");
+    }
+    // A user is refused the log, whatever its filters.
+    srv.page("/ui/audit?actor=someone", &srv.uma)
         .await
-        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+        .not_allowed();
 }
