@@ -16,7 +16,7 @@ use imas_core::memory::MemoryStore;
 use imas_core::model::Role;
 use imas_core::ports::ManualClock;
 use imas_http::serve::{ServeOptions, serve};
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -64,6 +64,8 @@ struct Page {
     status: StatusCode,
     location: Option<String>,
     content_type: String,
+    /// The `Set-Cookie` headers.
+    cookies: Vec<String>,
     body: String,
 }
 
@@ -171,10 +173,20 @@ async fn start() -> Srv {
 impl Srv {
     /// A console GET with the session cookie of `token`.
     async fn page(&self, path: &str, token: &str) -> Page {
+        self.page_with(path, token, None).await
+    }
+
+    /// A console GET with the session cookie of `token` and another cookie
+    /// (`name=value`).
+    async fn page_with(&self, path: &str, token: &str, other: Option<&str>) -> Page {
+        let mut cookies = format!("imas_session={token}");
+        if let Some(other) = other {
+            cookies = format!("{cookies}; {other}");
+        }
         let res = self
             .client
             .get(format!("{}{path}", self.base))
-            .header(COOKIE, format!("imas_session={token}"))
+            .header(COOKIE, cookies)
             .send()
             .await
             .expect("request");
@@ -223,11 +235,19 @@ impl Srv {
         };
         let location = header(LOCATION);
         let content_type = header(CONTENT_TYPE).unwrap_or_default();
+        let cookies = res
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect();
         let body = res.text().await.expect("body");
         Page {
             status,
             location,
             content_type,
+            cookies,
             body,
         }
     }
@@ -403,14 +423,42 @@ async fn an_integration_key_is_shown_once_and_can_be_revoked() {
     assert!(page.contains(r#"<form id="new-key""#), "{page}");
     assert!(!page.contains("new-key-secret"), "{page}");
 
-    let created = srv
+    // Created, then shown by the page the POST redirects to (a reload of
+    // which creates nothing), handed over in a short-lived cookie.
+    let made = srv
         .post(
             &format!("{path}/integrations"),
             &srv.admin,
             &[("name", "prometheus"), ("kind", "alertmanager")],
         )
-        .await
-        .expect(StatusCode::CREATED);
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    assert_eq!(made.location.as_deref(), Some(path.as_str()));
+    let handover = made
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("imas_new_key="))
+        .expect("the hand-over cookie")
+        .clone();
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        &format!("Path={path};"),
+        "Max-Age=120",
+    ] {
+        assert!(handover.contains(attribute), "{attribute} in {handover}");
+    }
+    let handover = handover.split(';').next().expect("name=value").to_string();
+    let shown = srv.page_with(&path, &srv.admin, Some(&handover)).await;
+    assert!(
+        shown
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("imas_new_key=;") && c.contains("Max-Age=0")),
+        "shown once: the cookie is cleared {:?}",
+        shown.cookies
+    );
+    let created = shown.expect(StatusCode::OK);
     let key = text_of(&created, "new-key-secret").expect("the key");
     assert_eq!(key.len(), 32, "{key}");
     assert!(
@@ -431,6 +479,17 @@ async fn an_integration_key_is_shown_once_and_can_be_revoked() {
     assert_ne!(status, StatusCode::UNAUTHORIZED);
     let again = srv.page(&path, &srv.admin).await.expect(StatusCode::OK);
     assert!(!again.contains("new-key-secret"), "{again}");
+    // A cookie made up (not a live key of the service) shows nothing.
+    let (id_part, _) = handover.split_once('.').expect("id.key");
+    let forged = srv
+        .page_with(
+            &path,
+            &srv.admin,
+            Some(&format!("{id_part}.{}", "a".repeat(32))),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert!(!forged.contains("new-key-secret"), "{forged}");
     assert!(!again.contains(&key), "{again}");
     assert!(again.contains("prometheus"), "{again}");
 
@@ -1294,7 +1353,15 @@ async fn the_audit_log_filters_and_pages() {
     srv.page("/ui/audit?from=last+week", &srv.enzo)
         .await
         .invalid("from");
-    srv.page("/ui/audit?cursor=zzz", &srv.enzo)
+    for bad in ["/ui/audit?cursor=zzz", "/ui/audit?limit=0"] {
+        let body = srv
+            .page(bad, &srv.enzo)
+            .await
+            .expect(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains(r#"id="cursor-error""#), "{body}");
+    }
+    // A user is refused the log, whatever its filters.
+    srv.page("/ui/audit?actor=someone", &srv.uma)
         .await
-        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+        .not_allowed();
 }

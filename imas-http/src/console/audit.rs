@@ -12,6 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use imas_core::model::{Actor, AuditAction, PageRequest};
+use imas_core::rbac::{self, Permission};
 
 use super::show::{Choice, next_href, query, when};
 use super::{
@@ -53,6 +54,11 @@ async fn list(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> PageResult {
     let layout = Layout::signed_in(&s, &session, "/ui/audit").await;
+    // Whom the log is closed to learn nothing of its filters: the engine's
+    // permission first, as `list_audit` would answer it.
+    if let Err(e) = rbac::require(session.who.role, Permission::ReadAudit) {
+        return Err(PageError::from(e).with(&layout));
+    }
     let p = query(q).map_err(|e| e.with(&layout))?;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let from = p.from.clone().or_else(|| p.start_date.clone());
@@ -79,7 +85,10 @@ async fn list(
     // query's, which are the form's).
     let checked = audit_filter(&p).and_then(|f| {
         let request = p.page().map_err(|_| {
-            imas_core::Error::validation("cursor", "expected a cursor from a previous page")
+            imas_core::Error::validation(
+                "cursor",
+                "expected a limit from 1 to 500 and a cursor from a previous page's link",
+            )
         })?;
         Ok((f, request))
     });

@@ -2,26 +2,38 @@
 //! list; admins create one), `/ui/services/{id}` (its fields, its keys; admins
 //! create a key, shown once in `#new-key-secret`, and revoke one). Every
 //! action is the engine's, with its permissions, validation and audit.
+//!
+//! The new key is shown by the page the creation redirects to (so that a
+//! reload never creates a second key): the POST hands it over in a cookie
+//! that lives two minutes, only on that service's address (HttpOnly,
+//! SameSite=Strict), which the page shows once — when the key is one of the
+//! service's live keys — and clears.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use imas_core::Error;
 use imas_core::model::{
     EscalationPolicyId, Integration, IntegrationId, IntegrationKind, NewIntegration, NewService,
-    PageRequest, Service, ServiceId,
+    PageRequest, Service, ServiceId, key_hash,
 };
 use imas_core::rbac::{self, Permission};
 
+use super::session::{cookie, same, set_cookie};
 use super::show::{Choice, filled, next_href, path_id, query, when};
 use super::{
     ConsoleState, FieldErrors, InLayout, Layout, PageResult, Posted, Session, render_status,
     see_other,
 };
 use crate::extract::ListParams;
+
+/// The cookie that hands a new key from its creation to the page showing it.
+const NEW_KEY_COOKIE: &str = "imas_new_key";
+/// How long it lives, in seconds.
+const NEW_KEY_SECS: u64 = 120;
 
 pub(super) fn router() -> Router<ConsoleState> {
     Router::new()
@@ -283,7 +295,8 @@ fn kind_choices(current: Option<&str>) -> Vec<Choice> {
 }
 
 struct ShowArgs {
-    new_key: Option<NewKey>,
+    /// `<integration id>.<key>` from the hand-over cookie.
+    handed: Option<String>,
     key_name: String,
     kind: Option<String>,
     errors: FieldErrors,
@@ -307,6 +320,16 @@ async fn show_page(s: &ConsoleState, session: &Session, raw: &str, args: ShowArg
     } else {
         Vec::new()
     };
+    // The key handed over by its creation, if it is one of this service's.
+    let new_key = args.handed.as_deref().and_then(|v| {
+        let (id, secret) = v.split_once('.')?;
+        let k = keys.iter().find(|k| k.id.to_string() == id)?;
+        same(&key_hash(secret), &k.key_hash).then(|| NewKey {
+            name: k.name.clone(),
+            kind: k.kind.as_str(),
+            secret: secret.to_string(),
+        })
+    });
     let names = policy_names(s, session).await;
     let page = ShowPage {
         policy: policy_label(&names, service.escalation_policy_id),
@@ -327,7 +350,7 @@ async fn show_page(s: &ConsoleState, session: &Session, raw: &str, args: ShowArg
                 created: when(k.created_at),
             })
             .collect(),
-        new_key: args.new_key,
+        new_key,
         key_name: args.key_name,
         kinds: kind_choices(args.kind.as_deref()),
         errors: args.errors,
@@ -339,15 +362,31 @@ async fn show(
     State(s): State<ConsoleState>,
     session: Session,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> PageResult {
+    let handed = cookie(&headers, NEW_KEY_COOKIE).map(str::to_string);
     let args = ShowArgs {
-        new_key: None,
+        handed: handed.clone(),
         key_name: String::new(),
         kind: None,
         errors: FieldErrors::none(),
         status: StatusCode::OK,
     };
-    show_page(&s, &session, &id, args).await
+    let mut response = show_page(&s, &session, &id, args).await?;
+    if handed.is_some() {
+        // Shown once: the cookie goes with this answer.
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(
+                NEW_KEY_COOKIE,
+                "",
+                &format!("/ui/services/{id}"),
+                0,
+                s.secure_cookies,
+            ),
+        );
+    }
+    Ok(response)
 }
 
 async fn create_key(
@@ -375,22 +414,26 @@ async fn create_key(
     }
     .await;
     let args = match result {
-        // Rendered in the answer of the POST, not behind a redirect: the
-        // secret exists nowhere else, and a reload (GET) shows it no more.
-        Ok(created) => ShowArgs {
-            new_key: Some(NewKey {
-                name: created.integration.name,
-                kind: created.integration.kind.as_str(),
-                secret: created.key,
-            }),
-            key_name: String::new(),
-            kind: None,
-            errors: FieldErrors::none(),
-            status: StatusCode::CREATED,
-        },
+        // To the service's page, which shows the key once: a reload of it
+        // creates nothing.
+        Ok(created) => {
+            let service = created.integration.service_id;
+            let mut response = see_other(&format!("/ui/services/{service}"));
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(
+                    NEW_KEY_COOKIE,
+                    &format!("{}.{}", created.integration.id, created.key),
+                    &format!("/ui/services/{service}"),
+                    NEW_KEY_SECS,
+                    s.secure_cookies,
+                ),
+            );
+            return Ok(response);
+        }
         Err(e) => match FieldErrors::from_error(&e) {
             Some(errors) => ShowArgs {
-                new_key: None,
+                handed: None,
                 key_name: name,
                 kind: kind_raw,
                 errors,
