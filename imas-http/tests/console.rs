@@ -636,3 +636,25 @@ async fn pages_and_assets_are_gzipped_and_assets_cached_for_good() {
         .expect("404");
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_console_address_is_the_console_404_page() {
+    let srv = start().await;
+    let admin = srv.sign_in("admin").await;
+    let res = srv.get(&admin.cookie, "/ui/no/such/page").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(
+        res.headers()[CONTENT_TYPE]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    let res = srv.get(&admin.cookie, "/ui/incidents/not-an-id").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // A form posted after the session ended goes to the sign-in page, then home.
+    let res = srv
+        .post("imas_session=forged", "/ui/incidents/bulk", &[])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/ui/login");
+}

@@ -124,6 +124,8 @@ pub fn router(engine: Engine, options: ConsoleOptions) -> Router {
         .merge(events::router())
         .merge(incidents::router())
         // page groups: one line each
+        // Any other console address is the console's own 404 page.
+        .route("/ui/{*rest}", axum::routing::any(no_page))
         .with_state(state)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
@@ -133,6 +135,10 @@ pub fn router(engine: Engine, options: ConsoleOptions) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+}
+
+async fn no_page() -> PageError {
+    PageError::not_found("There is no such page in the console.")
 }
 
 // ---------------------------------------------------------------- assets
