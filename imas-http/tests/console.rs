@@ -658,3 +658,35 @@ async fn an_unknown_console_address_is_the_console_404_page() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/ui/login");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_between_the_page_and_its_stream_is_announced_at_once() {
+    let srv = start().await;
+    let enzo = srv.sign_in("enzo").await;
+    let html = srv
+        .get(&enzo.cookie, "/ui/")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let at = html
+        .find("/ui/events?since=")
+        .expect("sse-connect with since");
+    let rest = &html[at..];
+    let events = &rest[..rest.find('"').expect("end")];
+    srv.incident("admin", "Made before the stream").await;
+    let mut res = srv.get(&enzo.cookie, events).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut seen = String::new();
+    let read = async {
+        while let Some(chunk) = res.chunk().await.expect("chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: incidents") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .expect("announced at once");
+}
