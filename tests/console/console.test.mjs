@@ -62,9 +62,7 @@ const PAGES = {
   '/ui/services': { name: 'services', shows: ['table#services'] },
   '/ui/oncall': { name: 'oncall', shows: ['#oncall-now', `section[data-schedule-id="${SEED.scheduleId}"]`] },
   '/ui/policies': { name: 'policies', shows: ['table#policies'] },
-  // An empty list may be a sentence instead of an empty ul#notifications; the
-  // unread-count test checks the list where there are notifications.
-  '/ui/notifications': { name: 'notifications', shows: ['main h1'] },
+  '/ui/notifications': { name: 'notifications', shows: ['ul#notifications'] },
   '/ui/reports': { name: 'reports', shows: ['form#report'] },
   '/ui/users': { name: 'users', shows: ['table#users'] },
   '/ui/audit': { name: 'audit', shows: ['table#audit'] },
