@@ -350,6 +350,17 @@ test('a user sees only the incidents they reported, and reports one (errors besi
     assert.equal(i.reportedBy, SEED.users.user, `${id} was reported by ${user}`);
   }
 
+  // Her own incident opens, without the actions only engineers have; another's does not.
+  const own = await page.goto(`/ui/incidents/${SEED.userIncident}`);
+  assert.equal(own.status(), 200, 'her own incident page');
+  await page.locator(`#incident[data-incident-id="${SEED.userIncident}"]`).waitFor();
+  for (const f of ['form#acknowledge', 'form#resolve', 'form#reassign', 'form#priority', 'form#escalate']) {
+    assert.equal(await page.locator(f).count(), 0, `a user has no ${f}`);
+  }
+  await check(page, 'user-incident');
+  const other = await page.goto(`/ui/incidents/${SEED.engineerIncident}`);
+  assert.ok([403, 404].includes(other.status()), `another's incident is refused: ${other.status()}`);
+
   await page.goto('/ui/incidents/new');
   const title = page.getByLabel(/title/i);
   await title.fill('   ');
@@ -453,6 +464,28 @@ async function assertEventually(condition, what, ms = 5000) {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+test('an admin may escalate by hand from the incident page; an engineer has no such form', async () => {
+  const made = await newIncident('engineer', { title: `Escalate me ${Date.now()}`, priority: 'high' });
+  const page = await newPage();
+  await signIn(page, 'engineer');
+  await page.goto(`/ui/incidents/${made.id}`);
+  await page.locator('#incident').waitFor();
+  assert.equal(await page.locator('form#escalate').count(), 0, 'an engineer may not escalate (rbac EscalateManually)');
+  await page.context().close();
+
+  const admin = await newPage();
+  await signIn(admin, 'admin');
+  await admin.goto(`/ui/incidents/${made.id}`);
+  await admin.locator('form#escalate').waitFor();
+  const level = (await incident(made.id)).escalationLevel;
+  const reason = admin.locator('form#escalate [name=reason]');
+  if (await reason.count()) await reason.fill('the on-call engineer is unreachable');
+  await admin.locator('form#escalate [type=submit]').click();
+  await assertEventually(async () => (await incident(made.id)).escalationLevel > level, 'escalated one level');
+  await check(admin, 'incident-admin');
+  await admin.context().close();
+});
 
 test('select several incidents and acknowledge, then resolve them at once', async () => {
   const stamp = Date.now();
