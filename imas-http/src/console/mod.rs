@@ -4,19 +4,19 @@
 //! served from the binary (`assets/`). It holds no business rule: every page
 //! and action is an engine call, with the same permissions, audit and
 //! validation as the JSON API. One module per page group, like kanidm's
-//! `views/`; the session cookie and the CSRF token live in [`session`].
+//! `views/`; the session cookie and the CSRF token live in `session`.
 //!
 //! # Adding a page group
 //!
 //! 1. A module `console/<group>.rs` with
 //!    `pub(super) fn router() -> Router<ConsoleState>` whose routes are full
 //!    paths starting with `/ui` (`.route("/ui/services", get(list))`), and one
-//!    line in [`router`] below the comment `// page groups: one line each`
+//!    line in `router` below the comment `// page groups: one line each`
 //!    (`.merge(services::router())`) plus its `mod services;` line beside the
 //!    others below.
-//! 2. A page handler takes [`Session`] (the signed-in caller: it redirects to
+//! 2. A page handler takes `Session` (the signed-in caller: it redirects to
 //!    `/ui/login?next=...` by itself when there is no valid cookie) and
-//!    returns [`PageResult`]:
+//!    returns `PageResult`:
 //!    ```ignore
 //!    #[derive(askama::Template)]
 //!    #[template(path = "services.html")]
@@ -32,20 +32,20 @@
 //!    `{% block title %}` and `{% block main %}`; `layout` must be a field named
 //!    so (the header, navigation, `#whoami`, `form#logout` and `#unread-count`
 //!    come from it).
-//! 3. A state-changing request is a `POST` whose handler takes [`Posted`]
-//!    instead of [`Session`]: it has already refused (403, `#csrf-refused`) a
+//! 3. A state-changing request is a `POST` whose handler takes `Posted`
+//!    instead of `Session`: it has already refused (403, `#csrf-refused`) a
 //!    request whose `csrf` field or `X-CSRF-Token` header is not the session's
 //!    token, so nothing more is needed. Forms carry it with
 //!    `<input type="hidden" name="csrf" value="{{ layout.csrf() }}">`. Read
 //!    fields with `posted.form.get("name")` / `posted.form.all("ids")`; after
-//!    success answer [`see_other`]`("/ui/...")` (303).
-//! 4. An engine error: `.in_layout(&layout)?` ([`InLayout`]) turns it into the
+//!    success answer `see_other``("/ui/...")` (303).
+//! 4. An engine error: `.in_layout(&layout)?` (`InLayout`) turns it into the
 //!    page that says so — `Forbidden` is the 403 "Not allowed" page, `NotFound`
 //!    404, `Conflict` 409 "changed meanwhile — reload", 429, 503. A page the
 //!    role may not open at all: `return Err(PageError::forbidden("why").with(&layout))`
 //!    (or let the engine's own `Forbidden` answer it).
 //! 5. A validation error beside its field: re-render the form with status 422
-//!    ([`render_status`]) and a [`FieldErrors`] field built with
+//!    (`render_status`) and a `FieldErrors` field built with
 //!    `FieldErrors::from_error(&e)` (it keeps the engine's field name and
 //!    message; other errors go through `in_layout`). In the template, for the
 //!    field `title`:
@@ -56,8 +56,21 @@
 //!    ```
 //!    (`attrs` gives `aria-invalid="true" aria-describedby="title-error"` when
 //!    that field is at fault.)
-//! 6. Navigation: [`Layout`] shows a link only to the pages the role may open
+//! 6. Navigation: `Layout` shows a link only to the pages the role may open
 //!    (see `NAV` below, which already lists every page of SPEC §6).
+//! 7. Live parts: `<body>` is already connected to `/ui/events` (htmx SSE
+//!    extension). A region that must follow incident changes is
+//!    `<div id="x" hx-get="/ui/...?partial=1" hx-trigger="sse:incidents" hx-swap="outerHTML">`;
+//!    its handler renders only that fragment when `partial=1`, with
+//!    `Layout::bare``(&session)` as its `layout` (CSRF for its forms, no
+//!    navigation). `incidents.rs` does exactly this.
+//! 8. Other pieces to reuse: query parsers of `crate::extract` (`ListParams`
+//!    and `page()` for `limit`/`cursor`, `statuses`, `date`, ...), with the
+//!    JSON API's parameter names; `FormData::non_blank`; unknown `/ui/...`
+//!    addresses already answer the console's 404 page (do not add a
+//!    fallback). Every answer gets the Content-Security-Policy: no inline
+//!    `<script>` or `style=""`; put behaviour in `assets/console.js` and styles
+//!    in `assets/console.css` (add a new asset to `ASSETS`).
 
 use std::sync::OnceLock;
 
