@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,14 +38,29 @@ struct Watch {
     interval: tokio::time::Interval,
 }
 
-async fn events(State(s): State<ConsoleState>, session: Session) -> Response {
+/// `?since=<generation>`: the incidents generation the page was rendered at.
+#[derive(Debug, serde::Deserialize)]
+struct Since {
+    since: Option<String>,
+}
+
+async fn events(
+    State(s): State<ConsoleState>,
+    session: Session,
+    Query(q): Query<Since>,
+) -> Response {
     let left = (session.expires - s.engine.now())
         .to_std()
         .unwrap_or(Duration::ZERO);
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watch = Watch {
-        generation: s.engine.incidents_generation(),
+        // From the page's generation when it says one: a change made between
+        // the page and this stream is announced at once.
+        generation: q
+            .since
+            .and_then(|g| g.parse().ok())
+            .or_else(|| s.engine.incidents_generation()),
         state: s.clone(),
         session,
         unread: None,

@@ -140,6 +140,8 @@ pub fn router(engine: Engine, options: ConsoleOptions) -> Router {
         .merge(reports::router())
         .merge(users::router())
         .merge(audit::router())
+        // Any other console address is the console's own 404 page.
+        .route("/ui/{*rest}", axum::routing::any(no_page))
         .with_state(state)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
@@ -149,6 +151,10 @@ pub fn router(engine: Engine, options: ConsoleOptions) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+}
+
+async fn no_page() -> PageError {
+    PageError::not_found("There is no such page in the console.")
 }
 
 // ---------------------------------------------------------------- assets
@@ -278,6 +284,10 @@ pub(crate) struct UserBar {
     pub unread: String,
     /// The links the role may open.
     pub nav: Vec<NavItem>,
+    /// The incidents generation the page was rendered at (empty when the
+    /// store has none): `/ui/events?since=` starts from it, so that a change
+    /// made before the stream connects is not missed.
+    pub generation: String,
 }
 
 /// What `base.html` shows around every page: for a signed-in caller the header
@@ -286,6 +296,13 @@ pub(crate) struct UserBar {
 pub(crate) struct Layout {
     /// `None` on the sign-in and error pages without a session.
     pub user: Option<UserBar>,
+}
+
+fn generation_text(engine: &Engine) -> String {
+    engine
+        .incidents_generation()
+        .map(|g| g.to_string())
+        .unwrap_or_default()
 }
 
 /// Unread notifications counted for the header (`100+` beyond).
@@ -323,6 +340,7 @@ impl Layout {
                 csrf: session.csrf.clone(),
                 unread,
                 nav,
+                generation: generation_text(&state.engine),
             }),
         }
     }
@@ -337,6 +355,7 @@ impl Layout {
                 csrf: session.csrf.clone(),
                 unread: String::new(),
                 nav: Vec::new(),
+                generation: String::new(),
             }),
         }
     }
@@ -532,7 +551,9 @@ impl From<Error> for PageError {
             Error::NotFound { entity } => Self::not_found(&format!(
                 "There is no such {entity}, or you may not see it."
             )),
-            Error::Forbidden { .. } => Self::forbidden(&format!("{e}.")),
+            Error::Forbidden { message } => {
+                Self::forbidden(&format!("You may not see or do this: {message}."))
+            }
             Error::Conflict { .. } | Error::InvalidTransition { .. } => Self::new(
                 StatusCode::CONFLICT,
                 "Changed meanwhile",

@@ -173,11 +173,17 @@ impl FromRequestParts<ConsoleState> for Session {
         match Session::of(state, &parts.headers).await {
             Ok(Some(s)) => Ok(s),
             Ok(None) => {
-                let next = parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/ui/", |p| p.as_str())
-                    .to_string();
+                // Back to the page after signing in; a form posted with an
+                // ended session cannot be replayed by a GET, so it goes home.
+                let next = if parts.method == axum::http::Method::GET {
+                    parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/ui/", |p| p.as_str())
+                        .to_string()
+                } else {
+                    "/ui/".to_string()
+                };
                 Err(to_sign_in(&next, is_htmx(&parts.headers)))
             }
             Err(e) => Err(e.into_response()),
