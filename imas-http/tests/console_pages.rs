@@ -986,6 +986,40 @@ async fn an_admin_creates_a_policy_with_errors_beside_the_step_at_fault() {
         page.contains("user Enzo Engineer (enzo), every admin; then wait 10 minutes"),
         "{page}"
     );
+
+    // Deleted, unless a service uses it (the engine's 409, as a page).
+    let id = policies[0]["id"].as_str().expect("id").to_string();
+    let (status, service) = srv
+        .api(
+            Method::POST,
+            "/services",
+            &srv.admin,
+            Some(json!({ "name": "payments", "escalationPolicyId": id })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{service}");
+    srv.post(&format!("/ui/policies/{id}/delete"), &srv.enzo, &[])
+        .await
+        .not_allowed();
+    srv.post(&format!("/ui/policies/{id}/delete"), &srv.admin, &[])
+        .await
+        .expect(StatusCode::CONFLICT);
+    let (status, _) = srv
+        .api(
+            Method::DELETE,
+            &format!("/services/{}", service["id"].as_str().expect("id")),
+            &srv.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    srv.post(&format!("/ui/policies/{id}/delete"), &srv.admin, &[])
+        .await
+        .see_other();
+    let (_, policies) = srv
+        .api(Method::GET, "/escalation-policies", &srv.enzo, None)
+        .await;
+    assert_eq!(policies, json!([]));
 }
 
 // ----- notifications -----------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Escalation policies (SPEC §5, §6): `/ui/policies`, every policy with its
 //! steps and their targets, named (users, schedules, rotations); admins
-//! create one with up to [`FORM_STEPS`] steps (`form#new-policy`). Changing
-//! and deleting policies is the API's for now.
+//! create one with up to [`FORM_STEPS`] steps (`form#new-policy`) and delete
+//! one no service uses. Changing a policy is the API's for now.
 
 use std::collections::HashMap;
 
@@ -23,7 +23,9 @@ use super::{
 use crate::extract::ListParams;
 
 pub(super) fn router() -> Router<ConsoleState> {
-    Router::new().route("/ui/policies", get(list).post(create))
+    Router::new()
+        .route("/ui/policies", get(list).post(create))
+        .route("/ui/policies/{id}/delete", axum::routing::post(delete))
 }
 
 /// Steps of the new-policy form (the API takes up to 20).
@@ -350,4 +352,20 @@ async fn create(State(s): State<ConsoleState>, posted: Posted) -> PageResult {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await
+}
+
+/// Deletes a policy (admin); one a service uses is the engine's 409 page.
+async fn delete(
+    State(s): State<ConsoleState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    posted: Posted,
+) -> PageResult {
+    let layout = Layout::signed_in(&s, &posted.session, "/ui/policies").await;
+    let id: imas_core::model::EscalationPolicyId =
+        super::show::path_id(&id, "escalation policy").map_err(|e| e.with(&layout))?;
+    s.engine
+        .delete_escalation_policy(&posted.session.who, id)
+        .await
+        .in_layout(&layout)?;
+    Ok(see_other("/ui/policies"))
 }
