@@ -784,6 +784,8 @@ pub async fn serve(
         metrics_token: config.metrics_token.clone(),
         request_timeout: config.request_timeout,
         max_concurrent_requests: config.max_concurrent_requests,
+        // The console's cookies are `Secure` when the server speaks HTTPS.
+        secure_cookies: config.tls.is_some(),
         ..Default::default()
     };
     let app = imas_http::router_with(engine, options);

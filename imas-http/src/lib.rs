@@ -31,6 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 mod api;
+pub mod console;
 pub mod error;
 pub mod extract;
 mod metrics;
@@ -121,6 +122,8 @@ pub struct RouterOptions {
     /// `Retry-After` at once instead of waiting (a streamed body, a report or a
     /// live stream, no longer counts once its headers are sent).
     pub max_concurrent_requests: usize,
+    /// Adds `Secure` to the web console's cookies (set it when serving HTTPS).
+    pub secure_cookies: bool,
 }
 
 impl Default for RouterOptions {
@@ -131,6 +134,7 @@ impl Default for RouterOptions {
             shutdown: None,
             metrics_token: None,
             max_concurrent_requests: 512,
+            secure_cookies: false,
         }
     }
 }
@@ -141,13 +145,25 @@ pub fn router(engine: Engine) -> Router {
 }
 
 /// The API: every route, JSON errors, a 1 MiB body limit, request ids in traces,
-/// timeouts, compression, and CORS only when origins are configured.
+/// timeouts, compression, and CORS only when origins are configured; with the
+/// web console ([`console::router`]) under `/ui`, and `GET /` redirected there.
 pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let http_metrics = Arc::new(metrics::HttpMetrics::default());
     let (api, doc) = api::router().split_for_parts();
+    let ui = console::router(
+        engine.clone(),
+        console::ConsoleOptions {
+            secure_cookies: options.secure_cookies,
+            shutdown: options.shutdown.clone(),
+        },
+    );
     let api = api
         .route("/openapi.json", api::openapi_json(&doc))
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }),
+        )
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(AppState {
@@ -156,7 +172,8 @@ pub fn router_with(engine: Engine, options: RouterOptions) -> Router {
             shutdown: options.shutdown,
             metrics: http_metrics.clone(),
             metrics_token: options.metrics_token.map(Arc::from),
-        });
+        })
+        .merge(ui);
     let mut app = api
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(compression())

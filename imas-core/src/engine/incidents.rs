@@ -246,6 +246,81 @@ impl Engine {
         Ok(found)
     }
 
+    /// The incidents a caller may see, matching a filter, newest first: for
+    /// admins and engineers [`Engine::list_incidents_shared`]; a `user` sees
+    /// only the incidents they reported (the filter's `reported_by` is forced
+    /// to them). What the web console's incidents page lists.
+    pub async fn list_visible_incidents(
+        &self,
+        who: &Principal,
+        filter: &IncidentFilter,
+        page: PageRequest,
+    ) -> Result<Arc<Page<Incident>>> {
+        if rbac::allows(who.role, Permission::ListIncidents) {
+            return self.list_incidents_shared(who, filter, page).await;
+        }
+        rbac::require(who.role, Permission::CreateIncident)?;
+        let own = IncidentFilter {
+            reported_by: Some(who.id),
+            ..filter.clone()
+        };
+        page.validate()?;
+        own.validate()?;
+        let at = match own.violated_at {
+            Some(_) => None,
+            None => self.inner.store.generation(),
+        };
+        if let Some(hit) = self.inner.cache.page(&own, page, at) {
+            return Ok(hit);
+        }
+        let found = Arc::new(self.inner.store.list_incidents(&own, page).await?);
+        self.inner.cache.put_page(own, page, at, Arc::clone(&found));
+        Ok(found)
+    }
+
+    /// How many incidents the caller may see match a filter, scoped like
+    /// [`Engine::list_visible_incidents`] (a `user` counts only those they
+    /// reported). Counts are kept while the store's incidents generation holds.
+    pub async fn count_incidents(&self, who: &Principal, filter: &IncidentFilter) -> Result<u64> {
+        let filter = if rbac::allows(who.role, Permission::ListIncidents) {
+            filter.clone()
+        } else {
+            rbac::require(who.role, Permission::CreateIncident)?;
+            IncidentFilter {
+                reported_by: Some(who.id),
+                ..filter.clone()
+            }
+        };
+        filter.validate()?;
+        let at = match filter.violated_at {
+            Some(_) => None,
+            None => self.inner.store.generation().map(|g| g.incidents),
+        };
+        if let Some(n) = at.and_then(|at| self.inner.counts.get(&filter, at)) {
+            return Ok(n);
+        }
+        let n = self.inner.store.count_incidents(&filter).await?;
+        if let Some(at) = at {
+            self.inner.counts.put(filter, at, n);
+        }
+        Ok(n)
+    }
+
+    /// The next automatic step of an incident and when it is due, as the SLA
+    /// monitor will apply it (`None`: nothing pending, e.g. resolved). For the
+    /// console's escalation panel.
+    pub fn next_incident_step(&self, incident: &Incident) -> Option<(escalation::Step, Timestamp)> {
+        escalation::next_step(incident, self.sla(), self.escalation())
+    }
+
+    /// The store's incidents generation: a counter that moves with every
+    /// committed change of an incident (by any node of a live store); `None`
+    /// while the store cannot vouch for it (then poll on a timer instead).
+    /// Live views (the console's `/ui/events`) watch it.
+    pub fn incidents_generation(&self) -> Option<u64> {
+        self.inner.store.generation().map(|g| g.incidents)
+    }
+
     /// Re-targets the SLA for a priority; a new at-risk instant still ahead re-arms
     /// the warning.
     pub(super) fn retarget(&self, incident: &mut Incident, priority: Priority, now: Timestamp) {

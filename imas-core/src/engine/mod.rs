@@ -242,9 +242,45 @@ impl EngineBuilder {
                 rearm: tokio::sync::Notify::new(),
                 armed_until: AtomicI64::new(i64::MIN),
                 cache: ReadCache::new(),
+                counts: CountCache::default(),
                 streams: Arc::default(),
             }),
         })
+    }
+}
+
+/// Incident counts by filter ([`Engine::count_incidents`]), each valid at the
+/// incidents generation it was counted at.
+#[derive(Debug, Default)]
+struct CountCache {
+    entries: std::sync::Mutex<Vec<(crate::model::IncidentFilter, u64, u64)>>,
+}
+
+/// Most counts kept.
+const MAX_COUNTS: usize = 64;
+
+impl CountCache {
+    fn get(&self, filter: &crate::model::IncidentFilter, at: u64) -> Option<u64> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .iter()
+            .find(|(f, g, _)| *g == at && f == filter)
+            .map(|(_, _, n)| *n)
+    }
+
+    fn put(&self, filter: crate::model::IncidentFilter, at: u64, n: u64) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|(f, g, _)| *g == at && *f != filter);
+        if entries.len() >= MAX_COUNTS {
+            entries.remove(0);
+        }
+        entries.push((filter, at, n));
     }
 }
 
@@ -275,6 +311,8 @@ struct Inner {
     armed_until: AtomicI64,
     /// Principals and list pages, valid while the store's generation holds.
     cache: ReadCache,
+    /// Incident counts by filter, valid while the incidents generation holds.
+    counts: CountCache,
     /// Live streams open per user.
     streams: Arc<std::sync::Mutex<std::collections::HashMap<UserId, usize>>>,
     /// Where every password is hashed and verified.

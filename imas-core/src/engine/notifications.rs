@@ -79,6 +79,19 @@ impl Engine {
         self.inner.store.list_notifications(who.id, page).await
     }
 
+    /// How many of the caller's newest `cap` notifications (1..=500) are
+    /// unread, and whether there may be more unread beyond them (the web
+    /// console shows `cap+` then).
+    pub async fn unread_notifications(&self, who: &Principal, cap: u32) -> Result<(u64, bool)> {
+        rbac::require(who.role, Permission::ReadOwnNotifications)?;
+        let page = PageRequest::first(cap);
+        page.validate()?;
+        let found = self.inner.store.list_notifications(who.id, page).await?;
+        let unread = found.items.iter().filter(|n| !n.read).count() as u64;
+        let more = found.next.is_some() && unread == found.items.len() as u64;
+        Ok((unread, more))
+    }
+
     /// The caller's new notifications as they are delivered by this process, for
     /// live streams (Server-Sent Events). Only the caller's own ever appear. A
     /// stream that falls far behind skips ahead; `list_notifications` has all.

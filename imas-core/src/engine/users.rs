@@ -45,6 +45,19 @@ impl Engine {
         self.insert_user(input, Role::User, None).await
     }
 
+    /// Creates an account with a role (admin: the permission to change roles),
+    /// validated like a registration and audited `USER_REGISTERED` with the
+    /// admin as actor. The web console's "new user" form; a taken username or
+    /// email is a `Conflict`.
+    pub async fn create_user(&self, by: &Principal, input: NewUser, role: Role) -> Result<User> {
+        rbac::require(by.role, Permission::ChangeRole)?;
+        let input = validate_new_user(&input)?;
+        let (user, _) = self
+            .insert_user(input, role, Some(Actor::User(by.id)))
+            .await?;
+        Ok(user)
+    }
+
     pub(super) async fn insert_user(
         &self,
         input: NewUser,
@@ -211,6 +224,24 @@ impl Engine {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let claims = self.inner.keys.verify(token, self.now())?;
         self.principal_of(&claims).await
+    }
+
+    /// [`Engine::authenticate`], with the instant the token expires (a web
+    /// session's cookie and live streams end then).
+    pub async fn authenticate_until(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, crate::model::Timestamp)> {
+        let claims = self.inner.keys.verify(token, self.now())?;
+        let who = self.principal_of(&claims).await?;
+        let exp = chrono::DateTime::from_timestamp(claims.exp, 0)
+            .ok_or_else(|| Error::unauthorized("token expiry out of range"))?;
+        Ok((who, exp))
+    }
+
+    /// How long a token issued now stays valid.
+    pub fn token_ttl(&self) -> std::time::Duration {
+        self.inner.keys.ttl()
     }
 
     /// The current principal of verified claims.

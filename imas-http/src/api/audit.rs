@@ -22,7 +22,17 @@ pub(crate) async fn list_audit(
     OriginalUri(uri): OriginalUri,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
-    let filter = AuditFilter {
+    let filter = audit_filter(&p)?;
+    Ok(paged(
+        &uri,
+        s.engine.list_audit(&who, &filter, p.page()?).await?,
+    ))
+}
+
+/// The audit filter a list query asks for (the web console's audit page reads
+/// the same query); the error names the parameter at fault.
+pub(crate) fn audit_filter(p: &ListParams) -> imas_core::Result<AuditFilter> {
+    Ok(AuditFilter {
         action: p
             .action
             .as_deref()
@@ -36,17 +46,13 @@ pub(crate) async fn list_audit(
             .map(str::parse)
             .transpose()?,
         target: p.target.clone().filter(|t| !t.is_empty()),
-        from: match &p.from {
+        from: match p.from.as_deref().filter(|f| !f.is_empty()) {
             Some(from) => date("from", Some(from), false)?,
             None => date("startDate", p.start_date.as_deref(), false)?,
         },
-        to: match &p.to {
+        to: match p.to.as_deref().filter(|t| !t.is_empty()) {
             Some(to) => date("to", Some(to), true)?,
             None => date("endDate", p.end_date.as_deref(), true)?,
         },
-    };
-    Ok(paged(
-        &uri,
-        s.engine.list_audit(&who, &filter, p.page()?).await?,
-    ))
+    })
 }

@@ -15,14 +15,14 @@ use crate::error::{ApiError, ApiResult};
 
 mod alertmanager;
 mod alerts;
-mod audit;
+pub(crate) mod audit;
 mod escalation_policies;
 mod escalations;
 mod events_v2;
 mod incidents;
 mod integrations;
 mod notifications;
-mod reports;
+pub(crate) mod reports;
 mod rotations;
 mod schedules;
 mod service;

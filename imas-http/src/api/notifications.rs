@@ -48,19 +48,25 @@ pub(crate) async fn mark_read(
     Ok(Json(s.engine.mark_notification_read(&who, id).await?).into_response())
 }
 
-#[utoipa::path(get, tag = "notifications", path = "/notifications/stream", responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: one `notification` event (JSON) per new notification of the caller; comments keep an idle stream alive; the stream ends when the token expires"), (status = 401, body = ErrorAnswer), (status = 429, body = ErrorAnswer, description = "the caller already has the most live streams open at once", headers(("Retry-After" = u64, description = "seconds")))), security(("bearer" = [])))]
+#[utoipa::path(get, tag = "notifications", path = "/notifications/stream", responses((status = 200, content_type = "text/event-stream", description = "Server-Sent Events: one `notification` event (JSON) per new notification of the caller; comments keep an idle stream alive; the stream ends when the token expires. Without an `Authorization` header the web console's session cookie `imas_session` is accepted instead, so that a browser's EventSource works"), (status = 401, body = ErrorAnswer), (status = 429, body = ErrorAnswer, description = "the caller already has the most live streams open at once", headers(("Retry-After" = u64, description = "seconds")))), security(("bearer" = [])))]
 pub(crate) async fn notification_stream(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
-    let token = crate::extract::bearer(&headers)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer <token>",
-        )
-    })?;
+    // A browser's EventSource cannot send a header: without `Authorization`,
+    // the web console's session cookie authenticates the stream (the same
+    // engine call).
+    let token = match crate::extract::bearer(&headers)? {
+        Some(token) => token,
+        None => crate::console::session_token(&headers).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token> (or the console's session cookie)",
+            )
+        })?,
+    };
     let events = s.engine.open_notification_stream(token).await?.map(|n| {
         Event::default()
             .event("notification")

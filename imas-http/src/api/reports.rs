@@ -30,20 +30,20 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 pub(crate) struct ReportParams {
     /// `csv` or `pdf` (anything else, or none, is a 400).
     #[param(value_type = ReportFormat, inline, required = true)]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Status, or several separated by commas.
     #[param(style = Form, explode = false, value_type = Option<Vec<Status>>)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Priority, or several separated by commas.
     #[param(style = Form, explode = false, value_type = Option<Vec<Priority>>)]
-    priority: Option<String>,
+    pub(crate) priority: Option<String>,
     /// Created at or after (RFC 3339 or YYYY-MM-DD); years 1 to 9999.
     #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
-    start_date: Option<String>,
+    pub(crate) start_date: Option<String>,
     /// Created at or before (RFC 3339 or YYYY-MM-DD, inclusive of that day);
     /// years 1 to 9999.
     #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
-    end_date: Option<String>,
+    pub(crate) end_date: Option<String>,
 }
 
 /// The formats of `GET /reports/incidents`.
@@ -63,6 +63,14 @@ pub(crate) async fn report(
     Auth(who): Auth,
     Query(p): Query<ReportParams>,
 ) -> ApiResult<Response> {
+    Ok(attachment(
+        s.engine.download_report(&who, report_request(&p)).await?,
+    ))
+}
+
+/// The engine's request for the report a query asks for (the web console's
+/// download reads the same query).
+pub(crate) fn report_request(p: &ReportParams) -> ReportRequest<'_> {
     let filter = (|| -> imas_core::Result<IncidentFilter> {
         Ok(IncidentFilter {
             status: statuses(p.status.as_deref())?,
@@ -81,12 +89,11 @@ pub(crate) async fn report(
     .into_iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
     .collect();
-    let request = ReportRequest {
+    ReportRequest {
         format: p.format.as_deref(),
         filter,
         described,
-    };
-    Ok(attachment(s.engine.download_report(&who, request).await?))
+    }
 }
 
 /// A download as an answer. A failure after the first bytes can only cut the
@@ -95,7 +102,7 @@ pub(crate) async fn report(
 /// The stream is fused before it becomes the body: a body may be polled again
 /// after it said it has ended (tower-http's compression body does, looking for
 /// trailers), and an unfused `unfold` or `chain` then panics mid-response.
-fn attachment(download: Download) -> Response {
+pub(crate) fn attachment(download: Download) -> Response {
     let Download {
         content_type,
         filename,
