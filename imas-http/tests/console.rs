@@ -39,8 +39,13 @@ impl Drop for Srv {
 }
 
 async fn start_with(options: RouterOptions) -> Srv {
+    start_with_ttl(options, Duration::from_secs(3600)).await
+}
+
+/// A server whose tokens (and so sessions) last `ttl`.
+async fn start_with_ttl(options: RouterOptions, ttl: Duration) -> Srv {
     let engine = Engine::builder(Arc::new(MemoryStore::new()))
-        .jwt_keys(JwtKeys::new(&[7; 32], Duration::from_secs(3600)).expect("keys"))
+        .jwt_keys(JwtKeys::new(&[7; 32], ttl).expect("keys"))
         .build()
         .expect("engine");
     engine
@@ -689,4 +694,68 @@ async fn a_change_between_the_page_and_its_stream_is_announced_at_once() {
     tokio::time::timeout(Duration::from_secs(2), read)
         .await
         .expect("announced at once");
+}
+
+/// The console's live stream: refused with 401 (not a redirect an
+/// EventSource cannot follow) without a session; one of the caller's few
+/// stream slots each, like `/notifications/stream`; and when the session
+/// ends, a last event `signed-out` (the page then goes to the sign-in form).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_stream_is_limited_refused_without_a_session_and_says_when_it_ends() {
+    let srv = start_with_ttl(RouterOptions::default(), Duration::from_secs(3)).await;
+    let res = srv.get("", "/ui/events").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let enzo = srv.sign_in("enzo").await;
+    let mut open = Vec::new();
+    for _ in 0..imas_core::engine::DEFAULT_MAX_STREAMS_PER_USER {
+        let res = srv.get(&enzo.cookie, "/ui/events").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        open.push(res);
+    }
+    let res = srv.get(&enzo.cookie, "/ui/events").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    // The session (3 s) ends: each stream's last event says so.
+    let mut res = open.pop().expect("a stream");
+    let mut seen = String::new();
+    let read = async {
+        while let Some(chunk) = res.chunk().await.expect("chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the stream ends with the session");
+    assert!(seen.contains("event: signed-out"), "{seen}");
+    drop(open);
+    // Its slot is given back: a new session may open a stream again.
+    let enzo = srv.sign_in("enzo").await;
+    let res = srv.get(&enzo.cookie, "/ui/events").await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// `GET /ui/logout` (an address of SPEC §6) is a page with the sign-out
+/// form, not an empty 405; the sign-in form keeps the browser's login token
+/// while it holds one (another tab's form stays valid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logout_address_is_a_page_and_the_login_token_is_kept() {
+    let srv = start().await;
+    let admin = srv.sign_in("admin").await;
+    let res = srv.get(&admin.cookie, "/ui/logout").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.expect("html");
+    assert!(html.contains(r#"<form id="logout""#), "{html}");
+    let token = "0123456789abcdef".repeat(4);
+    let res = srv
+        .get(&format!("imas_login_csrf={token}"), "/ui/login")
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let kept = set_cookie(&res, "imas_login_csrf").expect("cookie");
+    assert_eq!(cookie_value(&kept), token);
+    assert_eq!(csrf_of(&res.text().await.expect("html")), token);
+    // A malformed one is replaced.
+    let res = srv.get("imas_login_csrf=<x>", "/ui/login").await;
+    let fresh = set_cookie(&res, "imas_login_csrf").expect("cookie");
+    assert_ne!(cookie_value(&fresh), "<x>");
+    assert_eq!(cookie_value(&fresh).len(), 64);
 }

@@ -14,7 +14,7 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use imas_core::{Error, Principal};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,7 @@ const LOGIN_FORM_SECS: u64 = 3600;
 pub(super) fn router() -> Router<ConsoleState> {
     Router::new()
         .route("/ui/login", get(login_page).post(login))
-        .route("/ui/logout", post(logout))
+        .route("/ui/logout", get(logout_page).post(logout))
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -184,6 +184,17 @@ impl FromRequestParts<ConsoleState> for Session {
                 } else {
                     "/ui/".to_string()
                 };
+                // A live stream (EventSource) cannot follow a redirect to a
+                // page: it is told 401, and retries nothing.
+                let stream = parts.uri.path() == "/ui/events"
+                    || parts
+                        .headers
+                        .get(header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains("text/event-stream"));
+                if stream {
+                    return Err((StatusCode::UNAUTHORIZED, "signed out").into_response());
+                }
                 Err(to_sign_in(&next, is_htmx(&parts.headers)))
             }
             Err(e) => Err(e.into_response()),
@@ -309,12 +320,17 @@ fn random_token() -> String {
 /// The sign-in page, with a fresh double-submit token in its cookie and form.
 fn login_form(
     state: &ConsoleState,
+    headers: &HeaderMap,
     status: StatusCode,
     next: &str,
     username: &str,
     error: Option<String>,
 ) -> PageResult {
-    let csrf = random_token();
+    // The browser's token while it holds one: another tab (or a live
+    // stream's retry) showing the form must not void the form open here.
+    let csrf = cookie(headers, LOGIN_CSRF_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(random_token, str::to_string);
     let page = LoginPage {
         layout: Layout::default(),
         csrf: csrf.clone(),
@@ -349,7 +365,7 @@ async fn login_page(
     if let Ok(Some(_)) = Session::of(&s, &headers).await {
         return Ok(see_other(if safe_next(&next) { &next } else { "/ui/" }));
     }
-    login_form(&s, StatusCode::OK, &next, "", None)
+    login_form(&s, &headers, StatusCode::OK, &next, "", None)
 }
 
 async fn login(
@@ -370,6 +386,7 @@ async fn login(
     if username.is_empty() || password.is_empty() {
         return login_form(
             &s,
+            &headers,
             StatusCode::UNPROCESSABLE_ENTITY,
             next,
             username,
@@ -399,6 +416,7 @@ async fn login(
         }
         Err(Error::Unauthorized { .. }) => login_form(
             &s,
+            &headers,
             StatusCode::UNAUTHORIZED,
             next,
             username,
@@ -418,7 +436,7 @@ async fn login(
                 ),
             };
             let message = format!("{e}. Try again shortly.");
-            let mut response = login_form(&s, status, next, username, Some(message))?;
+            let mut response = login_form(&s, &headers, status, next, username, Some(message))?;
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(crate::error::retry_after_secs(after)),
@@ -427,6 +445,20 @@ async fn login(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `GET /ui/logout` (a bookmarkable address): signing out changes state, so
+/// it is the header's `form#logout` (with its CSRF token) that does it; this
+/// page says so. Signed out already: the sign-in page.
+async fn logout_page(State(s): State<ConsoleState>, session: Session) -> Response {
+    let layout = session.layout(&s, "/ui/logout").await;
+    PageError::new(
+        StatusCode::OK,
+        "Sign out",
+        "Use the Sign out button at the top of the page to end this session.",
+    )
+    .with(&layout)
+    .into_response()
 }
 
 /// Sign-out: clears the session cookie and shows the sign-in page.

@@ -22,6 +22,24 @@
     tick();
     setInterval(tick, 1000);
   });
+  // The session ended (the live stream says so before it closes): to the
+  // sign-in page, and back here afterwards.
+  document.addEventListener("htmx:sseMessage", function (e) {
+    if (e.target && e.target.id === "session-end") {
+      location.assign("/ui/login?next=" + encodeURIComponent(location.pathname + location.search));
+    }
+  });
+  // A live refresh never replaces what someone is typing or choosing: a
+  // refresh triggered by the stream waits while focus is in a field of the
+  // part it would replace (the next change refreshes it).
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var d = e.detail, ev = d && d.requestConfig && d.requestConfig.triggeringEvent;
+    var a = document.activeElement;
+    if (ev && typeof ev.type === "string" && ev.type.indexOf("sse:") === 0 && a && d.target &&
+        d.target.contains(a) && a.matches("input, select, textarea")) {
+      e.preventDefault();
+    }
+  });
   // Select every row of the bulk form.
   document.addEventListener("change", function (e) {
     var t = e.target;
