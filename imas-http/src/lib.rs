@@ -3,14 +3,18 @@
 //! the specification. It holds no business rule: it maps HTTP to engine calls and
 //! engine errors to status codes. The routes live by resource in `api/` (one
 //! module per feature of the engine: its routes, handlers and OpenAPI entries
-//! together); this module adds the layers every route shares. A host can mount
-//! it under a prefix:
+//! together); this module adds the layers every route shares. The web console
+//! (`console`, under `/ui/`) comes with it. A host can mount the API under a
+//! prefix:
 //!
 //! ```no_run
 //! # fn demo(engine: imas_core::Engine) {
 //! let app = axum::Router::new().nest("/imas", imas_http::router(engine));
 //! # }
 //! ```
+//!
+//! but the console's links, forms, assets and cookies are absolute (`/ui/...`):
+//! it works only with the router mounted at the root.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;

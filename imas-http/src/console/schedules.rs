@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::TimeDelta;
 use imas_core::Error;
-use imas_core::model::{NewOverride, OverrideId, PageRequest, Role, ScheduleId, UserId};
+use imas_core::model::{NewOverride, OverrideId, PageRequest, ScheduleId, UserId};
 use imas_core::rbac::{self, Permission};
 
 use super::show::{Choice, filled, local_value, parse_local, path_id, when};
@@ -170,19 +170,12 @@ async fn render_page(
     let nobody = || (String::new(), "Nobody".to_string());
     let everyone: Vec<(String, String)> = users
         .iter()
-        .filter(|u| u.role != Role::User)
         .map(|u| (u.id.to_string(), format!("{} ({})", u.name, u.username)))
         .collect();
-    // An engineer may add only himself; the engine decides in the end.
-    let addable: Vec<(String, String)> = if manage_any {
-        everyone.clone()
-    } else {
-        everyone
-            .iter()
-            .filter(|(id, _)| *id == who.id.to_string())
-            .cloned()
-            .collect()
-    };
+    // Everyone in both lists: an engineer may hand his shift to a colleague
+    // (put her on call in his place) or take one himself; which overrides a
+    // role may make is the engine's to decide, and its refusal is shown.
+    let addable = everyone.clone();
     let default_add = if manage_any {
         None
     } else {
