@@ -759,3 +759,28 @@ async fn the_logout_address_is_a_page_and_the_login_token_is_kept() {
     assert_ne!(cookie_value(&fresh), "<x>");
     assert_eq!(cookie_value(&fresh).len(), 64);
 }
+
+/// Forms that were tampered with change nothing: a bulk action over more
+/// incidents than one takes, and an action whose `version` is not a number
+/// (the optimistic check is not dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_action_is_bounded_and_a_bad_version_is_refused() {
+    let srv = start().await;
+    let enzo = srv.sign_in("enzo").await;
+    let a = srv.incident("admin", "One").await;
+    let ida = a.id.to_string();
+    let mut form = vec![("csrf", enzo.csrf.as_str()), ("action", "resolve")];
+    form.extend(std::iter::repeat_n(("ids", ida.as_str()), 501));
+    let res = srv.post(&enzo.cookie, "/ui/incidents/bulk", &form).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(srv.status_of(a.id).await, Status::Open);
+    let res = srv
+        .post(
+            &enzo.cookie,
+            &format!("/ui/incidents/{ida}/resolve"),
+            &[("csrf", enzo.csrf.as_str()), ("version", "one")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(srv.status_of(a.id).await, Status::Open);
+}

@@ -342,9 +342,18 @@ async fn bulk(State(s): State<ConsoleState>, posted: Posted) -> PageResult {
             .with(&layout));
         }
     };
+    let ids: Vec<&str> = posted.form.all("ids").collect();
+    if ids.len() > MAX_BULK {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid input",
+            &format!("Select at most {MAX_BULK} incidents at once."),
+        )
+        .with(&layout));
+    }
     let mut failed = Vec::new();
     let mut done = 0;
-    for raw in posted.form.all("ids") {
+    for raw in ids {
         let Ok(id) = raw.parse::<IncidentId>() else {
             failed.push(format!("{raw}: not an incident id"));
             continue;
@@ -652,6 +661,9 @@ async fn show(
 
 /// `POST /ui/incidents/{id}/{action}`: acknowledge, resolve, reassign,
 /// priority, escalate.
+/// Most incidents one bulk action takes (each is an engine call).
+const MAX_BULK: usize = 500;
+
 async fn act(
     State(s): State<ConsoleState>,
     Path((id, action)): Path<(String, String)>,
@@ -660,7 +672,19 @@ async fn act(
     let id = parse_id(&id)?;
     let who = posted.session.who;
     let f = &posted.form;
-    let version = f.non_blank("version").and_then(|v| v.parse::<i64>().ok());
+    // The version the page showed: the change is refused if the incident
+    // moved since. One that is not a number is refused too, rather than
+    // dropping the check.
+    let version = match f.non_blank("version") {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                "Invalid input",
+                "The form's version is not a number; reload the page and try again.",
+            )
+        })?),
+    };
     let result: Result<(), Error> = async {
         match action.as_str() {
             "acknowledge" | "resolve" => {

@@ -129,7 +129,7 @@ pub(crate) struct ConsoleState {
 }
 
 /// The Content-Security-Policy of every console answer.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// The console: every page under `/ui`, with the session, CSRF and assets.
 /// [`crate::router_with`] merges it (with `GET /` redirected to `/ui/`).
