@@ -449,6 +449,19 @@ async fn an_integration_key_is_shown_once_and_can_be_revoked() {
         assert!(handover.contains(attribute), "{attribute} in {handover}");
     }
     let handover = handover.split(';').next().expect("name=value").to_string();
+    // Another admin's session on the same browser is not handed the key.
+    let ada = register(&srv.engine, "Ada Admin", "ada").await;
+    let by = srv.engine.authenticate(&srv.admin).await.expect("admin");
+    srv.engine
+        .change_role(&by, ada.parse().expect("id"), Role::Admin)
+        .await
+        .expect("role");
+    let ada = srv.engine.login("ada", PASSWORD).await.expect("login");
+    let other = srv
+        .page_with(&path, &ada, Some(&handover))
+        .await
+        .expect(StatusCode::OK);
+    assert!(!other.contains("new-key-secret"), "{other}");
     let shown = srv.page_with(&path, &srv.admin, Some(&handover)).await;
     assert!(
         shown
@@ -480,12 +493,13 @@ async fn an_integration_key_is_shown_once_and_can_be_revoked() {
     let again = srv.page(&path, &srv.admin).await.expect(StatusCode::OK);
     assert!(!again.contains("new-key-secret"), "{again}");
     // A cookie made up (not a live key of the service) shows nothing.
-    let (id_part, _) = handover.split_once('.').expect("id.key");
+    let (id_part, rest) = handover.split_once('.').expect("id.tag.key");
+    let (tag, _) = rest.split_once('.').expect("tag.key");
     let forged = srv
         .page_with(
             &path,
             &srv.admin,
-            Some(&format!("{id_part}.{}", "a".repeat(32))),
+            Some(&format!("{id_part}.{tag}.{}", "a".repeat(32))),
         )
         .await
         .expect(StatusCode::OK);
@@ -507,6 +521,24 @@ async fn an_integration_key_is_shown_once_and_can_be_revoked() {
         )
         .await;
     let key_id = keys[0]["id"].as_str().expect("key id").to_string();
+    // Through another service's address: not found, nothing revoked.
+    let other = srv.service("other").await;
+    srv.post(
+        &format!("/ui/services/{other}/integrations/{key_id}/revoke"),
+        &srv.admin,
+        &[],
+    )
+    .await
+    .expect(StatusCode::NOT_FOUND);
+    let (_, still) = srv
+        .api(
+            Method::GET,
+            &format!("/services/{id}/integrations"),
+            &srv.admin,
+            None,
+        )
+        .await;
+    assert_eq!(still.as_array().map(Vec::len), Some(1), "{still}");
     let to = srv
         .post(
             &format!("{path}/integrations/{key_id}/revoke"),

@@ -322,7 +322,13 @@ async fn show_page(s: &ConsoleState, session: &Session, raw: &str, args: ShowArg
     };
     // The key handed over by its creation, if it is one of this service's.
     let new_key = args.handed.as_deref().and_then(|v| {
-        let (id, secret) = v.split_once('.')?;
+        let (id, rest) = v.split_once('.')?;
+        // Only to the session that created it (another admin signing in on
+        // the same browser within the cookie's two minutes sees nothing).
+        let (tag, secret) = rest.split_once('.')?;
+        if !same(tag, &session_tag(session)) {
+            return None;
+        }
         let k = keys.iter().find(|k| k.id.to_string() == id)?;
         same(&key_hash(secret), &k.key_hash).then(|| NewKey {
             name: k.name.clone(),
@@ -423,7 +429,12 @@ async fn create_key(
                 header::SET_COOKIE,
                 set_cookie(
                     NEW_KEY_COOKIE,
-                    &format!("{}.{}", created.integration.id, created.key),
+                    &format!(
+                        "{}.{}.{}",
+                        created.integration.id,
+                        session_tag(&posted.session),
+                        created.key
+                    ),
                     &format!("/ui/services/{service}"),
                     NEW_KEY_SECS,
                     s.secure_cookies,
@@ -448,6 +459,12 @@ async fn create_key(
     show_page(&s, &posted.session, &id, args).await
 }
 
+/// What ties a handed-over key to the session that created it: the start of
+/// the session's CSRF token (itself derived from the session token).
+fn session_tag(session: &Session) -> String {
+    session.csrf.chars().take(16).collect()
+}
+
 async fn revoke_key(
     State(s): State<ConsoleState>,
     Path((id, key)): Path<(String, String)>,
@@ -456,6 +473,17 @@ async fn revoke_key(
     let layout = Layout::signed_in(&s, &posted.session, "/ui/services").await;
     let service: ServiceId = path_id(&id, "service").map_err(|e| e.with(&layout))?;
     let key: IntegrationId = path_id(&key, "integration").map_err(|e| e.with(&layout))?;
+    // The key of the address's service only: its page is where the form is.
+    let of_service = s
+        .engine
+        .list_integrations(&posted.session.who, service)
+        .await
+        .in_layout(&layout)?
+        .iter()
+        .any(|k| k.id == key);
+    if !of_service {
+        return Err(super::PageError::not_found("This service has no such key.").with(&layout));
+    }
     s.engine
         .revoke_integration(&posted.session.who, key)
         .await
