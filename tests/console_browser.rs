@@ -14,11 +14,14 @@
 
 #![cfg(all(feature = "http", feature = "sqlite", feature = "server-bin"))]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
+use common::node::{self, Node};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -31,25 +34,6 @@ const USER: (&str, &str) = ("ursula", "reporting words 7");
 const CRITICAL_SLA_SECONDS: u64 = 4;
 /// How long the node tests may take in all.
 const NODE_DEADLINE: Duration = Duration::from_secs(600);
-
-struct Server {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -85,47 +69,23 @@ fn missing() -> Option<String> {
     None
 }
 
-async fn start() -> Server {
-    let port = free_port();
+async fn start() -> Node {
     let db = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("console-browser-{}.db", uuid::Uuid::new_v4()));
-    let child = Command::new(env!("CARGO_BIN_EXE_imas-server"))
-        .env_remove("MONGODB_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_HOST")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("JWT_SECRET", "a console browser test secret, 32+ bytes")
-        .env("IMAS_ADMIN_USERNAME", ADMIN.0)
-        .env("IMAS_ADMIN_PASSWORD", ADMIN.1)
-        .env(
+    node::start_alone(&[
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        (
+            "JWT_SECRET",
+            "a console browser test secret, 32+ bytes".to_string(),
+        ),
+        ("IMAS_ADMIN_USERNAME", ADMIN.0.to_string()),
+        ("IMAS_ADMIN_PASSWORD", ADMIN.1.to_string()),
+        (
             "IMAS_SLA_POLICY",
             format!("critical={CRITICAL_SLA_SECONDS}s"),
-        )
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn imas-server");
-    let mut server = Server {
-        base: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let http = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("imas-server exited at start-up ({status}); its stderr is above");
-        }
-        if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
-            && r.status().is_success()
-        {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "imas-server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ),
+    ])
+    .await
 }
 
 /// The JSON API, as a script would call it.

@@ -6,13 +6,16 @@
 
 #![cfg(all(feature = "http", feature = "sqlite", feature = "server-bin"))]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::node::{self, Node};
 use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -32,61 +35,20 @@ fn peak_rss_bound_kb() -> u64 {
 /// The slowest `/healthz` answer accepted during the flood.
 const HEALTHZ_BOUND: Duration = Duration::from_secs(2);
 
-struct Node {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 async fn start() -> Node {
-    let port = free_port();
     let db = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("signin-{}.db", uuid::Uuid::new_v4()));
-    let child = Command::new(env!("CARGO_BIN_EXE_imas-server"))
-        .env_remove("MONGODB_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_HOST")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("JWT_SECRET", "a sign-in test secret of 32+ bytes!")
-        .env("IMAS_ADMIN_USERNAME", "admin")
-        .env("IMAS_ADMIN_PASSWORD", "admin password")
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn imas-server");
-    let mut node = Node {
-        base: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let http = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = node.child.try_wait() {
-            panic!("imas-server exited at start-up ({status}); its stderr is above");
-        }
-        if let Ok(r) = http.get(format!("{}/healthz", node.base)).send().await
-            && r.status().is_success()
-        {
-            return node;
-        }
-        assert!(Instant::now() < deadline, "imas-server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node::start_alone(&[
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        (
+            "JWT_SECRET",
+            "a sign-in test secret of 32+ bytes!".to_string(),
+        ),
+        ("IMAS_ADMIN_USERNAME", "admin".to_string()),
+        ("IMAS_ADMIN_PASSWORD", "admin password".to_string()),
+        ("RUST_LOG", "error".to_string()),
+    ])
+    .await
 }
 
 /// A client whose connections come from `ip` (any address of 127.0.0.0/8 is

@@ -31,12 +31,26 @@ pub fn free_port() -> u16 {
 /// less `MONGODB_URL`: the database is the one `env` names) on a free port,
 /// and waits until `/healthz` answers.
 pub async fn start(env: &[(&str, String)]) -> Node {
+    spawn(env, &["MONGODB_URL"]).await
+}
+
+/// Like [`start`], on the embedded default: the test run's `MONGODB_URL`,
+/// `REDIS_URL` and `REDIS_HOST` removed too (its in-process queue; the
+/// database is the one `env` names).
+pub async fn start_alone(env: &[(&str, String)]) -> Node {
+    spawn(env, &["MONGODB_URL", "REDIS_URL", "REDIS_HOST"]).await
+}
+
+async fn spawn(env: &[(&str, String)], removed: &[&str]) -> Node {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_imas-server"))
-        .env_remove("MONGODB_URL")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imas-server"));
+    for name in removed {
+        command.env_remove(name);
+    }
+    let child = command
+        .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
