@@ -156,14 +156,7 @@ async fn list_page(
     status: StatusCode,
 ) -> PageResult {
     let layout = Layout::signed_in(s, session, "/ui/policies").await;
-    let page = params.page().map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid address",
-            "The page's limit or cursor is invalid.",
-        )
-        .with(&layout)
-    })?;
+    let page = super::show::page_of(params).map_err(|e| e.with(&layout))?;
     let who = &session.who;
     let can_manage = rbac::allows(who.role, Permission::ManageOnCall);
     let policies = s

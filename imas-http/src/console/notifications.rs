@@ -6,7 +6,6 @@ use askama::Template;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use imas_core::model::NotificationId;
 
@@ -47,14 +46,7 @@ async fn list(
 ) -> PageResult {
     let layout = Layout::signed_in(&s, &session, "/ui/notifications").await;
     let params = query(q).map_err(|e| e.with(&layout))?;
-    let page = params.page().map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid address",
-            "The page's limit or cursor is invalid.",
-        )
-        .with(&layout)
-    })?;
+    let page = super::show::page_of(&params).map_err(|e| e.with(&layout))?;
     let page = s
         .engine
         .list_notifications(&session.who, page)

@@ -102,14 +102,7 @@ async fn list_page(
     status: StatusCode,
 ) -> PageResult {
     let layout = Layout::signed_in(s, session, "/ui/services").await;
-    let page = params.page().map_err(|_| {
-        super::PageError::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid address",
-            "The page's limit or cursor is invalid.",
-        )
-        .with(&layout)
-    })?;
+    let page = super::show::page_of(params).map_err(|e| e.with(&layout))?;
     let page = s
         .engine
         .list_services(&session.who, page)

@@ -68,6 +68,20 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, PageErr
     })
 }
 
+/// The page a list's `limit` and `cursor` ask for; an invalid one is the
+/// 400 page.
+pub(crate) fn page_of(
+    params: &crate::extract::ListParams,
+) -> Result<imas_core::model::PageRequest, PageError> {
+    params.page().map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid address",
+            "The page's limit or cursor is invalid.",
+        )
+    })
+}
+
 /// A trimmed form or query value, `None` when empty.
 pub(crate) fn filled(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|v| !v.is_empty())

@@ -74,14 +74,7 @@ async fn list_page(
     status: StatusCode,
 ) -> PageResult {
     let layout = Layout::signed_in(s, session, "/ui/users").await;
-    let page = params.page().map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid address",
-            "The page's limit or cursor is invalid.",
-        )
-        .with(&layout)
-    })?;
+    let page = super::show::page_of(params).map_err(|e| e.with(&layout))?;
     let page = s
         .engine
         .list_users(&session.who, page)
